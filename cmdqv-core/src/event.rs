@@ -1,0 +1,238 @@
+//! The one event type that every source produces: eBPF probes (decoded by [`crate::probe_abi`]),
+//! the in-process fallback of the simulated VMM, and trace-file replay.
+//!
+//! Events are small, `Copy`, and carry a monotonic nanosecond timestamp (CLOCK_MONOTONIC, the
+//! clock `bpf_ktime_get_ns` uses), so in-process and eBPF events order the same way.
+
+use serde::{Deserialize, Serialize};
+
+/// Where a stream of events comes from (shown to the user in the header and in JSON).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// Real eBPF probes loaded into the kernel.
+    Ebpf,
+    /// The simulated VMM reporting its own events (no eBPF available or asked for).
+    InProcess,
+    /// A recorded trace file.
+    Replay,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Ebpf => "ebpf",
+            Source::InProcess => "in-process",
+            Source::Replay => "replay",
+        }
+    }
+}
+
+/// Queue id of the SMMU's architected command queue (the trapped path).
+pub const MAIN_CMDQ: u32 = cmdqv_ebpf_common::MAIN_CMDQ;
+
+/// Which device an MMIO access went to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Device {
+    Cmdqv,
+    Smmu,
+}
+
+/// A queue-level happening, mirroring `cmdqv_ebpf_common::QueueOp`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueOp {
+    /// A consumption pass ended with CONS = `a`, PROD = `b`.
+    Consumed,
+    /// The queue stopped on an error at index `a` with CERROR code `b`.
+    Error,
+    /// The guest acknowledged the error (GERRORN = `a`).
+    ErrorAck,
+    /// A host hardware queue was allocated (`a` = log2size, `b` = 0 or errno).
+    HwAlloc,
+    /// The host hardware queue was freed.
+    HwFree,
+    /// Guest doorbell: PROD = `a`, CONS at the time = `b`.
+    Doorbell,
+    /// Queue enabled (`a` = 1) or disabled (`a` = 0), `b` = log2size.
+    Enable,
+}
+
+impl QueueOp {
+    pub fn from_raw(v: u32) -> Option<Self> {
+        use cmdqv_ebpf_common::QueueOp as R;
+        Some(match v {
+            x if x == R::Consumed as u32 => Self::Consumed,
+            x if x == R::Error as u32 => Self::Error,
+            x if x == R::ErrorAck as u32 => Self::ErrorAck,
+            x if x == R::HwAlloc as u32 => Self::HwAlloc,
+            x if x == R::HwFree as u32 => Self::HwFree,
+            x if x == R::Doorbell as u32 => Self::Doorbell,
+            x if x == R::Enable as u32 => Self::Enable,
+            _ => return None,
+        })
+    }
+
+    pub fn to_raw(self) -> u32 {
+        use cmdqv_ebpf_common::QueueOp as R;
+        (match self {
+            Self::Consumed => R::Consumed,
+            Self::Error => R::Error,
+            Self::ErrorAck => R::ErrorAck,
+            Self::HwAlloc => R::HwAlloc,
+            Self::HwFree => R::HwFree,
+            Self::Doorbell => R::Doorbell,
+            Self::Enable => R::Enable,
+        }) as u32
+    }
+}
+
+/// What happened.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Payload {
+    /// A guest MMIO access handled by the VMM (offset inside the device's region).
+    Mmio { device: Device, offset: u64, value: u64, size: u8, write: bool },
+    /// `kvm:kvm_mmio`: 0 = read unsatisfied, 1 = read, 2 = write.
+    KvmMmio { kind: u32, len: u32, gpa: u64, value: u64 },
+    /// One command taken from a queue at CONS index `index` (with wrap bit).
+    Command { queue: u32, index: u32, w0: u64, w1: u64 },
+    /// A queue-level happening.
+    Queue { queue: u32, op: QueueOp, a: u64, b: u64 },
+    /// An iommufd ioctl (enter and exit joined); `ret` is negative errno on failure.
+    Ioctl {
+        fd: i32,
+        cmd: u32,
+        ret: i64,
+        duration_ns: u64,
+        arg_len: u32,
+        #[serde(with = "bytes48")]
+        arg: [u8; 48],
+    },
+    /// mmap (`map` = true) or munmap of an fd.
+    Mmap { fd: i32, addr: u64, len: u64, offset: u64, ret: i64, map: bool },
+    /// A kernel function probe (index into the loader's table), entry or return.
+    KFunc { func: u32, ret: bool, args: [u64; 5] },
+    /// The source lost `count` events (ring buffer full, channel overflow, …).
+    Lost { count: u64 },
+}
+
+/// One event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub cpu: u32,
+    pub payload: Payload,
+}
+
+mod bytes48 {
+    //! serde for `[u8; 48]` (serde's array impls stop at 32).
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 48], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 48], D::Error> {
+        let v: Vec<u8> = Vec::deserialize(d)?;
+        v.try_into().map_err(|_| D::Error::custom("ioctl arg must be 48 bytes"))
+    }
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds (the clock eBPF timestamps use).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// iommufd ioctl names by command number (`_IO(';', nr)` = 0x3b00 | nr), 6.17+ numbering.
+pub fn iommufd_ioctl_name(cmd: u32) -> Option<&'static str> {
+    if cmd >> 8 & 0xff != 0x3b || cmd >> 16 != 0 {
+        return None;
+    }
+    Some(match cmd & 0xff {
+        0x80 => "IOMMU_DESTROY",
+        0x81 => "IOMMU_IOAS_ALLOC",
+        0x82 => "IOMMU_IOAS_ALLOW_IOVAS",
+        0x83 => "IOMMU_IOAS_COPY",
+        0x84 => "IOMMU_IOAS_IOVA_RANGES",
+        0x85 => "IOMMU_IOAS_MAP",
+        0x86 => "IOMMU_IOAS_UNMAP",
+        0x87 => "IOMMU_OPTION",
+        0x88 => "IOMMU_VFIO_IOAS",
+        0x89 => "IOMMU_HWPT_ALLOC",
+        0x8a => "IOMMU_GET_HW_INFO",
+        0x8b => "IOMMU_HWPT_SET_DIRTY_TRACKING",
+        0x8c => "IOMMU_HWPT_GET_DIRTY_BITMAP",
+        0x8d => "IOMMU_HWPT_INVALIDATE",
+        0x8e => "IOMMU_FAULT_QUEUE_ALLOC",
+        0x8f => "IOMMU_IOAS_MAP_FILE",
+        0x90 => "IOMMU_VIOMMU_ALLOC",
+        0x91 => "IOMMU_VDEVICE_ALLOC",
+        0x92 => "IOMMU_IOAS_CHANGE_PROCESS",
+        0x93 => "IOMMU_VEVENTQ_ALLOC",
+        0x94 => "IOMMU_HW_QUEUE_ALLOC",
+        _ => return None,
+    })
+}
+
+/// Name of a Linux errno (for ioctl results), e.g. 25 → "ENOTTY".
+pub fn errno_name(errno: i64) -> &'static str {
+    match errno {
+        1 => "EPERM",
+        2 => "ENOENT",
+        5 => "EIO",
+        6 => "ENXIO",
+        9 => "EBADF",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        19 => "ENODEV",
+        22 => "EINVAL",
+        25 => "ENOTTY",
+        28 => "ENOSPC",
+        29 => "ESPIPE",
+        75 => "EOVERFLOW",
+        95 => "EOPNOTSUPP",
+        7 => "E2BIG",
+        _ => "E?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_names_follow_the_6_17_numbering() {
+        assert_eq!(iommufd_ioctl_name(0x3b90), Some("IOMMU_VIOMMU_ALLOC"));
+        assert_eq!(iommufd_ioctl_name(0x3b94), Some("IOMMU_HW_QUEUE_ALLOC"));
+        assert_eq!(iommufd_ioctl_name(0x3b8d), Some("IOMMU_HWPT_INVALIDATE"));
+        assert_eq!(iommufd_ioctl_name(0x5401), None); // TCGETS
+        assert_eq!(iommufd_ioctl_name(0x3b7f), None);
+    }
+
+    #[test]
+    fn queue_op_round_trips_through_the_abi_value() {
+        for op in [
+            QueueOp::Consumed,
+            QueueOp::Error,
+            QueueOp::ErrorAck,
+            QueueOp::HwAlloc,
+            QueueOp::HwFree,
+            QueueOp::Doorbell,
+            QueueOp::Enable,
+        ] {
+            assert_eq!(QueueOp::from_raw(op.to_raw()), Some(op));
+        }
+        assert_eq!(QueueOp::from_raw(0), None);
+    }
+}

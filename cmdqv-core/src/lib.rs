@@ -1,0 +1,36 @@
+//! cmdqv-core: the pure library behind the `cmdqv` tool.
+//!
+//! No terminal, no global state, no aya. Side effects (files, ioctls) sit behind small traits at
+//! the edges so everything here is testable with plain unit and property tests.
+//!
+//! Rooms:
+//! - [`regs`]: the CMDQV register map as data.
+//! - [`command`]: the SMMUv3 command codec (every opcode typed; decoding never fails).
+//! - [`queue`]: SMMUv3 queue arithmetic (log2size, index, wrap, empty/full).
+//! - [`mem`]: guest memory behind a trait with checked accesses.
+//! - [`engine`]: the one command-queue consumer (fetch, decode, execute, error protocol) shared by
+//!   VCMDQs and the SMMU's own command queue.
+//! - [`model`]: the CMDQV device (one state, many views).
+//! - [`qtest`]: QEMU's qtest text protocol driving the model.
+//! - [`host`]: host backends (iommufd, simulated host), passthrough state machine, sampler.
+//! - [`event`]: the one event type every source produces.
+//! - [`probe_abi`]: checked decoding of eBPF ring-buffer records into events.
+//! - [`analysis`]: correlation and per-queue statistics with bounded memory.
+//! - [`record`]: the trace file format (writer, crash-tolerant reader).
+//! - [`export`]: Perfetto / Chrome trace-event export.
+//! - [`sim`]: the simulated VMM, synthetic guest driver and scenarios.
+
+pub mod analysis;
+pub mod command;
+pub mod engine;
+pub mod event;
+pub mod export;
+pub mod host;
+pub mod mem;
+pub mod model;
+pub mod probe_abi;
+pub mod qtest;
+pub mod queue;
+pub mod record;
+pub mod regs;
+pub mod sim;

@@ -1,0 +1,236 @@
+//! The event ABI between the cmdqv eBPF programs and userspace.
+//!
+//! Every record in the ring buffer starts with one fixed [`EventHeader`] (kind, version,
+//! timestamp, cpu, pid/tid) followed by a typed payload. Sizes are asserted at compile time on
+//! both sides; userspace decodes with explicit length checks (see `cmdqv_core::probe_abi`), never
+//! by transmuting an unchecked slice.
+#![no_std]
+
+/// ABI version carried in every header; bump on any layout change.
+pub const ABI_VERSION: u16 = 1;
+
+/// ioctl "type" byte of iommufd (`';'`), i.e. bits [15:8] of the command number.
+pub const IOMMUFD_TYPE: u32 = 0x3b;
+
+/// Number of argument bytes copied from an iommufd ioctl's argument struct.
+pub const IOCTL_ARG_BYTES: usize = 48;
+
+/// Kinds of record. Values are part of the ABI.
+#[repr(u16)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// iommufd ioctl: enter+exit joined in the kernel.
+    Ioctl = 1,
+    /// VMM MMIO access seen by a uprobe (sim VMM or QEMU).
+    Mmio = 2,
+    /// `kvm:kvm_mmio` tracepoint.
+    KvmMmio = 3,
+    /// One 16-byte command as consumed / fetched by the VMM.
+    Command = 4,
+    /// A host-queue event from the VMM (CONS update, error, alloc/free).
+    Queue = 5,
+    /// mmap/munmap of an iommufd fd.
+    Mmap = 6,
+    /// A kernel function probe (kprobe/fentry) hit.
+    KFunc = 7,
+}
+
+impl EventKind {
+    pub fn from_u16(v: u16) -> Option<Self> {
+        Some(match v {
+            1 => Self::Ioctl,
+            2 => Self::Mmio,
+            3 => Self::KvmMmio,
+            4 => Self::Command,
+            5 => Self::Queue,
+            6 => Self::Mmap,
+            7 => Self::KFunc,
+            _ => return None,
+        })
+    }
+}
+
+/// The fixed header of every record (24 bytes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventHeader {
+    pub kind: u16,
+    pub version: u16,
+    pub cpu: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+    pub ts_ns: u64,
+    /// Thread-group id (process id).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+}
+
+/// iommufd ioctl, enter and exit joined (header + 88 bytes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IoctlEvent {
+    pub hdr: EventHeader,
+    pub fd: i32,
+    /// Full ioctl command number (e.g. 0x3b90 = IOMMU_VIOMMU_ALLOC).
+    pub cmd: u32,
+    /// Syscall return value (negative errno on failure).
+    pub ret: i64,
+    pub duration_ns: u64,
+    /// How many bytes of `arg` are valid (0 when the user pointer could not be read).
+    pub arg_len: u32,
+    pub _pad: u32,
+    pub arg: [u8; IOCTL_ARG_BYTES],
+}
+
+/// Which MMIO entry point reported an access.
+#[repr(u8)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum MmioOrigin {
+    /// The cmdqv sim VMM's exported `cmdqv_vmm_mmio_{read,write}`.
+    SimVmm = 1,
+    /// QEMU `memory_region_dispatch_{read,write}` filtered to a watched region.
+    QemuDispatch = 2,
+    /// QEMU `tegra241_cmdqv_{read,write}` / `smmu_{read,write}_mmio` (symbols present).
+    QemuDevice = 3,
+}
+
+/// A VMM MMIO access (header + 24 bytes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MmioEvent {
+    pub hdr: EventHeader,
+    /// Offset inside the device region.
+    pub offset: u64,
+    pub value: u64,
+    pub size: u8,
+    pub is_write: u8,
+    /// [`MmioOrigin`]
+    pub origin: u8,
+    /// Which device: 0 = CMDQV, 1 = SMMUv3 register page.
+    pub device: u8,
+    pub _pad: u32,
+}
+
+/// `kvm:kvm_mmio` (header + 24 bytes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct KvmMmioEvent {
+    pub hdr: EventHeader,
+    /// KVM_TRACE_MMIO_READ_UNSATISFIED = 0, READ = 1, WRITE = 2.
+    pub mmio_type: u32,
+    pub len: u32,
+    pub gpa: u64,
+    pub val: u64,
+}
+
+/// One command taken by the VMM's consumer (header + 32 bytes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct CommandEvent {
+    pub hdr: EventHeader,
+    /// Queue id: global VCMDQ index, or [`MAIN_CMDQ`] for the SMMU's own command queue.
+    pub queue: u32,
+    /// CONS index (with wrap bit) the command was read from.
+    pub index: u32,
+    pub w0: u64,
+    pub w1: u64,
+}
+
+/// Queue id used for the SMMU's architected command queue.
+pub const MAIN_CMDQ: u32 = 0xffff;
+
+/// What a [`QueueEvent`] reports.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum QueueOp {
+    /// Consumption pass finished: a = CONS, b = PROD.
+    Consumed = 1,
+    /// Queue stopped on an error: a = CONS (faulting index), b = CERROR code.
+    Error = 2,
+    /// Guest acknowledged the error (GERRORN): a = GERRORN.
+    ErrorAck = 3,
+    /// Host hardware queue allocated: a = log2size, b = 0 ok / errno.
+    HwAlloc = 4,
+    /// Host hardware queue freed.
+    HwFree = 5,
+    /// Guest doorbell: a = new PROD, b = CONS at the time.
+    Doorbell = 6,
+    /// Queue enabled (a = 1) or disabled (a = 0); b = log2size.
+    Enable = 7,
+}
+
+/// A queue-level event from the VMM (header + 24 bytes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct QueueEvent {
+    pub hdr: EventHeader,
+    pub queue: u32,
+    /// [`QueueOp`]
+    pub op: u32,
+    pub a: u64,
+    pub b: u64,
+}
+
+/// mmap of an iommufd fd or munmap (header + 40 bytes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct MmapEvent {
+    pub hdr: EventHeader,
+    pub addr: u64,
+    pub len: u64,
+    pub offset: u64,
+    pub ret: i64,
+    pub fd: i32,
+    /// 1 = mmap, 0 = munmap.
+    pub is_map: u32,
+}
+
+/// A kernel function probe hit (header + 48 bytes).
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct KFuncEvent {
+    pub hdr: EventHeader,
+    /// Index into the loader's kernel function table.
+    pub func: u32,
+    /// 0 = entry, 1 = return.
+    pub is_ret: u32,
+    pub args: [u64; 5],
+}
+
+// The layout is the contract: assert every size on both sides.
+const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
+const _: () = assert!(core::mem::size_of::<IoctlEvent>() == 24 + 32 + IOCTL_ARG_BYTES);
+const _: () = assert!(core::mem::size_of::<MmioEvent>() == 48);
+const _: () = assert!(core::mem::size_of::<KvmMmioEvent>() == 48);
+const _: () = assert!(core::mem::size_of::<CommandEvent>() == 48);
+const _: () = assert!(core::mem::size_of::<QueueEvent>() == 48);
+const _: () = assert!(core::mem::size_of::<MmapEvent>() == 64);
+const _: () = assert!(core::mem::size_of::<KFuncEvent>() == 72);
+
+/// In-kernel filter configuration, one entry in an `Array` map.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct FilterConfig {
+    /// Only report this thread-group (0 = every process).
+    pub pid: u32,
+    /// Report every ioctl, not only iommufd ones (tests and debugging).
+    pub all_ioctls: u32,
+    /// QEMU: the MemoryRegion pointer of the watched device (0 = learn from the offset window).
+    pub region_ptr: u64,
+    /// `kvm:kvm_mmio` window [gpa_lo, gpa_hi).
+    pub gpa_lo: u64,
+    pub gpa_hi: u64,
+    /// Command queue window for address_space_rw fetches [q_lo, q_hi).
+    pub q_lo: u64,
+    pub q_hi: u64,
+}
+
+/// Indices into the per-CPU `DROPS` counter array.
+pub const DROP_RINGBUF_FULL: u32 = 0;
+pub const DROP_SLOTS: u32 = 2;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for FilterConfig {}
+}
