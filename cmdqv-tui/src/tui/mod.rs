@@ -1,0 +1,1 @@
+//! The live ratatui dashboard (in progress).
