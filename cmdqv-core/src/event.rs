@@ -93,13 +93,34 @@ impl QueueOp {
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum Payload {
     /// A guest MMIO access handled by the VMM (offset inside the device's region).
-    Mmio { device: Device, offset: u64, value: u64, size: u8, write: bool },
+    Mmio {
+        device: Device,
+        offset: u64,
+        value: u64,
+        size: u8,
+        write: bool,
+    },
     /// `kvm:kvm_mmio`: 0 = read unsatisfied, 1 = read, 2 = write.
-    KvmMmio { kind: u32, len: u32, gpa: u64, value: u64 },
+    KvmMmio {
+        kind: u32,
+        len: u32,
+        gpa: u64,
+        value: u64,
+    },
     /// One command taken from a queue at CONS index `index` (with wrap bit).
-    Command { queue: u32, index: u32, w0: u64, w1: u64 },
+    Command {
+        queue: u32,
+        index: u32,
+        w0: u64,
+        w1: u64,
+    },
     /// A queue-level happening.
-    Queue { queue: u32, op: QueueOp, a: u64, b: u64 },
+    Queue {
+        queue: u32,
+        op: QueueOp,
+        a: u64,
+        b: u64,
+    },
     /// An iommufd ioctl (enter and exit joined); `ret` is negative errno on failure.
     Ioctl {
         fd: i32,
@@ -111,9 +132,20 @@ pub enum Payload {
         arg: [u8; 48],
     },
     /// mmap (`map` = true) or munmap of an fd.
-    Mmap { fd: i32, addr: u64, len: u64, offset: u64, ret: i64, map: bool },
+    Mmap {
+        fd: i32,
+        addr: u64,
+        len: u64,
+        offset: u64,
+        ret: i64,
+        map: bool,
+    },
     /// A kernel function probe (index into the loader's table), entry or return.
-    KFunc { func: u32, ret: bool, args: [u64; 5] },
+    KFunc {
+        func: u32,
+        ret: bool,
+        args: [u64; 5],
+    },
     /// The source lost `count` events (ring buffer full, channel overflow, …).
     Lost { count: u64 },
 }
@@ -139,13 +171,17 @@ mod bytes48 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 48], D::Error> {
         let v: Vec<u8> = Vec::deserialize(d)?;
-        v.try_into().map_err(|_| D::Error::custom("ioctl arg must be 48 bytes"))
+        v.try_into()
+            .map_err(|_| D::Error::custom("ioctl arg must be 48 bytes"))
     }
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock eBPF timestamps use).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64

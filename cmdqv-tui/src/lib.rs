@@ -1,4 +1,6 @@
 //! The `cmdqv` application as a library, so integration tests and benches can drive its pieces:
-//! the live terminal UI ([`tui`]), the eBPF loader and the command-line front end.
+//! the eBPF loader ([`ebpf`]), `cmdqv doctor` ([`doctor`]) and the live terminal UI ([`tui`]).
 
+pub mod doctor;
+pub mod ebpf;
 pub mod tui;
