@@ -3,4 +3,5 @@
 
 pub mod doctor;
 pub mod ebpf;
+pub mod qemu_target;
 pub mod tui;

@@ -21,6 +21,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 
+mod guest;
+
 const NIGHTLY: &str = "nightly";
 /// The nightly the shared rust-src tarball fits (commit e50aa6fba).
 const NIGHTLY_COMMIT_PREFIX: &str = "e50aa6fba";
