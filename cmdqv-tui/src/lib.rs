@@ -3,5 +3,8 @@
 
 pub mod doctor;
 pub mod ebpf;
+pub mod live;
 pub mod qemu_target;
 pub mod tui;
+#[doc(hidden)]
+pub mod tui_glue;
