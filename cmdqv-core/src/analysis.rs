@@ -910,6 +910,14 @@ impl Collector {
                     q.tracker.clear();
                 }
             }
+            QueueOp::Map => {
+                // The queue belongs to (VINTF, LVCMDQ) while mapped; keep the last mapping
+                // when it is unmapped so the row still says where it came from.
+                if (b >> 16) & 1 != 0 {
+                    q.vintf = Some(a as u32);
+                    q.lvcmdq = Some((b & 0xffff) as u32);
+                }
+            }
         }
     }
 
@@ -1163,6 +1171,19 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                 QueueOp::HwFree => ("queue", format!("{q} host queue freed"), false),
                 QueueOp::Enable if a != 0 => ("queue", format!("{q} enabled log2size={b}"), false),
                 QueueOp::Enable => ("queue", format!("{q} disabled"), false),
+                QueueOp::Map => (
+                    "queue",
+                    format!(
+                        "{q} {} VINTF{a}.LVCMDQ{}",
+                        if (b >> 16) & 1 != 0 {
+                            "mapped to"
+                        } else {
+                            "unmapped from"
+                        },
+                        b & 0xffff
+                    ),
+                    false,
+                ),
             }
         }
         Payload::Ioctl {

@@ -57,6 +57,8 @@ pub enum QueueOp {
     Doorbell,
     /// Queue enabled (`a` = 1) or disabled (`a` = 0), `b` = log2size.
     Enable,
+    /// The queue was mapped (or unmapped) to VINTF `a` as LVCMDQ `b & 0xffff`; `b >> 16` = ALLOC.
+    Map,
 }
 
 impl QueueOp {
@@ -70,6 +72,7 @@ impl QueueOp {
             x if x == R::HwFree as u32 => Self::HwFree,
             x if x == R::Doorbell as u32 => Self::Doorbell,
             x if x == R::Enable as u32 => Self::Enable,
+            x if x == R::Map as u32 => Self::Map,
             _ => return None,
         })
     }
@@ -84,6 +87,7 @@ impl QueueOp {
             Self::HwFree => R::HwFree,
             Self::Doorbell => R::Doorbell,
             Self::Enable => R::Enable,
+            Self::Map => R::Map,
         }) as u32
     }
 }
@@ -266,6 +270,7 @@ mod tests {
             QueueOp::HwFree,
             QueueOp::Doorbell,
             QueueOp::Enable,
+            QueueOp::Map,
         ] {
             assert_eq!(QueueOp::from_raw(op.to_raw()), Some(op));
         }

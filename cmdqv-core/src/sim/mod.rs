@@ -1,4 +1,18 @@
-//! The simulated VMM (in progress): the exported trace points that eBPF uprobes attach to.
+//! The simulated VMM: the embedded default target of `cmdqv sim`.
+//!
+//! - [`hooks`]: the exported functions eBPF uprobes attach to.
+//! - [`driver`]: a synthetic guest driver behaving like Linux's arm-smmu-v3 + tegra241-cmdqv.
+//! - [`vmm`]: guest RAM, the models, the simulated host and the passthrough state machine.
+//! - [`scenario`]: named workloads.
+//! - [`emit`]: reporting (hooks, and the in-process fallback pipe).
+
+pub mod driver;
+pub mod emit;
+pub mod ram;
+pub mod scenario;
+pub mod vmm;
+
+pub use scenario::{Scenario, scenario, scenarios};
 
 pub mod hooks {
     //! The sim VMM's trace points. Each is an exported, never-inlined `extern "C"` function
@@ -7,6 +21,9 @@ pub mod hooks {
     //! The body only keeps the arguments alive; the cost of a call is ~2 ns without a probe.
 
     use std::hint::black_box;
+
+    /// Names of the hooks (for probe status lists).
+    pub const PROBE_NAMES: [&str; 3] = ["cmdqv_vmm_mmio", "cmdqv_vmm_command", "cmdqv_vmm_queue"];
 
     /// A guest MMIO access handled by the VMM. `device`: 0 = CMDQV, 1 = SMMU page.
     #[unsafe(no_mangle)]

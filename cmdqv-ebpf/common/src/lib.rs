@@ -157,6 +157,8 @@ pub enum QueueOp {
     Doorbell = 6,
     /// Queue enabled (a = 1) or disabled (a = 0); b = log2size.
     Enable = 7,
+    /// CMDQ_ALLOC_MAP took effect: a = VINTF, b = LVCMDQ | ALLOC << 16.
+    Map = 8,
 }
 
 /// A queue-level event from the VMM (header + 24 bytes).
