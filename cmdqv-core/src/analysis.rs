@@ -814,6 +814,18 @@ impl Collector {
                 // MMIO, ioctl and error out of it within microseconds.
                 return;
             }
+            Payload::Queue {
+                op: QueueOp::Handover,
+                a,
+                b,
+                ..
+            } => {
+                self.handover = Some(Handover {
+                    handovers: a,
+                    view_mismatches: b & 0xffff_ffff,
+                    commands_lost: b >> 32,
+                });
+            }
             Payload::Queue { queue, op, a, b } => {
                 let Some(q) = self.queue_mut(queue) else {
                     self.t.drops += 1;
@@ -910,6 +922,7 @@ impl Collector {
                     q.tracker.clear();
                 }
             }
+            QueueOp::Handover => {}
             QueueOp::Map => {
                 // The queue belongs to (VINTF, LVCMDQ) while mapped; keep the last mapping
                 // when it is unmapped so the row still says where it came from.
@@ -1171,6 +1184,15 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                 QueueOp::HwFree => ("queue", format!("{q} host queue freed"), false),
                 QueueOp::Enable if a != 0 => ("queue", format!("{q} enabled log2size={b}"), false),
                 QueueOp::Enable => ("queue", format!("{q} disabled"), false),
+                QueueOp::Handover => (
+                    "queue",
+                    format!(
+                        "passthrough: {a} handovers, {} commands lost, {} view mismatches",
+                        b >> 32,
+                        b & 0xffff_ffff
+                    ),
+                    b != 0,
+                ),
                 QueueOp::Map => (
                     "queue",
                     format!(

@@ -19,7 +19,9 @@ fn steady_unmap_executes_every_submitted_command_once() {
     assert_eq!(st.driver_errors, 0, "{st:?}");
     assert!(st.batches > 50, "{st:?}");
     // Bring-up adds the deinit flush CMD_SYNCs on the SMMU queue (2 per LVCMDQ deinit, twice).
+    assert_eq!(st.bringup_commands, 8);
     assert_eq!(executed, st.submitted + 8, "{st:?}");
+    assert_eq!((st.commands_lost, st.commands_duplicated), (0, 0));
 }
 
 #[test]
@@ -38,6 +40,7 @@ fn handover_under_load_loses_nothing_and_views_agree() {
     assert!(h.handovers >= 4, "{h:?}");
     assert_eq!(h.view_mismatches, 0, "{h:?}");
     assert_eq!(executed, st.submitted + 8, "{st:?} {h:?}");
+    assert_eq!((st.commands_lost, st.commands_duplicated), (0, 0), "{st:?}");
 }
 
 #[test]

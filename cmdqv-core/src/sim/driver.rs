@@ -111,6 +111,8 @@ pub struct Driver<'g, G: GuestPort> {
     pub cfg: DriverConfig,
     /// HYP_OWN as read back after VINTF enable (0 in a guest: the VMM masks it).
     pub hyp_own: bool,
+    /// Every command handed to any queue (bring-up flushes included).
+    pub submitted: std::sync::atomic::AtomicU64,
 }
 
 impl<'g, G: GuestPort> Driver<'g, G> {
@@ -119,6 +121,7 @@ impl<'g, G: GuestPort> Driver<'g, G> {
             g,
             cfg,
             hyp_own: false,
+            submitted: Default::default(),
         }
     }
 
@@ -395,6 +398,7 @@ impl<'g, G: GuestPort> Driver<'g, G> {
             }
             g.write(dev, prod_off, 4, q.prod as u64);
             out.commands += need;
+            self.submitted.fetch_add(need as u64, std::sync::atomic::Ordering::Relaxed);
             // Wait for CONS to reach PROD (Linux polls CONS for VCMDQs).
             let deadline = Instant::now() + self.cfg.poll_timeout;
             loop {

@@ -122,7 +122,7 @@ pub struct HandoverStats {
 pub struct Vmm {
     pub ram: Arc<Ram>,
     dev: Mutex<Devices>,
-    emit: Emitter,
+    pub(crate) emit: Emitter,
     trap_ns: u64,
     hw_latency_ns: u64,
     hw_ns_per_cmd: u64,
@@ -520,9 +520,16 @@ impl Rng {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RunStats {
     pub batches: u64,
+    /// Workload commands submitted by the vCPUs.
     pub submitted: u64,
     pub errors_recovered: u64,
     pub driver_errors: u64,
+    /// Commands the bring-up sequence submitted (deinit flush CMD_SYNCs).
+    pub bringup_commands: u64,
+    /// Every command the guest submitted, and how many were not executed / executed twice.
+    pub submitted_total: u64,
+    pub commands_lost: u64,
+    pub commands_duplicated: u64,
 }
 
 /// Runs `sc` until `duration` or `vmm.stop`; the guest brings the device up exactly as Linux
@@ -550,6 +557,7 @@ pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, Str
         .map_err(|e| format!("SMMU bring-up: {e}"))?;
     drv.cmdqv_reset(&mut main, &mut shadows)
         .map_err(|e| format!("CMDQV bring-up: {e}"))?;
+    let bringup = drv.submitted.load(Ordering::Relaxed);
     // Initial backing per the scenario's path.
     let hw_from_start = matches!(sc.path, Path::Passthrough | Path::Compare);
     if hw_from_start {
@@ -601,7 +609,22 @@ pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, Str
         }
         vmm.stop.store(true, Ordering::Relaxed);
     });
-    Ok(*totals.lock().unwrap())
+    let mut t = *totals.lock().unwrap();
+    t.bringup_commands = bringup;
+    t.submitted_total = drv.submitted.load(Ordering::Relaxed);
+    let executed = vmm.executed.load(Ordering::Relaxed);
+    let h = vmm.handover_stats();
+    t.commands_lost = t.submitted_total.saturating_sub(executed);
+    t.commands_duplicated = executed.saturating_sub(t.submitted_total);
+    if !matches!(sc.path, Path::Emulated) {
+        vmm.emit.queue(
+            cmdqv_ebpf_common::VMM_QUEUE,
+            QueueOp::Handover,
+            h.handovers,
+            (h.view_mismatches + t.commands_duplicated) | t.commands_lost << 32,
+        );
+    }
+    Ok(t)
 }
 
 fn vcpu(
