@@ -130,10 +130,10 @@ pub fn scenarios() -> Vec<Scenario> {
             max_tlbi: 1,
             asid_every: 0,
             cfgi_every: 0,
-            rate_hz: 500,
+            rate_hz: 200,
             costs: Costs {
-                trap_ns: 8_000,
-                batch_forward_ns: 20_000,
+                trap_ns: 4_000,
+                batch_forward_ns: 28_000,
                 hw_latency_ns: 4_500,
                 hw_ns_per_cmd: 100,
             },
