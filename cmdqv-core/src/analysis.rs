@@ -196,8 +196,11 @@ use crate::event::{Device, Event, MAIN_CMDQ, Payload, QueueOp};
 /// [`MAIN_CMDQ`]) are counted as collector overflow drops. Ids come from the traced VMM, which
 /// takes them from the guest, so they must never key an unbounded map.
 pub const MAX_QUEUES: u32 = 256;
-/// Live log lines kept.
+/// Live log lines kept (all kinds, errors included).
 pub const LOG_CAP: usize = 1000;
+/// Of those, lines kept for errors that the flood of commands pushed out of the live log, so a
+/// queue error or a failed ioctl stays visible.
+pub const LOG_ERRORS_KEPT: usize = 100;
 /// Recent commands kept per queue.
 pub const RECENT_CAP: usize = 32;
 /// Seconds of per-second command rate kept per queue.
@@ -654,6 +657,8 @@ pub struct Collector {
     vintfs: Vec<VintfSummary>,
     handover: Option<Handover>,
     log: VecDeque<Event>,
+    /// Error events pushed out of `log`, oldest first.
+    old_errors: VecDeque<Event>,
 }
 
 impl Collector {
@@ -671,7 +676,8 @@ impl Collector {
             probes: Vec::new(),
             vintfs: Vec::new(),
             handover: None,
-            log: VecDeque::with_capacity(LOG_CAP),
+            log: VecDeque::with_capacity(LOG_CAP - LOG_ERRORS_KEPT),
+            old_errors: VecDeque::with_capacity(LOG_ERRORS_KEPT),
         }
     }
 
@@ -771,7 +777,7 @@ impl Collector {
     pub fn ingest(&mut self, ev: &Event) {
         if let Payload::Lost { count } = ev.payload {
             self.add_drops(count);
-            push_bounded(&mut self.log, *ev, LOG_CAP);
+            self.log_event(ev);
             return;
         }
         let start = *self.start_ns.get_or_insert(ev.ts_ns);
@@ -810,9 +816,6 @@ impl Collector {
                     },
                     RECENT_CAP,
                 );
-                // Commands dominate the stream; keeping each in the live log would push every
-                // MMIO, ioctl and error out of it within microseconds.
-                return;
             }
             Payload::Queue { queue, op, a, b } => {
                 let Some(q) = self.queue_mut(queue) else {
@@ -840,7 +843,20 @@ impl Collector {
             | Payload::KFunc { .. }
             | Payload::Lost { .. } => {}
         }
-        push_bounded(&mut self.log, *ev, LOG_CAP);
+        self.log_event(ev);
+    }
+
+    /// Keep `ev` for the live log. Commands dominate the stream and would push an error out
+    /// within microseconds, so errors leaving the log are kept aside (bounded).
+    fn log_event(&mut self, ev: &Event) {
+        if self.log.len() == LOG_CAP - LOG_ERRORS_KEPT {
+            if let Some(old) = self.log.pop_front() {
+                if is_error_event(&old) {
+                    push_bounded(&mut self.old_errors, old, LOG_ERRORS_KEPT);
+                }
+            }
+        }
+        self.log.push_back(*ev);
     }
 
     fn queue_op(q: &mut QueueStats, ts_ns: u64, op: QueueOp, a: u64, b: u64) {
@@ -1045,14 +1061,20 @@ impl Collector {
             handover: self.handover.clone(),
             interval: (self.cfg.intervals || self.intervals_done > 0)
                 .then_some(self.intervals_done + 1),
-            log: self.log.iter().map(|e| self.log_line(e)).collect(),
+            log: self
+                .old_errors
+                .iter()
+                .chain(self.log.iter())
+                .map(|e| self.log_line(e))
+                .collect(),
             notes: self.cfg.notes.clone(),
         }
     }
 
     /// One readable log line for an event.
     pub fn log_line(&self, ev: &Event) -> LogLine {
-        let (kind, text, is_error) = render(ev, self.cfg.reg_name);
+        let (kind, text) = render(ev, self.cfg.reg_name);
+        let is_error = is_error_event(ev);
         LogLine {
             ts_ns: ev.ts_ns,
             pid: ev.pid,
@@ -1060,6 +1082,16 @@ impl Collector {
             text,
             is_error,
         }
+    }
+}
+
+/// Whether an event's log line is an error (kept longer in the live log).
+fn is_error_event(ev: &Event) -> bool {
+    match ev.payload {
+        Payload::Queue { op, b, .. } => op == QueueOp::Error || (op == QueueOp::HwAlloc && b != 0),
+        Payload::Ioctl { ret, .. } | Payload::Mmap { ret, .. } => ret < 0,
+        Payload::Lost { .. } => true,
+        _ => false,
     }
 }
 
@@ -1072,8 +1104,8 @@ fn hex_sized(v: u64, size: u8) -> String {
     }
 }
 
-/// (kind, text, is_error) for a log line.
-fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, bool) {
+/// (kind, text) of a log line.
+fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String) {
     match ev.payload {
         Payload::Mmio {
             device,
@@ -1090,11 +1122,7 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                 .and_then(|f| f(device, offset))
                 .unwrap_or_else(|| format!("{dev}+{offset:#x}"));
             let rw = if write { "W" } else { "R" };
-            (
-                "mmio",
-                format!("{rw} {reg} = {}", hex_sized(value, size)),
-                false,
-            )
+            ("mmio", format!("{rw} {reg} = {}", hex_sized(value, size)))
         }
         Payload::KvmMmio {
             kind,
@@ -1111,7 +1139,6 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
             (
                 "kvm",
                 format!("kvm_mmio {k} gpa={gpa:#x} len={len} val={value:#x}"),
-                false,
             )
         }
         Payload::Command {
@@ -1122,47 +1149,30 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
         } => (
             "cmd",
             format!("{} [{index:#x}] {}", queue_name(queue), describe(w0, w1)),
-            false,
         ),
         Payload::Queue { queue, op, a, b } => {
             let q = queue_name(queue);
             match op {
-                QueueOp::Doorbell => (
-                    "queue",
-                    format!("{q} doorbell PROD={a:#x} CONS={b:#x}"),
-                    false,
-                ),
-                QueueOp::Consumed => (
-                    "queue",
-                    format!("{q} consumed CONS={a:#x} PROD={b:#x}"),
-                    false,
-                ),
+                QueueOp::Doorbell => ("queue", format!("{q} doorbell PROD={a:#x} CONS={b:#x}")),
+                QueueOp::Consumed => ("queue", format!("{q} consumed CONS={a:#x} PROD={b:#x}")),
                 QueueOp::Error => (
                     "error",
                     format!("{q} stopped: {} at CONS={a:#x}", cerror_name(b & 0x7f)),
-                    true,
                 ),
-                QueueOp::ErrorAck => (
-                    "queue",
-                    format!("{q} error acknowledged GERRORN={a:#x}"),
-                    false,
-                ),
-                QueueOp::HwAlloc if b == 0 => (
-                    "queue",
-                    format!("{q} host queue allocated log2size={a}"),
-                    false,
-                ),
+                QueueOp::ErrorAck => ("queue", format!("{q} error acknowledged GERRORN={a:#x}")),
+                QueueOp::HwAlloc if b == 0 => {
+                    ("queue", format!("{q} host queue allocated log2size={a}"))
+                }
                 QueueOp::HwAlloc => (
                     "error",
                     format!(
                         "{q} host queue allocation failed: {}",
                         crate::event::errno_name(b as i64)
                     ),
-                    true,
                 ),
-                QueueOp::HwFree => ("queue", format!("{q} host queue freed"), false),
-                QueueOp::Enable if a != 0 => ("queue", format!("{q} enabled log2size={b}"), false),
-                QueueOp::Enable => ("queue", format!("{q} disabled"), false),
+                QueueOp::HwFree => ("queue", format!("{q} host queue freed")),
+                QueueOp::Enable if a != 0 => ("queue", format!("{q} enabled log2size={b}")),
+                QueueOp::Enable => ("queue", format!("{q} disabled")),
             }
         }
         Payload::Ioctl {
@@ -1187,7 +1197,6 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                     "{name} fd={fd} -> {res} ({})",
                     format_duration_ns(duration_ns)
                 ),
-                ret < 0,
             )
         }
         Payload::Mmap {
@@ -1207,20 +1216,18 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                 (
                     "mmap",
                     format!("mmap fd={fd} len={len:#x} offset={offset:#x} -> {res}"),
-                    ret < 0,
                 )
             } else {
                 (
                     "mmap",
                     format!("munmap addr={addr:#x} len={len:#x} -> {ret}"),
-                    ret < 0,
                 )
             }
         }
         Payload::KFunc { func, ret, args } => {
             let dir = if ret { "return" } else { "entry" };
-            ("kfunc", format!("kfunc#{func} {dir} args={args:x?}"), false)
+            ("kfunc", format!("kfunc#{func} {dir} args={args:x?}"))
         }
-        Payload::Lost { count } => ("lost", format!("{count} events lost"), true),
+        Payload::Lost { count } => ("lost", format!("{count} events lost")),
     }
 }

@@ -352,7 +352,7 @@ fn memory_stays_bounded_under_a_flood() {
         ));
     }
     let s = c.snapshot(50_000 * 10_000_000);
-    assert_eq!(s.log.len(), LOG_CAP);
+    assert_eq!(s.log.len(), LOG_CAP - LOG_ERRORS_KEPT);
     assert!(s.queues.len() <= MAX_QUEUES as usize + 1);
     assert_eq!(s.ioctls.len(), IOCTL_CAP + 1);
     assert_eq!(s.ioctls["OTHER"].0, 50_000 - IOCTL_CAP as u64);
@@ -436,4 +436,45 @@ fn describe_decodes_common_opcodes() {
         describe(0xee, 1),
         "UNKNOWN(0xee) w0=0x00000000000000ee w1=0x0000000000000001"
     );
+}
+
+#[test]
+fn commands_are_logged_but_errors_outlive_a_flood_of_them() {
+    let mut c = collector();
+    c.ingest(&q(1, 2, QueueOp::Error, 4, 2));
+    for i in 0..(2 * LOG_CAP as u64) {
+        c.ingest(&cmd(10 + i, 2, i as u32, tlbi(1, 2), 0x3000));
+        if i % 10 == 0 {
+            // More errors than can be kept aside: the oldest ones go.
+            c.ingest(&ev(10 + i, Payload::Lost { count: 1 }));
+        }
+    }
+    let s = c.snapshot(10_000);
+    assert!(s.log.len() <= LOG_CAP);
+    let errors = s.log.iter().filter(|l| l.is_error).count();
+    assert!(errors >= LOG_ERRORS_KEPT, "{errors}");
+    assert!(
+        s.log.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns),
+        "log in time order"
+    );
+    let last = s.log.last().unwrap();
+    assert_eq!(last.kind, "cmd");
+    assert_eq!(
+        last.text,
+        format!(
+            "vcmdq2 [{:#x}] TLBI_NH_VA vmid=1 asid=2 va=0x3000 tg=none num=0 scale=0",
+            2 * LOG_CAP - 1
+        )
+    );
+
+    // With fewer errors, the first one survives the flood.
+    let mut c = collector();
+    c.ingest(&q(1, 2, QueueOp::Error, 4, 2));
+    for i in 0..(5 * LOG_CAP as u64) {
+        c.ingest(&cmd(10 + i, 2, i as u32, SYNC, 0));
+    }
+    let s = c.snapshot(10_000);
+    assert_eq!(s.log[0].text, "vcmdq2 stopped: CERROR_ABT at CONS=0x4");
+    assert!(s.log[0].is_error);
+    assert_eq!(s.log.len(), LOG_CAP - LOG_ERRORS_KEPT + 1);
 }
