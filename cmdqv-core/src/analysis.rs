@@ -793,7 +793,7 @@ impl Collector {
                 w1,
             } => {
                 let Some(q) = self.queue_mut(queue) else {
-                    self.t.drops += 1;
+                    self.t.drops = self.t.drops.saturating_add(1);
                     return;
                 };
                 q.enabled = true;
@@ -819,7 +819,7 @@ impl Collector {
             }
             Payload::Queue { queue, op, a, b } => {
                 let Some(q) = self.queue_mut(queue) else {
-                    self.t.drops += 1;
+                    self.t.drops = self.t.drops.saturating_add(1);
                     return;
                 };
                 q.advance_rate(sec);

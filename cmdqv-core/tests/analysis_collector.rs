@@ -478,3 +478,39 @@ fn commands_are_logged_but_errors_outlive_a_flood_of_them() {
     assert!(s.log[0].is_error);
     assert_eq!(s.log.len(), LOG_CAP - LOG_ERRORS_KEPT + 1);
 }
+
+mod analysis_common;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever arrives, in whatever order: no panic, every bound holds, the JSON serialises.
+    #[test]
+    fn any_event_sequence_keeps_the_collector_bounded(
+        events in proptest::collection::vec(analysis_common::any_event(), 0..400),
+        now in proptest::prelude::any::<u64>(),
+    ) {
+        let mut c = collector();
+        for e in &events {
+            c.ingest(e);
+        }
+        let s = c.snapshot(now);
+        proptest::prop_assert!(s.log.len() <= LOG_CAP);
+        proptest::prop_assert!(s.queues.len() <= MAX_QUEUES as usize + 1);
+        proptest::prop_assert!(s.ioctls.len() <= IOCTL_CAP + 1);
+        for q in &s.queues {
+            proptest::prop_assert!(q.recent.len() <= RECENT_CAP);
+            proptest::prop_assert!(q.rate_history.len() <= RATE_HISTORY_CAP);
+            proptest::prop_assert!(q.latency_histogram.len() <= LATENCY_BUCKETS);
+            proptest::prop_assert!((0.0..=1.0).contains(&q.occupancy));
+            proptest::prop_assert!(q.errors_by_code.len() <= 128);
+            proptest::prop_assert!(q.batch_latency_ns.p50 <= q.batch_latency_ns.max);
+            proptest::prop_assert!(q.batch_latency_ns.p99 <= q.batch_latency_ns.max);
+            proptest::prop_assert_eq!(q.opcodes.values().sum::<u64>(), q.commands);
+        }
+        serde_json::to_string(&s).unwrap();
+        c.reset_interval(now);
+        let s = c.snapshot(now);
+        proptest::prop_assert!(s.queues.iter().all(|q| q.commands == 0 && q.batches == 0));
+    }
+}

@@ -166,3 +166,20 @@ fn an_empty_trace_exports_an_empty_event_list() {
     assert_eq!(v["traceEvents"].as_array().unwrap().len(), 0);
     assert_eq!(info, ExportInfo::default());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any events export to valid JSON whose slices have non-negative durations.
+    #[test]
+    fn any_events_export_to_valid_json(
+        events in proptest::collection::vec(any_event(), 0..200),
+    ) {
+        let (v, info) = export(&events, None);
+        let all = v["traceEvents"].as_array().unwrap();
+        proptest::prop_assert!(all.iter().all(|e| e["ph"].is_string() && e["pid"].is_u64()));
+        let slices = events_of(&v, "X").count() as u64;
+        proptest::prop_assert_eq!(slices, info.slices);
+        proptest::prop_assert!(events_of(&v, "X").all(|e| e["dur"].as_f64().unwrap() >= 0.0));
+    }
+}

@@ -292,3 +292,25 @@ proptest! {
         let _ = decode_body(&body);
     }
 }
+
+proptest! {
+    /// Any event survives the trace file's encoding exactly.
+    #[test]
+    fn any_event_round_trips_through_the_file_encoding(e in any_event()) {
+        let mut body = Vec::new();
+        encode_event(&e, &mut body);
+        prop_assert_eq!(decode_body(&body), Ok(Record::Event(e)));
+    }
+
+    /// And through the eBPF ring-buffer encoding (Lost has none).
+    #[test]
+    fn any_event_round_trips_through_the_probe_abi(e in any_event()) {
+        match cmdqv_core::probe_abi::encode(&e) {
+            Some(b) => prop_assert_eq!(cmdqv_core::probe_abi::decode(&b), Ok(e)),
+            None => {
+                let lost = matches!(e.payload, cmdqv_core::event::Payload::Lost { .. });
+                prop_assert!(lost, "only Lost has no ring-buffer record");
+            }
+        }
+    }
+}
