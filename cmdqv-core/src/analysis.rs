@@ -861,13 +861,15 @@ impl Collector {
 
     fn queue_op(q: &mut QueueStats, ts_ns: u64, op: QueueOp, a: u64, b: u64) {
         match op {
+            // A guest may write PROD while the queue is disabled; only consumption proves the
+            // queue is enabled (for traces that start after the Enable).
             QueueOp::Doorbell => {
-                q.enabled = true;
                 q.prod = a;
                 q.cons = b;
                 q.tracker.doorbell(ts_ns, a, b);
             }
             QueueOp::Consumed => {
+                q.enabled = true;
                 q.cons = a;
                 q.prod = b;
                 let c = &mut q.c;

@@ -218,6 +218,12 @@ fn errors_name_the_faulting_command_and_drive_the_state() {
     assert_eq!(find(&c.snapshot(10), "vcmdq5").state, QueueState::Emulated);
     c.ingest(&q(10, 5, QueueOp::Enable, 0, 4));
     assert_eq!(find(&c.snapshot(10), "vcmdq5").state, QueueState::Disabled);
+    // PROD written to a disabled queue does not enable it; consumption (a trace that started
+    // after the Enable) shows it is.
+    c.ingest(&q(11, 5, QueueOp::Doorbell, 4, 2));
+    assert_eq!(find(&c.snapshot(11), "vcmdq5").state, QueueState::Disabled);
+    c.ingest(&cmd(12, 5, 2, SYNC, 0));
+    assert_eq!(find(&c.snapshot(12), "vcmdq5").state, QueueState::Emulated);
 }
 
 #[test]
@@ -513,4 +519,14 @@ proptest::proptest! {
         let s = c.snapshot(now);
         proptest::prop_assert!(s.queues.iter().all(|q| q.commands == 0 && q.batches == 0));
     }
+}
+
+#[test]
+fn a_trace_that_starts_mid_run_infers_enabled_queues_from_consumption() {
+    let mut c = collector();
+    c.ingest(&q(1, 6, QueueOp::Consumed, 3, 3));
+    c.ingest(&q(1, 7, QueueOp::Doorbell, 3, 0));
+    let s = c.snapshot(2);
+    assert_eq!(find(&s, "vcmdq6").state, QueueState::Emulated);
+    assert_eq!(find(&s, "vcmdq7").state, QueueState::Disabled);
 }

@@ -183,3 +183,23 @@ proptest::proptest! {
         proptest::prop_assert!(events_of(&v, "X").all(|e| e["dur"].as_f64().unwrap() >= 0.0));
     }
 }
+
+#[test]
+fn a_truncated_trace_still_exports_and_says_so() {
+    let mut w = TraceWriter::new(Vec::new(), &TraceMeta::new(Source::Ebpf, "t")).unwrap();
+    for e in workload(6) {
+        w.write(&e).unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    let cut = &bytes[..bytes.len() - 3];
+    let mut out = Vec::new();
+    let info = export_perfetto(TraceReader::new(cut).unwrap(), &mut out).unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["metadata"]["truncated"], true);
+    assert!(info.truncated.is_some());
+    // The last record (HwFree) was cut; every batch before it is there.
+    assert_eq!(
+        events_of(&v, "X").filter(|e| e["cat"] == "batch").count(),
+        6
+    );
+}

@@ -314,3 +314,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn replay_skips_corrupt_records_and_says_how_many() {
+    let recs = records();
+    let mut b = to_bytes(&recs);
+    let mut r = TraceReader::new(&b[..]).unwrap();
+    r.next().unwrap().unwrap();
+    let second = r.offset() as usize;
+    b[second + 8 + 3] ^= 1;
+    let (s, info) = replay_reader(TraceReader::new(&b[..]).unwrap(), None).unwrap();
+    assert_eq!(info.bad_records, 1);
+    assert_eq!(info.records, recs.len() as u64 - 1);
+    assert_eq!(info.errors.len(), 1);
+    assert!(
+        info.errors[0].contains(&format!("offset {second}")),
+        "{:?}",
+        info.errors
+    );
+    assert!(
+        s.notes.iter().any(|n| n == "1 corrupt records skipped"),
+        "{:?}",
+        s.notes
+    );
+    // The meta record's drop total (5) and the Lost event (12) both count.
+    assert_eq!(s.drops, 17);
+    assert_eq!(s.handover.unwrap().handovers, 2);
+    assert_eq!(s.vintfs.len(), 1);
+}
