@@ -644,6 +644,7 @@ struct Totals {
 
 /// Turns events into [`Summary`]s: correlation (doorbell → consumption → CONS), per-queue
 /// statistics, a bounded live log. Memory is bounded whatever the input.
+#[derive(Debug)]
 pub struct Collector {
     cfg: CollectorConfig,
     start_ns: Option<u64>,
