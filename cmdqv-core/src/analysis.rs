@@ -818,6 +818,18 @@ impl Collector {
                     RECENT_CAP,
                 );
             }
+            Payload::Queue {
+                op: QueueOp::Handover,
+                a,
+                b,
+                ..
+            } => {
+                self.handover = Some(Handover {
+                    handovers: a,
+                    view_mismatches: b & 0xffff_ffff,
+                    commands_lost: b >> 32,
+                });
+            }
             Payload::Queue { queue, op, a, b } => {
                 let Some(q) = self.queue_mut(queue) else {
                     self.t.drops = self.t.drops.saturating_add(1);
@@ -927,6 +939,15 @@ impl Collector {
                 if !q.enabled {
                     q.errored = false;
                     q.tracker.clear();
+                }
+            }
+            QueueOp::Handover => {}
+            QueueOp::Map => {
+                // The queue belongs to (VINTF, LVCMDQ) while mapped; keep the last mapping
+                // when it is unmapped so the row still says where it came from.
+                if (b >> 16) & 1 != 0 {
+                    q.vintf = Some(a as u32);
+                    q.lvcmdq = Some((b & 0xffff) as u32);
                 }
             }
         }
@@ -1091,7 +1112,10 @@ impl Collector {
 /// Whether an event's log line is an error (kept longer in the live log).
 fn is_error_event(ev: &Event) -> bool {
     match ev.payload {
-        Payload::Queue { op, b, .. } => op == QueueOp::Error || (op == QueueOp::HwAlloc && b != 0),
+        // A handover report is an error when it counts lost commands or view mismatches.
+        Payload::Queue { op, b, .. } => {
+            op == QueueOp::Error || (matches!(op, QueueOp::HwAlloc | QueueOp::Handover) && b != 0)
+        }
         Payload::Ioctl { ret, .. } | Payload::Mmap { ret, .. } => ret < 0,
         Payload::Lost { .. } => true,
         _ => false,
@@ -1176,6 +1200,26 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String) {
                 QueueOp::HwFree => ("queue", format!("{q} host queue freed")),
                 QueueOp::Enable if a != 0 => ("queue", format!("{q} enabled log2size={b}")),
                 QueueOp::Enable => ("queue", format!("{q} disabled")),
+                QueueOp::Handover => (
+                    "queue",
+                    format!(
+                        "passthrough: {a} handovers, {} commands lost, {} view mismatches",
+                        b >> 32,
+                        b & 0xffff_ffff
+                    ),
+                ),
+                QueueOp::Map => (
+                    "queue",
+                    format!(
+                        "{q} {} VINTF{a}.LVCMDQ{}",
+                        if (b >> 16) & 1 != 0 {
+                            "mapped to"
+                        } else {
+                            "unmapped from"
+                        },
+                        b & 0xffff
+                    ),
+                ),
             }
         }
         Payload::Ioctl {

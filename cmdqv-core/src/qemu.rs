@@ -1,0 +1,1 @@
+//! Tracing a real QEMU: trace-log parsing, binary symbol discovery, probe-set choice (in progress).
