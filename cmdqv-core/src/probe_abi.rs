@@ -619,6 +619,8 @@ mod tests {
             abi::QueueOp::HwFree,
             abi::QueueOp::Doorbell,
             abi::QueueOp::Enable,
+            abi::QueueOp::Map,
+            abi::QueueOp::Handover,
         ] {
             let b = as_bytes(&abi::QueueEvent {
                 hdr: hdr(EventKind::Queue),

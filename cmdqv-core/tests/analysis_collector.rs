@@ -530,3 +530,34 @@ fn a_trace_that_starts_mid_run_infers_enabled_queues_from_consumption() {
     assert_eq!(find(&s, "vcmdq6").state, QueueState::Emulated);
     assert_eq!(find(&s, "vcmdq7").state, QueueState::Disabled);
 }
+
+#[test]
+fn map_and_handover_reports() {
+    use cmdqv_core::event::VMM_QUEUE;
+    let mut c = collector();
+    c.ingest(&q(1, 9, QueueOp::Map, 1, 2 | 1 << 16));
+    c.ingest(&q(2, VMM_QUEUE, QueueOp::Handover, 3, 4 | 5 << 32));
+    let s = c.snapshot(3);
+    let v = find(&s, "vcmdq9");
+    assert_eq!((v.vintf, v.lvcmdq), (Some(1), Some(2)));
+    assert_eq!(
+        s.handover,
+        Some(Handover {
+            handovers: 3,
+            commands_lost: 5,
+            view_mismatches: 4
+        })
+    );
+    assert_eq!(s.queues.len(), 1, "the VMM-wide report is not a queue");
+    assert_eq!(s.drops, 0);
+    let last = s.log.last().unwrap();
+    assert!(last.is_error, "lost commands make the report an error line");
+    assert_eq!(
+        last.text,
+        "passthrough: 3 handovers, 5 commands lost, 4 view mismatches"
+    );
+    // Unmapping keeps the last mapping so the row still says where the queue came from.
+    c.ingest(&q(4, 9, QueueOp::Map, 1, 2));
+    let v = find(&c.snapshot(5), "vcmdq9").clone();
+    assert_eq!((v.vintf, v.lvcmdq), (Some(1), Some(2)));
+}

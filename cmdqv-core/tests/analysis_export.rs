@@ -203,3 +203,36 @@ fn a_truncated_trace_still_exports_and_says_so() {
         6
     );
 }
+
+#[test]
+fn handover_is_a_process_instant_and_map_a_queue_instant() {
+    use cmdqv_core::event::VMM_QUEUE;
+    let events = vec![
+        ev(
+            1,
+            Payload::Queue {
+                queue: 4,
+                op: QueueOp::Map,
+                a: 0,
+                b: 3 | 1 << 16,
+            },
+        ),
+        ev(
+            2,
+            Payload::Queue {
+                queue: VMM_QUEUE,
+                op: QueueOp::Handover,
+                a: 1,
+                b: 2 << 32,
+            },
+        ),
+    ];
+    let (v, info) = export(&events, None);
+    assert_eq!(info.skipped, 0);
+    let inst: Vec<&Value> = events_of(&v, "i").collect();
+    assert_eq!(inst.len(), 2);
+    assert_eq!(inst[0]["name"], "mapped to VINTF0.LVCMDQ3");
+    assert_eq!(inst[0]["tid"], queue_tid(4));
+    assert_eq!(inst[1]["s"], "p");
+    assert_eq!(inst[1]["args"]["commands_lost"], 2);
+}

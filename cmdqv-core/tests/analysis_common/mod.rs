@@ -112,6 +112,8 @@ pub fn every_kind() -> Vec<Event> {
         QueueOp::HwFree,
         QueueOp::Doorbell,
         QueueOp::Enable,
+        QueueOp::Map,
+        QueueOp::Handover,
     ]
     .into_iter()
     .enumerate()
@@ -294,6 +296,8 @@ pub fn any_event() -> impl proptest::strategy::Strategy<Value = Event> {
         Just(QueueOp::HwFree),
         Just(QueueOp::Doorbell),
         Just(QueueOp::Enable),
+        Just(QueueOp::Map),
+        Just(QueueOp::Handover),
     ];
     let small = prop_oneof![0u64..16, any::<u64>()];
     let payload = prop_oneof![
