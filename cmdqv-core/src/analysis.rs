@@ -554,6 +554,9 @@ struct QueueStats {
     rate_sec: u64,
     rate_cur: u64,
     rate_history: VecDeque<u64>,
+    /// Commands seen since the last consumption pass ended: the faulting command of an error
+    /// can only be one of these (an index repeats every two laps of the ring).
+    pass_commands: u32,
     c: QueueCounters,
 }
 
@@ -575,6 +578,7 @@ impl QueueStats {
             rate_sec: 0,
             rate_cur: 0,
             rate_history: VecDeque::with_capacity(RATE_HISTORY_CAP),
+            pass_commands: 0,
             c: QueueCounters::default(),
         }
     }
@@ -807,6 +811,7 @@ impl Collector {
                     q.c.syncs += 1;
                 }
                 q.tracker.command();
+                q.pass_commands = q.pass_commands.saturating_add(1);
                 push_bounded(
                     &mut q.recent,
                     RawCommand {
@@ -882,6 +887,7 @@ impl Collector {
                 q.tracker.doorbell(ts_ns, a, b);
             }
             QueueOp::Consumed => {
+                q.pass_commands = 0;
                 q.enabled = true;
                 q.cons = a;
                 q.prod = b;
@@ -899,17 +905,11 @@ impl Collector {
                 q.c.errors_by_code[code as usize] += 1;
                 let index = a as u32;
                 let mask = q.index_mask().unwrap_or(u64::MAX) as u32;
-                let command = q
-                    .recent
-                    .iter()
-                    .rev()
+                let pass = q.recent.iter().rev().take(q.pass_commands as usize);
+                let command = pass
+                    .clone()
                     .find(|c| c.index == index)
-                    .or_else(|| {
-                        q.recent
-                            .iter()
-                            .rev()
-                            .find(|c| c.index & mask == index & mask)
-                    })
+                    .or_else(|| pass.clone().find(|c| c.index & mask == index & mask))
                     .map(|c| [c.w0, c.w1]);
                 q.last_error = Some(QueueError {
                     ts_ns,

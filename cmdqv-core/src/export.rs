@@ -151,6 +151,8 @@ impl<W: Write> Exporter<W> {
                 match op {
                     QueueOp::Doorbell => t.tracker.doorbell(ev.ts_ns, a, b),
                     QueueOp::Consumed => {
+                        // Only this pass's commands can be blamed for a later error.
+                        t.recent_n = 0;
                         if let Some(batch) = t.tracker.consumed(ev.ts_ns, a, b, |_| {}) {
                             let opcodes: serde_json::Map<String, Value> =
                                 std::mem::take(&mut t.opcodes)

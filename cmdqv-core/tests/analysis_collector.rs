@@ -561,3 +561,24 @@ fn map_and_handover_reports() {
     let v = find(&c.snapshot(5), "vcmdq9").clone();
     assert_eq!((v.vintf, v.lvcmdq), (Some(1), Some(2)));
 }
+
+#[test]
+fn an_error_never_blames_a_command_from_an_earlier_pass() {
+    let mut c = collector();
+    c.ingest(&q(0, 1, QueueOp::Enable, 1, 1)); // 2 entries: index+wrap repeats every 4
+    c.ingest(&q(1, 1, QueueOp::Doorbell, 1, 0));
+    c.ingest(&cmd(2, 1, 0, tlbi(1, 1), 0));
+    c.ingest(&q(3, 1, QueueOp::Consumed, 1, 1));
+    // Three more commands (indices 1, 2, 3), then the next pass faults at index 0 again (four
+    // entries later, same index and wrap bit). The command seen at index 0 two laps ago must
+    // not be blamed.
+    c.ingest(&q(4, 1, QueueOp::Doorbell, 4, 1));
+    for (i, idx) in [1u32, 2, 3].into_iter().enumerate() {
+        c.ingest(&cmd(5 + i as u64, 1, idx, SYNC, 0));
+    }
+    c.ingest(&q(8, 1, QueueOp::Consumed, 4, 4));
+    c.ingest(&q(9, 1, QueueOp::Doorbell, 1, 4));
+    c.ingest(&q(10, 1, QueueOp::Error, 0, 1)); // faults on index 0 (4 & 3), never reported
+    let v = find(&c.snapshot(10), "vcmdq1").clone();
+    assert_eq!(v.last_error.unwrap().command, None);
+}
