@@ -61,7 +61,7 @@ fn summarise(events: &[Event]) -> (Summary, Collector) {
 
 #[test]
 fn steady_unmap_correlates_every_batch() {
-    let (events, st) = sim_events("steady-unmap", 200);
+    let (events, st) = sim_events("steady-unmap", 400);
     let (s, _) = summarise(&events);
     assert_eq!(s.drops, 0);
     let commands: u64 = s.queues.iter().map(|q| q.commands).sum();
@@ -100,7 +100,7 @@ fn steady_unmap_correlates_every_batch() {
 
 #[test]
 fn error_storm_names_the_faulting_command() {
-    let (events, st) = sim_events("error-storm", 200);
+    let (events, st) = sim_events("error-storm", 400);
     let (s, _) = summarise(&events);
     let errors: u64 = s.queues.iter().map(|q| q.errors).sum();
     let emitted = events
