@@ -142,9 +142,6 @@ impl Feed for PipeFeed {
     }
 }
 
-/// Control messages from the UI.
-pub use crate::tui_glue::Control;
-
 /// State shared between the collection thread and the UI.
 #[derive(Default)]
 pub struct Shared {

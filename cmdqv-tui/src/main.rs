@@ -35,8 +35,50 @@ pub struct OutputArgs {
     interval: Option<std::time::Duration>,
 }
 
+#[derive(Args, Clone, Debug)]
+struct SimArgs {
+    /// Scenario to run (see --list).
+    #[arg(long, default_value = "steady-unmap")]
+    scenario: String,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// Do not load eBPF: the sim VMM reports its events itself (in-process fallback).
+    #[arg(long)]
+    no_ebpf: bool,
+    /// UI refresh rate (frames per second).
+    #[arg(long, default_value_t = 10)]
+    refresh_hz: u32,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+#[derive(Subcommand, Clone)]
+enum Target {
+    /// The simulated host (the embedded default).
+    Sim(SimArgs),
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run and trace the simulated host: a sim VMM process with the CMDQV model, a synthetic
+    /// Linux-like guest driver and a simulated host, traced by real eBPF probes.
+    Sim(SimArgs),
+    /// Record a target to a trace file (headless), e.g. `cmdqv record -o t.cmdqv sim --duration 5s`.
+    Record {
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        #[command(subcommand)]
+        target: Target,
+    },
+    /// (internal) The sim VMM process that `cmdqv sim` starts and traces.
+    #[command(hide = true)]
+    SimVmm {
+        #[arg(long)]
+        scenario: String,
+        #[arg(long)]
+        duration_ms: Option<u64>,
+    },
     /// What this machine can trace: kernel, BTF, privileges, program types, /dev/iommu, /dev/kvm.
     Doctor {
         /// Print one JSON document instead of text.
@@ -76,6 +118,17 @@ fn real_main() -> Result<()> {
                 doctor::print_text(&report);
             }
         }
+        Cmd::Sim(a) => run_sim(a, None, false)?,
+        Cmd::Record { output, target } => match target {
+            Target::Sim(a) => run_sim(a, Some(output), true)?,
+        },
+        Cmd::SimVmm {
+            scenario,
+            duration_ms,
+        } => cmdqv_tui::sim_cmd::run_vmm_child(
+            &scenario,
+            duration_ms.map(std::time::Duration::from_millis),
+        )?,
         Cmd::Replay { file, out } => {
             let (summary, info) = cmdqv_core::record::replay_with(&file, Some(cmdqv_tui::reg_name))
                 .with_context(|| format!("replaying {}", file.display()))?;
@@ -114,6 +167,41 @@ fn real_main() -> Result<()> {
                 perfetto.display()
             );
         }
+    }
+    Ok(())
+}
+
+fn run_sim(a: SimArgs, record: Option<PathBuf>, force_headless: bool) -> Result<()> {
+    if a.list {
+        for s in cmdqv_core::sim::scenarios() {
+            println!("{:<18} {}", s.name, s.about);
+        }
+        return Ok(());
+    }
+    let headless = a.out.headless || force_headless;
+    if headless && a.out.duration.is_none() && record.is_none() {
+        anyhow::bail!("--headless needs --duration (e.g. --duration 5s)");
+    }
+    let opts = cmdqv_tui::sim_cmd::SimOptions {
+        scenario: a.scenario,
+        duration: a.out.duration,
+        no_ebpf: a.no_ebpf,
+        interval: a.out.interval,
+        record: record.clone(),
+        json: a.out.json,
+        headless,
+        refresh_hz: a.refresh_hz,
+    };
+    let summary = cmdqv_tui::sim_cmd::run(opts)?;
+    if let Some(s) = summary {
+        if a.out.json {
+            output::print_json(&s);
+        } else {
+            output::print_text(&s);
+        }
+    }
+    if let Some(r) = record {
+        eprintln!("cmdqv: recorded to {}", r.display());
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::{
     io::Write as _,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::{Arc, atomic::Ordering},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Duration,
 };
 
@@ -37,36 +37,63 @@ pub struct SimOptions {
     pub refresh_hz: u32,
 }
 
-struct ChildGuard(Child);
+/// The sim VMM child; killed and reaped when dropped (on every exit path, panics included).
+#[derive(Clone)]
+struct ChildGuard(Arc<Mutex<Child>>);
+
+impl ChildGuard {
+    fn id(&self) -> u32 {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).id()
+    }
+    fn running(&self) -> bool {
+        matches!(
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).try_wait(),
+            Ok(None)
+        )
+    }
+}
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if Arc::strong_count(&self.0) == 1 {
+            let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
 /// Starts the sim VMM and the tracer; returns the feed, the source it is, probe statuses and the
 /// child (killed when dropped).
-fn start(opts: &SimOptions) -> Result<(Box<dyn Feed>, Source, Vec<ProbeStatus>, Vec<String>, ChildGuard)> {
+fn start(
+    opts: &SimOptions,
+) -> Result<(
+    Box<dyn Feed>,
+    Source,
+    Vec<ProbeStatus>,
+    Vec<String>,
+    ChildGuard,
+)> {
     let exe = std::env::current_exe().context("locating the cmdqv binary")?;
     let scenario = sim::scenario(&opts.scenario).with_context(|| {
-        format!("unknown scenario `{}` (see `cmdqv sim --list`)", opts.scenario)
+        format!(
+            "unknown scenario `{}` (see `cmdqv sim --list`)",
+            opts.scenario
+        )
     })?;
     let mut cmd = Command::new(&exe);
     cmd.arg("sim-vmm").arg("--scenario").arg(scenario.name);
     if let Some(d) = opts.duration {
-        // The VMM outlives the tracer's window a little so the last batches complete.
-        cmd.arg("--duration-ms").arg((d.as_millis() as u64 + 2000).to_string());
+        cmd.arg("--duration-ms")
+            .arg((d.as_millis() as u64).to_string());
     }
-    let mut child = ChildGuard(
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting the sim VMM (cmdqv sim-vmm)")?,
-    );
-    let pid = child.0.id();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the sim VMM (cmdqv sim-vmm)")?;
+    let pid = child.id();
     let mut notes = Vec::new();
     let mut tracer = None;
     let mut probes = Vec::new();
@@ -95,8 +122,8 @@ fn start(opts: &SimOptions) -> Result<(Box<dyn Feed>, Source, Vec<ProbeStatus>, 
             )),
         }
     }
-    let stdin = child.0.stdin.as_mut().context("sim VMM stdin")?;
-    let stdout = child.0.stdout.take().context("sim VMM stdout")?;
+    let mut stdin = child.stdin.take().context("sim VMM stdin")?;
+    let stdout = child.stdout.take().context("sim VMM stdout")?;
     let (feed, source): (Box<dyn Feed>, Source) = match tracer {
         Some(t) => {
             writeln!(stdin, "go ebpf")?;
@@ -115,13 +142,21 @@ fn start(opts: &SimOptions) -> Result<(Box<dyn Feed>, Source, Vec<ProbeStatus>, 
         }
     };
     stdin.flush()?;
-    Ok((feed, source, probes, notes, child))
+    // Keep stdin open: the VMM stops when it closes (this process went away).
+    std::mem::forget(stdin);
+    Ok((
+        feed,
+        source,
+        probes,
+        notes,
+        ChildGuard(Arc::new(Mutex::new(child))),
+    ))
 }
 
 /// Runs `cmdqv sim` headless or under the TUI.
 pub fn run(opts: SimOptions) -> Result<Option<Summary>> {
-    let (feed, source, probes, notes, mut child) = start(&opts)?;
-    let pid = child.0.id();
+    let (feed, source, probes, notes, child) = start(&opts)?;
+    let pid = child.id();
     let target = format!("sim:{} (pid {pid})", opts.scenario);
     let mut cfg = CollectorConfig::new(source, target.clone());
     cfg.start_ns = Some(monotonic_ns());
@@ -134,7 +169,9 @@ pub fn run(opts: SimOptions) -> Result<Option<Summary>> {
     meta.probes = probes.clone();
     meta.start_ns = Some(monotonic_ns());
     let shared = Arc::new(Shared::default());
-    shared.refresh_hz.store(opts.refresh_hz.max(1) as u64, Ordering::Relaxed);
+    shared
+        .refresh_hz
+        .store(opts.refresh_hz.max(1) as u64, Ordering::Relaxed);
     let json = opts.json;
     let on_interval: Option<Box<dyn FnMut(&Summary) + Send>> = if opts.interval.is_some() {
         Some(Box::new(move |s: &Summary| {
@@ -147,10 +184,12 @@ pub fn run(opts: SimOptions) -> Result<Option<Summary>> {
     } else {
         None
     };
-    let mut child_proc = std::mem::replace(&mut child.0, Command::new("true").spawn()?);
-    let alive = Box::new(move || matches!(child_proc.try_wait(), Ok(None)));
+    let watched = child.clone();
+    let alive = Box::new(move || watched.running());
     let run = RunConfig {
-        duration: opts.duration,
+        // The VMM stops by itself after the duration (and reports its final bookkeeping);
+        // the hard stop here only guards against a VMM that hangs.
+        duration: opts.duration.map(|d| d + Duration::from_secs(10)),
         interval: opts.interval,
         record: opts.record.clone(),
         record_default: PathBuf::from(format!("cmdqv-sim-{pid}.cmdqv")),
@@ -177,4 +216,52 @@ pub fn run(opts: SimOptions) -> Result<Option<Summary>> {
     }
     ui?;
     Ok(None)
+}
+
+/// The sim VMM child process (`cmdqv sim-vmm`): waits for `go ebpf|pipe` on stdin, runs the
+/// scenario, and exits when the duration elapses or stdin closes.
+pub fn run_vmm_child(scenario: &str, duration: Option<Duration>) -> Result<()> {
+    use std::io::BufRead as _;
+    let sc = sim::scenario(scenario).with_context(|| format!("unknown scenario `{scenario}`"))?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let (emit, writer) = match line.trim() {
+        "go pipe" => {
+            let (p, h) = sim::emit::PipeSink::spawn(std::io::stdout());
+            (sim::emit::Emitter::with_pipe(&p), Some((p, h)))
+        }
+        "go ebpf" => (sim::emit::Emitter::hooks_only(), None),
+        other => bail!("sim VMM: unexpected start command `{other}`"),
+    };
+    let vmm = Arc::new(sim::vmm::Vmm::new(&sc, emit).context("creating the sim VMM")?);
+    // Stop when the tracer goes away (stdin closes).
+    let v = Arc::downgrade(&vmm);
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while std::io::stdin()
+            .lock()
+            .read_line(&mut sink)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            sink.clear();
+        }
+        if let Some(v) = v.upgrade() {
+            v.stop.store(true, Ordering::Relaxed);
+        }
+    });
+    let d = duration.unwrap_or(Duration::from_secs(u32::MAX as u64));
+    let st = sim::vmm::run(&vmm, &sc, d).map_err(|e| anyhow::anyhow!("sim VMM: {e}"))?;
+    if st.driver_errors > 0 {
+        eprintln!(
+            "cmdqv sim-vmm: {} batches failed in the guest driver",
+            st.driver_errors
+        );
+    }
+    drop(vmm);
+    if let Some((p, h)) = writer {
+        drop(p);
+        let _ = h.join();
+    }
+    Ok(())
 }

@@ -398,7 +398,8 @@ impl<'g, G: GuestPort> Driver<'g, G> {
             }
             g.write(dev, prod_off, 4, q.prod as u64);
             out.commands += need;
-            self.submitted.fetch_add(need as u64, std::sync::atomic::Ordering::Relaxed);
+            self.submitted
+                .fetch_add(need as u64, std::sync::atomic::Ordering::Relaxed);
             // Wait for CONS to reach PROD (Linux polls CONS for VCMDQs).
             let deadline = Instant::now() + self.cfg.poll_timeout;
             loop {
