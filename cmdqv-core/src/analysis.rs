@@ -196,8 +196,11 @@ use crate::event::{Device, Event, MAIN_CMDQ, Payload, QueueOp};
 /// [`MAIN_CMDQ`]) are counted as collector overflow drops. Ids come from the traced VMM, which
 /// takes them from the guest, so they must never key an unbounded map.
 pub const MAX_QUEUES: u32 = 256;
-/// Live log lines kept.
+/// Live log lines kept (all kinds, errors included).
 pub const LOG_CAP: usize = 1000;
+/// Of those, lines kept for errors that the flood of commands pushed out of the live log, so a
+/// queue error or a failed ioctl stays visible.
+pub const LOG_ERRORS_KEPT: usize = 100;
 /// Recent commands kept per queue.
 pub const RECENT_CAP: usize = 32;
 /// Seconds of per-second command rate kept per queue.
@@ -551,6 +554,9 @@ struct QueueStats {
     rate_sec: u64,
     rate_cur: u64,
     rate_history: VecDeque<u64>,
+    /// Commands seen since the last consumption pass ended: the faulting command of an error
+    /// can only be one of these (an index repeats every two laps of the ring).
+    pass_commands: u32,
     c: QueueCounters,
 }
 
@@ -572,6 +578,7 @@ impl QueueStats {
             rate_sec: 0,
             rate_cur: 0,
             rate_history: VecDeque::with_capacity(RATE_HISTORY_CAP),
+            pass_commands: 0,
             c: QueueCounters::default(),
         }
     }
@@ -641,6 +648,7 @@ struct Totals {
 
 /// Turns events into [`Summary`]s: correlation (doorbell → consumption → CONS), per-queue
 /// statistics, a bounded live log. Memory is bounded whatever the input.
+#[derive(Debug)]
 pub struct Collector {
     cfg: CollectorConfig,
     start_ns: Option<u64>,
@@ -654,6 +662,8 @@ pub struct Collector {
     vintfs: Vec<VintfSummary>,
     handover: Option<Handover>,
     log: VecDeque<Event>,
+    /// Error events pushed out of `log`, oldest first.
+    old_errors: VecDeque<Event>,
 }
 
 impl Collector {
@@ -671,7 +681,8 @@ impl Collector {
             probes: Vec::new(),
             vintfs: Vec::new(),
             handover: None,
-            log: VecDeque::with_capacity(LOG_CAP),
+            log: VecDeque::with_capacity(LOG_CAP - LOG_ERRORS_KEPT),
+            old_errors: VecDeque::with_capacity(LOG_ERRORS_KEPT),
         }
     }
 
@@ -771,7 +782,7 @@ impl Collector {
     pub fn ingest(&mut self, ev: &Event) {
         if let Payload::Lost { count } = ev.payload {
             self.add_drops(count);
-            push_bounded(&mut self.log, *ev, LOG_CAP);
+            self.log_event(ev);
             return;
         }
         let start = *self.start_ns.get_or_insert(ev.ts_ns);
@@ -787,7 +798,7 @@ impl Collector {
                 w1,
             } => {
                 let Some(q) = self.queue_mut(queue) else {
-                    self.t.drops += 1;
+                    self.t.drops = self.t.drops.saturating_add(1);
                     return;
                 };
                 q.enabled = true;
@@ -800,6 +811,7 @@ impl Collector {
                     q.c.syncs += 1;
                 }
                 q.tracker.command();
+                q.pass_commands = q.pass_commands.saturating_add(1);
                 push_bounded(
                     &mut q.recent,
                     RawCommand {
@@ -810,9 +822,6 @@ impl Collector {
                     },
                     RECENT_CAP,
                 );
-                // Commands dominate the stream; keeping each in the live log would push every
-                // MMIO, ioctl and error out of it within microseconds.
-                return;
             }
             Payload::Queue {
                 op: QueueOp::Handover,
@@ -828,7 +837,7 @@ impl Collector {
             }
             Payload::Queue { queue, op, a, b } => {
                 let Some(q) = self.queue_mut(queue) else {
-                    self.t.drops += 1;
+                    self.t.drops = self.t.drops.saturating_add(1);
                     return;
                 };
                 q.advance_rate(sec);
@@ -852,18 +861,34 @@ impl Collector {
             | Payload::KFunc { .. }
             | Payload::Lost { .. } => {}
         }
-        push_bounded(&mut self.log, *ev, LOG_CAP);
+        self.log_event(ev);
+    }
+
+    /// Keep `ev` for the live log. Commands dominate the stream and would push an error out
+    /// within microseconds, so errors leaving the log are kept aside (bounded).
+    fn log_event(&mut self, ev: &Event) {
+        if self.log.len() == LOG_CAP - LOG_ERRORS_KEPT {
+            if let Some(old) = self.log.pop_front() {
+                if is_error_event(&old) {
+                    push_bounded(&mut self.old_errors, old, LOG_ERRORS_KEPT);
+                }
+            }
+        }
+        self.log.push_back(*ev);
     }
 
     fn queue_op(q: &mut QueueStats, ts_ns: u64, op: QueueOp, a: u64, b: u64) {
         match op {
+            // A guest may write PROD while the queue is disabled; only consumption proves the
+            // queue is enabled (for traces that start after the Enable).
             QueueOp::Doorbell => {
-                q.enabled = true;
                 q.prod = a;
                 q.cons = b;
                 q.tracker.doorbell(ts_ns, a, b);
             }
             QueueOp::Consumed => {
+                q.pass_commands = 0;
+                q.enabled = true;
                 q.cons = a;
                 q.prod = b;
                 let c = &mut q.c;
@@ -880,17 +905,11 @@ impl Collector {
                 q.c.errors_by_code[code as usize] += 1;
                 let index = a as u32;
                 let mask = q.index_mask().unwrap_or(u64::MAX) as u32;
-                let command = q
-                    .recent
-                    .iter()
-                    .rev()
+                let pass = q.recent.iter().rev().take(q.pass_commands as usize);
+                let command = pass
+                    .clone()
                     .find(|c| c.index == index)
-                    .or_else(|| {
-                        q.recent
-                            .iter()
-                            .rev()
-                            .find(|c| c.index & mask == index & mask)
-                    })
+                    .or_else(|| pass.clone().find(|c| c.index & mask == index & mask))
                     .map(|c| [c.w0, c.w1]);
                 q.last_error = Some(QueueError {
                     ts_ns,
@@ -1066,14 +1085,20 @@ impl Collector {
             handover: self.handover.clone(),
             interval: (self.cfg.intervals || self.intervals_done > 0)
                 .then_some(self.intervals_done + 1),
-            log: self.log.iter().map(|e| self.log_line(e)).collect(),
+            log: self
+                .old_errors
+                .iter()
+                .chain(self.log.iter())
+                .map(|e| self.log_line(e))
+                .collect(),
             notes: self.cfg.notes.clone(),
         }
     }
 
     /// One readable log line for an event.
     pub fn log_line(&self, ev: &Event) -> LogLine {
-        let (kind, text, is_error) = render(ev, self.cfg.reg_name);
+        let (kind, text) = render(ev, self.cfg.reg_name);
+        let is_error = is_error_event(ev);
         LogLine {
             ts_ns: ev.ts_ns,
             pid: ev.pid,
@@ -1081,6 +1106,19 @@ impl Collector {
             text,
             is_error,
         }
+    }
+}
+
+/// Whether an event's log line is an error (kept longer in the live log).
+fn is_error_event(ev: &Event) -> bool {
+    match ev.payload {
+        // A handover report is an error when it counts lost commands or view mismatches.
+        Payload::Queue { op, b, .. } => {
+            op == QueueOp::Error || (matches!(op, QueueOp::HwAlloc | QueueOp::Handover) && b != 0)
+        }
+        Payload::Ioctl { ret, .. } | Payload::Mmap { ret, .. } => ret < 0,
+        Payload::Lost { .. } => true,
+        _ => false,
     }
 }
 
@@ -1093,8 +1131,8 @@ fn hex_sized(v: u64, size: u8) -> String {
     }
 }
 
-/// (kind, text, is_error) for a log line.
-fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, bool) {
+/// (kind, text) of a log line.
+fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String) {
     match ev.payload {
         Payload::Mmio {
             device,
@@ -1111,11 +1149,7 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                 .and_then(|f| f(device, offset))
                 .unwrap_or_else(|| format!("{dev}+{offset:#x}"));
             let rw = if write { "W" } else { "R" };
-            (
-                "mmio",
-                format!("{rw} {reg} = {}", hex_sized(value, size)),
-                false,
-            )
+            ("mmio", format!("{rw} {reg} = {}", hex_sized(value, size)))
         }
         Payload::KvmMmio {
             kind,
@@ -1132,7 +1166,6 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
             (
                 "kvm",
                 format!("kvm_mmio {k} gpa={gpa:#x} len={len} val={value:#x}"),
-                false,
             )
         }
         Payload::Command {
@@ -1143,47 +1176,30 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
         } => (
             "cmd",
             format!("{} [{index:#x}] {}", queue_name(queue), describe(w0, w1)),
-            false,
         ),
         Payload::Queue { queue, op, a, b } => {
             let q = queue_name(queue);
             match op {
-                QueueOp::Doorbell => (
-                    "queue",
-                    format!("{q} doorbell PROD={a:#x} CONS={b:#x}"),
-                    false,
-                ),
-                QueueOp::Consumed => (
-                    "queue",
-                    format!("{q} consumed CONS={a:#x} PROD={b:#x}"),
-                    false,
-                ),
+                QueueOp::Doorbell => ("queue", format!("{q} doorbell PROD={a:#x} CONS={b:#x}")),
+                QueueOp::Consumed => ("queue", format!("{q} consumed CONS={a:#x} PROD={b:#x}")),
                 QueueOp::Error => (
                     "error",
                     format!("{q} stopped: {} at CONS={a:#x}", cerror_name(b & 0x7f)),
-                    true,
                 ),
-                QueueOp::ErrorAck => (
-                    "queue",
-                    format!("{q} error acknowledged GERRORN={a:#x}"),
-                    false,
-                ),
-                QueueOp::HwAlloc if b == 0 => (
-                    "queue",
-                    format!("{q} host queue allocated log2size={a}"),
-                    false,
-                ),
+                QueueOp::ErrorAck => ("queue", format!("{q} error acknowledged GERRORN={a:#x}")),
+                QueueOp::HwAlloc if b == 0 => {
+                    ("queue", format!("{q} host queue allocated log2size={a}"))
+                }
                 QueueOp::HwAlloc => (
                     "error",
                     format!(
                         "{q} host queue allocation failed: {}",
                         crate::event::errno_name(b as i64)
                     ),
-                    true,
                 ),
-                QueueOp::HwFree => ("queue", format!("{q} host queue freed"), false),
-                QueueOp::Enable if a != 0 => ("queue", format!("{q} enabled log2size={b}"), false),
-                QueueOp::Enable => ("queue", format!("{q} disabled"), false),
+                QueueOp::HwFree => ("queue", format!("{q} host queue freed")),
+                QueueOp::Enable if a != 0 => ("queue", format!("{q} enabled log2size={b}")),
+                QueueOp::Enable => ("queue", format!("{q} disabled")),
                 QueueOp::Handover => (
                     "queue",
                     format!(
@@ -1191,7 +1207,6 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                         b >> 32,
                         b & 0xffff_ffff
                     ),
-                    b != 0,
                 ),
                 QueueOp::Map => (
                     "queue",
@@ -1204,7 +1219,6 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                         },
                         b & 0xffff
                     ),
-                    false,
                 ),
             }
         }
@@ -1230,7 +1244,6 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                     "{name} fd={fd} -> {res} ({})",
                     format_duration_ns(duration_ns)
                 ),
-                ret < 0,
             )
         }
         Payload::Mmap {
@@ -1250,20 +1263,18 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String, boo
                 (
                     "mmap",
                     format!("mmap fd={fd} len={len:#x} offset={offset:#x} -> {res}"),
-                    ret < 0,
                 )
             } else {
                 (
                     "mmap",
                     format!("munmap addr={addr:#x} len={len:#x} -> {ret}"),
-                    ret < 0,
                 )
             }
         }
         Payload::KFunc { func, ret, args } => {
             let dir = if ret { "return" } else { "entry" };
-            ("kfunc", format!("kfunc#{func} {dir} args={args:x?}"), false)
+            ("kfunc", format!("kfunc#{func} {dir} args={args:x?}"))
         }
-        Payload::Lost { count } => ("lost", format!("{count} events lost"), true),
+        Payload::Lost { count } => ("lost", format!("{count} events lost")),
     }
 }

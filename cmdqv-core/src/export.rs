@@ -125,6 +125,22 @@ impl<W: Write> Exporter<W> {
                 t.recent[t.recent_n % 4] = (index, w0, w1);
                 t.recent_n += 1;
             }
+            Payload::Queue {
+                op: QueueOp::Handover,
+                a,
+                b,
+                ..
+            } => {
+                // VMM-wide passthrough bookkeeping, not a queue: a process-scoped instant.
+                let ts = self.us(ev.ts_ns);
+                self.info.instants += 1;
+                self.emit(&json!({
+                    "ph": "i", "s": "p", "name": "passthrough handover", "cat": "handover",
+                    "pid": pid, "tid": 0, "ts": ts,
+                    "args": {"handovers": a, "commands_lost": b >> 32,
+                             "view_mismatches": b & 0xffff_ffff},
+                }))?;
+            }
             Payload::Queue { queue, op, a, b } => {
                 if !self.track(queue)? {
                     return Ok(());
@@ -135,6 +151,8 @@ impl<W: Write> Exporter<W> {
                 match op {
                     QueueOp::Doorbell => t.tracker.doorbell(ev.ts_ns, a, b),
                     QueueOp::Consumed => {
+                        // Only this pass's commands can be blamed for a later error.
+                        t.recent_n = 0;
                         if let Some(batch) = t.tracker.consumed(ev.ts_ns, a, b, |_| {}) {
                             let opcodes: serde_json::Map<String, Value> =
                                 std::mem::take(&mut t.opcodes)
@@ -183,7 +201,16 @@ impl<W: Write> Exporter<W> {
                             }
                             QueueOp::HwFree => "host queue freed".to_string(),
                             QueueOp::Enable if a != 0 => "enabled".to_string(),
-                            _ => "disabled".to_string(),
+                            QueueOp::Enable => "disabled".to_string(),
+                            QueueOp::Map if (b >> 16) & 1 != 0 => {
+                                format!("mapped to VINTF{a}.LVCMDQ{}", b & 0xffff)
+                            }
+                            QueueOp::Map => format!("unmapped from VINTF{a}.LVCMDQ{}", b & 0xffff),
+                            // These have their own arms above.
+                            QueueOp::Handover
+                            | QueueOp::Doorbell
+                            | QueueOp::Consumed
+                            | QueueOp::Error => format!("{other:?}"),
                         };
                         self.info.instants += 1;
                         self.emit(&json!({

@@ -218,6 +218,12 @@ fn errors_name_the_faulting_command_and_drive_the_state() {
     assert_eq!(find(&c.snapshot(10), "vcmdq5").state, QueueState::Emulated);
     c.ingest(&q(10, 5, QueueOp::Enable, 0, 4));
     assert_eq!(find(&c.snapshot(10), "vcmdq5").state, QueueState::Disabled);
+    // PROD written to a disabled queue does not enable it; consumption (a trace that started
+    // after the Enable) shows it is.
+    c.ingest(&q(11, 5, QueueOp::Doorbell, 4, 2));
+    assert_eq!(find(&c.snapshot(11), "vcmdq5").state, QueueState::Disabled);
+    c.ingest(&cmd(12, 5, 2, SYNC, 0));
+    assert_eq!(find(&c.snapshot(12), "vcmdq5").state, QueueState::Emulated);
 }
 
 #[test]
@@ -352,7 +358,7 @@ fn memory_stays_bounded_under_a_flood() {
         ));
     }
     let s = c.snapshot(50_000 * 10_000_000);
-    assert_eq!(s.log.len(), LOG_CAP);
+    assert_eq!(s.log.len(), LOG_CAP - LOG_ERRORS_KEPT);
     assert!(s.queues.len() <= MAX_QUEUES as usize + 1);
     assert_eq!(s.ioctls.len(), IOCTL_CAP + 1);
     assert_eq!(s.ioctls["OTHER"].0, 50_000 - IOCTL_CAP as u64);
@@ -436,4 +442,143 @@ fn describe_decodes_common_opcodes() {
         describe(0xee, 1),
         "UNKNOWN(0xee) w0=0x00000000000000ee w1=0x0000000000000001"
     );
+}
+
+#[test]
+fn commands_are_logged_but_errors_outlive_a_flood_of_them() {
+    let mut c = collector();
+    c.ingest(&q(1, 2, QueueOp::Error, 4, 2));
+    for i in 0..(2 * LOG_CAP as u64) {
+        c.ingest(&cmd(10 + i, 2, i as u32, tlbi(1, 2), 0x3000));
+        if i % 10 == 0 {
+            // More errors than can be kept aside: the oldest ones go.
+            c.ingest(&ev(10 + i, Payload::Lost { count: 1 }));
+        }
+    }
+    let s = c.snapshot(10_000);
+    assert!(s.log.len() <= LOG_CAP);
+    let errors = s.log.iter().filter(|l| l.is_error).count();
+    assert!(errors >= LOG_ERRORS_KEPT, "{errors}");
+    assert!(
+        s.log.windows(2).all(|w| w[0].ts_ns <= w[1].ts_ns),
+        "log in time order"
+    );
+    let last = s.log.last().unwrap();
+    assert_eq!(last.kind, "cmd");
+    assert_eq!(
+        last.text,
+        format!(
+            "vcmdq2 [{:#x}] TLBI_NH_VA vmid=1 asid=2 va=0x3000 tg=none num=0 scale=0",
+            2 * LOG_CAP - 1
+        )
+    );
+
+    // With fewer errors, the first one survives the flood.
+    let mut c = collector();
+    c.ingest(&q(1, 2, QueueOp::Error, 4, 2));
+    for i in 0..(5 * LOG_CAP as u64) {
+        c.ingest(&cmd(10 + i, 2, i as u32, SYNC, 0));
+    }
+    let s = c.snapshot(10_000);
+    assert_eq!(s.log[0].text, "vcmdq2 stopped: CERROR_ABT at CONS=0x4");
+    assert!(s.log[0].is_error);
+    assert_eq!(s.log.len(), LOG_CAP - LOG_ERRORS_KEPT + 1);
+}
+
+mod analysis_common;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever arrives, in whatever order: no panic, every bound holds, the JSON serialises.
+    #[test]
+    fn any_event_sequence_keeps_the_collector_bounded(
+        events in proptest::collection::vec(analysis_common::any_event(), 0..400),
+        now in proptest::prelude::any::<u64>(),
+    ) {
+        let mut c = collector();
+        for e in &events {
+            c.ingest(e);
+        }
+        let s = c.snapshot(now);
+        proptest::prop_assert!(s.log.len() <= LOG_CAP);
+        proptest::prop_assert!(s.queues.len() <= MAX_QUEUES as usize + 1);
+        proptest::prop_assert!(s.ioctls.len() <= IOCTL_CAP + 1);
+        for q in &s.queues {
+            proptest::prop_assert!(q.recent.len() <= RECENT_CAP);
+            proptest::prop_assert!(q.rate_history.len() <= RATE_HISTORY_CAP);
+            proptest::prop_assert!(q.latency_histogram.len() <= LATENCY_BUCKETS);
+            proptest::prop_assert!((0.0..=1.0).contains(&q.occupancy));
+            proptest::prop_assert!(q.errors_by_code.len() <= 128);
+            proptest::prop_assert!(q.batch_latency_ns.p50 <= q.batch_latency_ns.max);
+            proptest::prop_assert!(q.batch_latency_ns.p99 <= q.batch_latency_ns.max);
+            proptest::prop_assert_eq!(q.opcodes.values().sum::<u64>(), q.commands);
+        }
+        serde_json::to_string(&s).unwrap();
+        c.reset_interval(now);
+        let s = c.snapshot(now);
+        proptest::prop_assert!(s.queues.iter().all(|q| q.commands == 0 && q.batches == 0));
+    }
+}
+
+#[test]
+fn a_trace_that_starts_mid_run_infers_enabled_queues_from_consumption() {
+    let mut c = collector();
+    c.ingest(&q(1, 6, QueueOp::Consumed, 3, 3));
+    c.ingest(&q(1, 7, QueueOp::Doorbell, 3, 0));
+    let s = c.snapshot(2);
+    assert_eq!(find(&s, "vcmdq6").state, QueueState::Emulated);
+    assert_eq!(find(&s, "vcmdq7").state, QueueState::Disabled);
+}
+
+#[test]
+fn map_and_handover_reports() {
+    use cmdqv_core::event::VMM_QUEUE;
+    let mut c = collector();
+    c.ingest(&q(1, 9, QueueOp::Map, 1, 2 | 1 << 16));
+    c.ingest(&q(2, VMM_QUEUE, QueueOp::Handover, 3, 4 | 5 << 32));
+    let s = c.snapshot(3);
+    let v = find(&s, "vcmdq9");
+    assert_eq!((v.vintf, v.lvcmdq), (Some(1), Some(2)));
+    assert_eq!(
+        s.handover,
+        Some(Handover {
+            handovers: 3,
+            commands_lost: 5,
+            view_mismatches: 4
+        })
+    );
+    assert_eq!(s.queues.len(), 1, "the VMM-wide report is not a queue");
+    assert_eq!(s.drops, 0);
+    let last = s.log.last().unwrap();
+    assert!(last.is_error, "lost commands make the report an error line");
+    assert_eq!(
+        last.text,
+        "passthrough: 3 handovers, 5 commands lost, 4 view mismatches"
+    );
+    // Unmapping keeps the last mapping so the row still says where the queue came from.
+    c.ingest(&q(4, 9, QueueOp::Map, 1, 2));
+    let v = find(&c.snapshot(5), "vcmdq9").clone();
+    assert_eq!((v.vintf, v.lvcmdq), (Some(1), Some(2)));
+}
+
+#[test]
+fn an_error_never_blames_a_command_from_an_earlier_pass() {
+    let mut c = collector();
+    c.ingest(&q(0, 1, QueueOp::Enable, 1, 1)); // 2 entries: index+wrap repeats every 4
+    c.ingest(&q(1, 1, QueueOp::Doorbell, 1, 0));
+    c.ingest(&cmd(2, 1, 0, tlbi(1, 1), 0));
+    c.ingest(&q(3, 1, QueueOp::Consumed, 1, 1));
+    // Three more commands (indices 1, 2, 3), then the next pass faults at index 0 again (four
+    // entries later, same index and wrap bit). The command seen at index 0 two laps ago must
+    // not be blamed.
+    c.ingest(&q(4, 1, QueueOp::Doorbell, 4, 1));
+    for (i, idx) in [1u32, 2, 3].into_iter().enumerate() {
+        c.ingest(&cmd(5 + i as u64, 1, idx, SYNC, 0));
+    }
+    c.ingest(&q(8, 1, QueueOp::Consumed, 4, 4));
+    c.ingest(&q(9, 1, QueueOp::Doorbell, 1, 4));
+    c.ingest(&q(10, 1, QueueOp::Error, 0, 1)); // faults on index 0 (4 & 3), never reported
+    let v = find(&c.snapshot(10), "vcmdq1").clone();
+    assert_eq!(v.last_error.unwrap().command, None);
 }

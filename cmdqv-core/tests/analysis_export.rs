@@ -166,3 +166,73 @@ fn an_empty_trace_exports_an_empty_event_list() {
     assert_eq!(v["traceEvents"].as_array().unwrap().len(), 0);
     assert_eq!(info, ExportInfo::default());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any events export to valid JSON whose slices have non-negative durations.
+    #[test]
+    fn any_events_export_to_valid_json(
+        events in proptest::collection::vec(any_event(), 0..200),
+    ) {
+        let (v, info) = export(&events, None);
+        let all = v["traceEvents"].as_array().unwrap();
+        proptest::prop_assert!(all.iter().all(|e| e["ph"].is_string() && e["pid"].is_u64()));
+        let slices = events_of(&v, "X").count() as u64;
+        proptest::prop_assert_eq!(slices, info.slices);
+        proptest::prop_assert!(events_of(&v, "X").all(|e| e["dur"].as_f64().unwrap() >= 0.0));
+    }
+}
+
+#[test]
+fn a_truncated_trace_still_exports_and_says_so() {
+    let mut w = TraceWriter::new(Vec::new(), &TraceMeta::new(Source::Ebpf, "t")).unwrap();
+    for e in workload(6) {
+        w.write(&e).unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    let cut = &bytes[..bytes.len() - 3];
+    let mut out = Vec::new();
+    let info = export_perfetto(TraceReader::new(cut).unwrap(), &mut out).unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["metadata"]["truncated"], true);
+    assert!(info.truncated.is_some());
+    // The last record (HwFree) was cut; every batch before it is there.
+    assert_eq!(
+        events_of(&v, "X").filter(|e| e["cat"] == "batch").count(),
+        6
+    );
+}
+
+#[test]
+fn handover_is_a_process_instant_and_map_a_queue_instant() {
+    use cmdqv_core::event::VMM_QUEUE;
+    let events = vec![
+        ev(
+            1,
+            Payload::Queue {
+                queue: 4,
+                op: QueueOp::Map,
+                a: 0,
+                b: 3 | 1 << 16,
+            },
+        ),
+        ev(
+            2,
+            Payload::Queue {
+                queue: VMM_QUEUE,
+                op: QueueOp::Handover,
+                a: 1,
+                b: 2 << 32,
+            },
+        ),
+    ];
+    let (v, info) = export(&events, None);
+    assert_eq!(info.skipped, 0);
+    let inst: Vec<&Value> = events_of(&v, "i").collect();
+    assert_eq!(inst.len(), 2);
+    assert_eq!(inst[0]["name"], "mapped to VINTF0.LVCMDQ3");
+    assert_eq!(inst[0]["tid"], queue_tid(4));
+    assert_eq!(inst[1]["s"], "p");
+    assert_eq!(inst[1]["args"]["commands_lost"], 2);
+}

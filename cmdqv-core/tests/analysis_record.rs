@@ -292,3 +292,57 @@ proptest! {
         let _ = decode_body(&body);
     }
 }
+
+proptest! {
+    /// Any event survives the trace file's encoding exactly.
+    #[test]
+    fn any_event_round_trips_through_the_file_encoding(e in any_event()) {
+        let mut body = Vec::new();
+        encode_event(&e, &mut body);
+        prop_assert_eq!(decode_body(&body), Ok(Record::Event(e)));
+    }
+
+    /// And through the eBPF ring-buffer encoding (Lost has none).
+    #[test]
+    fn any_event_round_trips_through_the_probe_abi(e in any_event()) {
+        match cmdqv_core::probe_abi::encode(&e) {
+            Some(b) => prop_assert_eq!(cmdqv_core::probe_abi::decode(&b), Ok(e)),
+            None => {
+                let lost = matches!(e.payload, cmdqv_core::event::Payload::Lost { .. });
+                prop_assert!(lost, "only Lost has no ring-buffer record");
+            }
+        }
+    }
+}
+
+#[test]
+fn replay_skips_corrupt_records_and_says_how_many() {
+    let recs = records();
+    let mut b = to_bytes(&recs);
+    let mut r = TraceReader::new(&b[..]).unwrap();
+    r.next().unwrap().unwrap();
+    let second = r.offset() as usize;
+    b[second + 8 + 3] ^= 1;
+    let (s, info) = replay_reader(TraceReader::new(&b[..]).unwrap(), None).unwrap();
+    assert_eq!(info.bad_records, 1);
+    assert_eq!(info.records, recs.len() as u64 - 1);
+    assert_eq!(info.errors.len(), 1);
+    assert!(
+        info.errors[0].contains(&format!("offset {second}")),
+        "{:?}",
+        info.errors
+    );
+    assert!(
+        s.notes.iter().any(|n| n == "1 corrupt records skipped"),
+        "{:?}",
+        s.notes
+    );
+    // The meta record's drop total (5) and the Lost event (12) both count.
+    assert_eq!(s.drops, 17);
+    // The Handover event (a = 8, after the meta record's 2 handovers) is the latest report.
+    let h = s.handover.unwrap();
+    assert_eq!(h.handovers, 8);
+    assert_eq!(h.commands_lost, (u64::MAX - 8) >> 32);
+    assert_eq!(h.view_mismatches, (u64::MAX - 8) & 0xffff_ffff);
+    assert_eq!(s.vintfs.len(), 1);
+}

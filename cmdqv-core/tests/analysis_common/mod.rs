@@ -112,6 +112,8 @@ pub fn every_kind() -> Vec<Event> {
         QueueOp::HwFree,
         QueueOp::Doorbell,
         QueueOp::Enable,
+        QueueOp::Map,
+        QueueOp::Handover,
     ]
     .into_iter()
     .enumerate()
@@ -280,4 +282,113 @@ pub fn workload(batches: u32) -> Vec<Event> {
         },
     ));
     v
+}
+
+/// Any event, with queue ids biased towards the interesting ones (small, MAIN_CMDQ, huge).
+pub fn any_event() -> impl proptest::strategy::Strategy<Value = Event> {
+    use proptest::prelude::*;
+    let queue = prop_oneof![0u32..4, Just(MAIN_CMDQ), any::<u32>()];
+    let op = prop_oneof![
+        Just(QueueOp::Consumed),
+        Just(QueueOp::Error),
+        Just(QueueOp::ErrorAck),
+        Just(QueueOp::HwAlloc),
+        Just(QueueOp::HwFree),
+        Just(QueueOp::Doorbell),
+        Just(QueueOp::Enable),
+        Just(QueueOp::Map),
+        Just(QueueOp::Handover),
+    ];
+    let small = prop_oneof![0u64..16, any::<u64>()];
+    let payload = prop_oneof![
+        (
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u8>(),
+            any::<bool>()
+        )
+            .prop_map(|(smmu, offset, value, size, write)| Payload::Mmio {
+                device: if smmu { Device::Smmu } else { Device::Cmdqv },
+                offset,
+                value,
+                size,
+                write,
+            }),
+        (any::<u32>(), any::<u32>(), any::<u64>(), any::<u64>()).prop_map(
+            |(kind, len, gpa, value)| Payload::KvmMmio {
+                kind,
+                len,
+                gpa,
+                value
+            }
+        ),
+        (queue.clone(), 0u32..32, any::<u64>(), any::<u64>()).prop_map(|(queue, index, w0, w1)| {
+            Payload::Command {
+                queue,
+                index,
+                w0,
+                w1,
+            }
+        }),
+        (queue, op, small.clone(), small).prop_map(|(queue, op, a, b)| Payload::Queue {
+            queue,
+            op,
+            a,
+            b
+        }),
+        (
+            any::<i32>(),
+            any::<u32>(),
+            any::<i64>(),
+            any::<u64>(),
+            0u32..=48,
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(fd, cmd, ret, duration_ns, arg_len, a)| {
+                let mut arg = [0u8; 48];
+                arg[..32].copy_from_slice(&a);
+                Payload::Ioctl {
+                    fd,
+                    cmd,
+                    ret,
+                    duration_ns,
+                    arg_len,
+                    arg,
+                }
+            }),
+        (
+            any::<i32>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<i64>(),
+            any::<bool>()
+        )
+            .prop_map(|(fd, addr, len, offset, ret, map)| Payload::Mmap {
+                fd,
+                addr,
+                len,
+                offset,
+                ret,
+                map
+            }),
+        (any::<u32>(), any::<bool>(), any::<[u64; 5]>())
+            .prop_map(|(func, ret, args)| Payload::KFunc { func, ret, args }),
+        any::<u64>().prop_map(|count| Payload::Lost { count }),
+    ];
+    (
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+        any::<u32>(),
+        payload,
+    )
+        .prop_map(|(ts_ns, pid, tid, cpu, payload)| Event {
+            ts_ns,
+            pid,
+            tid,
+            cpu,
+            payload,
+        })
 }
