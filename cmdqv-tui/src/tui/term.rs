@@ -4,6 +4,7 @@
 
 use std::io::{self, Stdout};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -19,11 +20,17 @@ use super::{App, Control, SnapshotSource, TuiOptions};
 
 type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
 
+/// Is the terminal in our raw/alternate-screen state?
+static TAKEN_OVER: AtomicBool = AtomicBool::new(false);
+
 /// Puts the terminal back: leave the alternate screen, show the cursor, cooked mode.
-/// Safe to call more than once.
+/// Only the first call after set-up acts: leaving the alternate screen twice would move the
+/// cursor back over what was printed in between (the panic message).
 fn restore_terminal() {
-    let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    if TAKEN_OVER.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    }
 }
 
 /// Owns the terminal set-up; dropping it restores the terminal and the previous panic hook.
@@ -43,6 +50,7 @@ impl TerminalGuard {
         let guard = Self {
             previous_hook: Some(previous),
         };
+        TAKEN_OVER.store(true, Ordering::SeqCst);
         enable_raw_mode().context("cannot put the terminal in raw mode (is stdin a terminal?)")?;
         execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)
             .context("cannot switch to the alternate screen")?;
