@@ -14,7 +14,7 @@ use crossterm::terminal::{
 };
 use crossterm::{cursor, execute};
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
 
 use super::{App, Control, SnapshotSource, TuiOptions};
 
@@ -83,6 +83,27 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
         Terminal::new(CrosstermBackend::new(io::stdout())).context("cannot open the terminal")?;
     terminal.clear()?;
     let mut app = App::new(opts);
+    run_loop(&mut terminal, source.as_mut(), &mut app, |timeout| {
+        if event::poll(timeout)? {
+            event::read().map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+}
+
+/// The frame loop of [`run`], on any backend and any input (tests drive it with a
+/// `TestBackend` and scripted events). `next_event(timeout)` returns the next input event, or
+/// `None` once `timeout` has passed without one; it must not wait longer than `timeout`.
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    source: &mut dyn SnapshotSource,
+    app: &mut App,
+    mut next_event: impl FnMut(Duration) -> io::Result<Option<Event>>,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
     loop {
         if let Some(s) = source.latest() {
             app.update(s);
@@ -94,11 +115,12 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
         let deadline = Instant::now() + frame;
         loop {
             let timeout = deadline.saturating_duration_since(Instant::now());
-            if timeout.is_zero() || !event::poll(timeout)? {
+            if timeout.is_zero() {
                 break;
             }
-            match event::read()? {
-                Event::Key(key) if key.kind != KeyEventKind::Release => {
+            match next_event(timeout)? {
+                None => break,
+                Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
                     if let Some(c) = app.on_key(key) {
                         let quit = c == Control::Quit;
                         source.control(c);
@@ -109,13 +131,9 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
                     // Redraw at once so keys feel immediate.
                     break;
                 }
-                Event::Resize(..) => break,
-                _ => {}
+                Some(Event::Resize(..)) => break,
+                Some(_) => {}
             }
-        }
-        if app.should_quit() {
-            source.control(Control::Quit);
-            return Ok(());
         }
     }
 }

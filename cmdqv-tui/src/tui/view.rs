@@ -112,6 +112,14 @@ fn draw_header(app: &App, f: &mut Frame, area: Rect) {
     l1.push(sep(t));
     l1.push(Span::styled("target ", t.dim()));
     l1.push(Span::raw(s.target.clone()));
+    if !s.notes.is_empty() {
+        l1.push(sep(t));
+        let n = s.notes.len();
+        l1.push(Span::styled(
+            format!("{n} note{} (3 Probes)", if n == 1 { "" } else { "s" }),
+            t.warn(),
+        ));
+    }
 
     let mut l2: Vec<Span> = vec![
         Span::styled("events ", t.dim()),
