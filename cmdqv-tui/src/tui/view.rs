@@ -391,7 +391,19 @@ fn draw_queue_table(app: &mut App, f: &mut Frame, area: Rect) {
         .max()
         .unwrap_or(0)
         .min(64);
-    let rows: Vec<Row> = visible
+    // Only the rows on screen are built (300 queues cost no more than 30). The window keeps
+    // the selection visible, moving as little as possible, like a table with state would.
+    let page = usize::from(inner.height.saturating_sub(1)).max(1);
+    let mut offset = app.queue_offset.min(visible.len().saturating_sub(page));
+    if let Some(sel) = selected {
+        if sel < offset {
+            offset = sel;
+        } else if sel >= offset + page {
+            offset = sel + 1 - page;
+        }
+    }
+    let window = &visible[offset.min(visible.len())..(offset + page).min(visible.len())];
+    let rows: Vec<Row> = window
         .iter()
         .map(|q| {
             let marker = if queue_alert(q) {
@@ -435,11 +447,10 @@ fn draw_queue_table(app: &mut App, f: &mut Frame, area: Rect) {
         .highlight_symbol(">")
         .highlight_spacing(HighlightSpacing::Always)
         .flex(Flex::Start);
-    let mut state = TableState::default()
-        .with_offset(app.queue_offset)
-        .with_selected(selected);
+    let mut state = TableState::default().with_selected(selected.map(|s| s - offset));
     f.render_stateful_widget(table, area, &mut state);
-    app.queue_offset = state.offset();
+    app.queue_offset = offset;
+    app.page_rows = page;
     if empty {
         let msg = if app.filter(View::Queues).is_empty() {
             "no queues reported yet"
