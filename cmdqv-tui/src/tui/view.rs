@@ -264,7 +264,7 @@ fn draw_footer(app: &App, f: &mut Frame, area: Rect) {
             pinned += 1;
         }
     }
-    let width = |h: &[(&str, &str)]| -> usize {
+    let width = |h: &[(String, &str)]| -> usize {
         h.iter()
             .map(|(k, w)| k.chars().count() + w.chars().count() + 3)
             .sum()
@@ -1099,7 +1099,7 @@ fn draw_help(app: &App, f: &mut Frame, area: Rect) {
             .iter()
             .map(|l| {
                 if l.is_heading {
-                    Line::styled(l.keys, t.title())
+                    Line::styled(l.keys.clone(), t.title())
                 } else {
                     Line::from(vec![
                         Span::styled(format!(" {:<key_w$} ", l.keys), t.key()),
