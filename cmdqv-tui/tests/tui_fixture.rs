@@ -162,14 +162,14 @@ pub fn summary() -> Summary {
     let bad_index = 0x12a;
     q1.recent = recent(0x120, 1, 10);
     q1.recent.push(RecentCommand {
-        ts_ns: 81_250_000_000,
+        ts_ns: 80_625_000_001,
         index: bad_index,
         w0: 0x0000_0000_0000_00ff,
         w1: 0xdead_beef,
         text: "UNKNOWN opcode=0xff w0=0x00000000000000ff".into(),
     });
     q1.last_error = Some(QueueError {
-        ts_ns: 81_250_000_000,
+        ts_ns: 80_625_000_001,
         code: 1,
         name: "CERROR_ILL".into(),
         index: bad_index,
@@ -244,7 +244,7 @@ pub fn summary() -> Summary {
         });
         if i == 20 {
             log.push(LogLine {
-                ts_ns: 81_250_000_000,
+                ts_ns: ts_ns + 1,
                 pid: 4242,
                 kind: "error".into(),
                 text: "vcmdq1 CERROR_ILL at CONS 0x12a: UNKNOWN opcode=0xff".into(),

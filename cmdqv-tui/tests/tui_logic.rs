@@ -211,3 +211,38 @@ fn error_rows_carry_a_text_marker() {
     let row = text.lines().find(|l| l.contains("vcmdq0 ")).unwrap();
     assert!(!row.contains('!') && row.contains("hardware"), "{row}");
 }
+
+#[test]
+fn selection_scrolls_a_long_table() {
+    let mut a = App::new(TuiOptions::default());
+    a.update(tui_fixture::many_queues(128));
+    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    term.draw(|f| a.draw(f)).unwrap();
+    a.on_key(KeyEvent::new(KeyCode::End, KeyModifiers::NONE));
+    assert_eq!(a.selected_queue(), Some("vcmdq127"));
+    term.draw(|f| a.draw(f)).unwrap();
+    let text = format!("{}", term.backend());
+    assert!(
+        text.lines()
+            .any(|l| l.contains(">") && l.contains("vcmdq127")),
+        "{text}"
+    );
+    a.on_key(KeyEvent::new(KeyCode::PageUp, KeyModifiers::NONE));
+    let after_page = a.selected_queue().unwrap().to_string();
+    let idx = a
+        .visible_queues()
+        .iter()
+        .position(|q| q.name == after_page)
+        .unwrap();
+    // 129 rows (smmu-cmdq + 128): PgUp from the last moves up by more than one row.
+    assert!(idx < 127, "PgUp moved to row {idx}");
+    term.draw(|f| a.draw(f)).unwrap();
+    let text = format!("{}", term.backend());
+    assert!(
+        text.lines()
+            .any(|l| l.contains(">") && l.contains(&after_page)),
+        "{text}"
+    );
+    a.on_key(KeyEvent::new(KeyCode::Home, KeyModifiers::NONE));
+    assert_eq!(a.selected_queue(), Some("smmu-cmdq"));
+}

@@ -75,7 +75,7 @@ fn extreme() -> Summary {
             command: Some([u64::MAX; 2]),
             acknowledged: false,
         }),
-        rate_history: vec![u64::MAX; 5_000],
+        rate_history: vec![u64::MAX; 1_000],
         latency_histogram: (0..200).map(|i| (u64::MAX - i, u64::MAX - i)).collect(),
         recent: vec![
             RecentCommand {
@@ -85,7 +85,7 @@ fn extreme() -> Summary {
                 w1: u64::MAX,
                 text: wide.clone(),
             };
-            300
+            40
         ],
     };
     let states = [

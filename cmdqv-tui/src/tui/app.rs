@@ -581,7 +581,10 @@ impl App {
                 // Positive delta scrolls towards the end.
                 let up = delta < 0;
                 let n = delta.unsigned_abs();
-                if up {
+                let scrollable = self.filtered_log().len() > self.page_rows.max(1);
+                if up && !scrollable {
+                    // Everything is on screen: nothing to scroll back to, keep following.
+                } else if up {
                     self.log_follow = false;
                     self.log_from_bottom = self.log_from_bottom.saturating_add(n);
                 } else {

@@ -106,6 +106,33 @@ const fn ctrl(ch: char) -> Key {
 }
 
 impl Key {
+    /// How the key is written in the footer and the help: `q`, `Ctrl-C`, `space`, `↑`, `PgUp`.
+    pub fn name(&self) -> String {
+        let base = match self.code {
+            KeyCode::Char(' ') => "space".to_string(),
+            KeyCode::Char(c) if self.mods.contains(KeyModifiers::CONTROL) => {
+                c.to_ascii_uppercase().to_string()
+            }
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::Up => "↑".into(),
+            KeyCode::Down => "↓".into(),
+            KeyCode::Left => "←".into(),
+            KeyCode::Right => "→".into(),
+            KeyCode::PageUp => "PgUp".into(),
+            KeyCode::PageDown => "PgDn".into(),
+            KeyCode::BackTab => "Shift-Tab".into(),
+            other => other.to_string(),
+        };
+        let mut name = String::new();
+        if self.mods.contains(KeyModifiers::CONTROL) {
+            name.push_str("Ctrl-");
+        }
+        if self.mods.contains(KeyModifiers::ALT) {
+            name.push_str("Alt-");
+        }
+        name + &base
+    }
+
     /// Does a terminal key event match this key? Shift is ignored (it is part of the character:
     /// `S`, `?`, `+`), Ctrl and Alt must match.
     pub fn matches(&self, ev: &KeyEvent) -> bool {
@@ -125,8 +152,6 @@ impl Key {
 pub struct Binding {
     pub context: Context,
     pub keys: &'static [Key],
-    /// How the keys are written in the help and the footer.
-    pub label: &'static str,
     pub action: Action,
     /// One line in the `?` help.
     pub help: &'static str,
@@ -134,10 +159,20 @@ pub struct Binding {
     pub hint: Option<&'static str>,
 }
 
+impl Binding {
+    /// The keys as written in the footer and the help, generated from [`Binding::keys`].
+    pub fn label(&self) -> String {
+        self.keys
+            .iter()
+            .map(Key::name)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 const fn b(
     context: Context,
     keys: &'static [Key],
-    label: &'static str,
     action: Action,
     help: &'static str,
     hint: Option<&'static str>,
@@ -145,7 +180,6 @@ const fn b(
     Binding {
         context,
         keys,
-        label,
         action,
         help,
         hint,
@@ -160,43 +194,43 @@ use KeyCode as K;
 #[rustfmt::skip]
 pub static KEYMAP: &[Binding] = &[
     // Filter input (typing mode).
-    b(X::Filter, &[k(K::Enter)], "Enter", Action::FilterApply, "keep the filter", Some("apply")),
-    b(X::Filter, &[k(K::Esc)], "Esc", Action::FilterCancel, "clear the filter", Some("cancel")),
-    b(X::Filter, &[k(K::Backspace)], "Backspace", Action::FilterBackspace, "delete the last character", None),
+    b(X::Filter, &[k(K::Enter)], Action::FilterApply, "keep the filter", Some("apply")),
+    b(X::Filter, &[k(K::Esc)], Action::FilterCancel, "clear the filter", Some("cancel")),
+    b(X::Filter, &[k(K::Backspace)], Action::FilterBackspace, "delete the last character", None),
     // Help popup.
-    b(X::Help, &[k(K::Esc), c('?')], "Esc ?", Action::ToggleHelp, "close the help", Some("close")),
+    b(X::Help, &[k(K::Esc), c('?')], Action::ToggleHelp, "close the help", Some("close")),
     // Detail view.
-    b(X::Detail, &[k(K::Esc), k(K::Enter)], "Esc", Action::Back, "close the detail view", Some("close")),
-    b(X::Detail, &[k(K::Up), c('k')], "↑ k", Action::Up, "previous queue", Some("prev")),
-    b(X::Detail, &[k(K::Down), c('j')], "↓ j", Action::Down, "next queue", Some("next")),
+    b(X::Detail, &[k(K::Esc)], Action::Back, "close the detail view", Some("close")),
+    b(X::Detail, &[k(K::Up), c('k')], Action::Up, "previous queue", Some("prev")),
+    b(X::Detail, &[k(K::Down), c('j')], Action::Down, "next queue", Some("next")),
     // Queue table.
-    b(X::Queues, &[k(K::Enter)], "Enter", Action::OpenDetail, "detail view of the selected queue", Some("detail")),
-    b(X::Queues, &[c('s')], "s", Action::SortNext, "sort by the next column", Some("sort")),
-    b(X::Queues, &[c('S')], "S", Action::SortReverse, "reverse the sort order", Some("reverse")),
+    b(X::Queues, &[k(K::Enter)], Action::OpenDetail, "open the queue's detail", Some("detail")),
+    b(X::Queues, &[c('s')], Action::SortNext, "sort by the next column", Some("sort")),
+    b(X::Queues, &[c('S')], Action::SortReverse, "reverse the sort order", Some("reverse")),
     // Event log.
-    b(X::Log, &[c('f')], "f", Action::ToggleFollow, "follow new lines (scrolling stops it)", Some("follow")),
+    b(X::Log, &[c('f')], Action::ToggleFollow, "follow new lines on/off", Some("follow")),
     // Any list.
-    b(X::List, &[k(K::Up), c('k')], "↑ k", Action::Up, "move up", None),
-    b(X::List, &[k(K::Down), c('j')], "↓ j", Action::Down, "move down", None),
-    b(X::List, &[k(K::PageUp), ctrl('b')], "PgUp", Action::PageUp, "page up (scroll back)", None),
-    b(X::List, &[k(K::PageDown), ctrl('f')], "PgDn", Action::PageDown, "page down", None),
-    b(X::List, &[k(K::Home), c('g')], "Home g", Action::Top, "go to the top", None),
-    b(X::List, &[k(K::End), c('G')], "End G", Action::Bottom, "go to the bottom (log: follow)", None),
-    b(X::List, &[c('/')], "/", Action::StartFilter, "filter the list", Some("filter")),
+    b(X::List, &[k(K::Up), c('k')], Action::Up, "move up", None),
+    b(X::List, &[k(K::Down), c('j')], Action::Down, "move down", None),
+    b(X::List, &[k(K::PageUp)], Action::PageUp, "page up (scroll back)", None),
+    b(X::List, &[k(K::PageDown)], Action::PageDown, "page down", None),
+    b(X::List, &[k(K::Home), c('g')], Action::Top, "go to the top", None),
+    b(X::List, &[k(K::End), c('G')], Action::Bottom, "to the end (log: follow)", None),
+    b(X::List, &[c('/')], Action::StartFilter, "filter the list", Some("filter")),
     // Global.
-    b(X::Global, &[c(' ')], "space", Action::TogglePause, "pause / resume collection", Some("pause")),
-    b(X::Global, &[c('+'), c('=')], "+", Action::RateUp, "faster refresh", Some("faster")),
-    b(X::Global, &[c('-')], "-", Action::RateDown, "slower refresh", Some("slower")),
-    b(X::Global, &[c('r')], "r", Action::ToggleRecording, "start / stop recording", Some("rec")),
-    b(X::Global, &[k(K::Tab)], "Tab", Action::NextView, "next view", Some("view")),
-    b(X::Global, &[k(K::BackTab)], "Shift-Tab", Action::PrevView, "previous view", None),
-    b(X::Global, &[c('1')], "1", Action::Show(View::Queues), "queue view", None),
-    b(X::Global, &[c('2')], "2", Action::Show(View::Log), "log view", None),
-    b(X::Global, &[c('3')], "3", Action::Show(View::Probes), "probes view", None),
-    b(X::Global, &[k(K::Esc)], "Esc", Action::Back, "close popup / clear filter", None),
-    b(X::Global, &[c('q')], "q", Action::Quit, "quit", Some("quit")),
-    b(X::Global, &[ctrl('c')], "Ctrl-C", Action::Quit, "quit", None),
-    b(X::Global, &[c('?')], "?", Action::ToggleHelp, "this help", Some("help")),
+    b(X::Global, &[c(' ')], Action::TogglePause, "pause / resume collection", Some("pause")),
+    b(X::Global, &[c('+'), c('=')], Action::RateUp, "faster refresh", Some("faster")),
+    b(X::Global, &[c('-')], Action::RateDown, "slower refresh", Some("slower")),
+    b(X::Global, &[c('r')], Action::ToggleRecording, "start / stop recording", Some("rec")),
+    b(X::Global, &[k(K::Tab)], Action::NextView, "next view", Some("view")),
+    b(X::Global, &[k(K::BackTab)], Action::PrevView, "previous view", None),
+    b(X::Global, &[c('1')], Action::Show(View::Queues), "queue view", None),
+    b(X::Global, &[c('2')], Action::Show(View::Log), "log view", None),
+    b(X::Global, &[c('3')], Action::Show(View::Probes), "probes view", None),
+    b(X::Global, &[k(K::Esc)], Action::Back, "close popup / clear filter", None),
+    b(X::Global, &[c('q')], Action::Quit, "quit", Some("quit")),
+    b(X::Global, &[ctrl('c')], Action::Quit, "quit", None),
+    b(X::Global, &[c('?')], Action::ToggleHelp, "this help", Some("help")),
 ];
 
 /// The action bound to `key` in the first of `contexts` that binds it.
@@ -210,16 +244,17 @@ pub fn lookup(contexts: &[Context], key: &KeyEvent) -> Option<Action> {
     })
 }
 
-/// Footer hints `(keys, word)` for a context stack, most specific first, without duplicates.
-pub fn hints(contexts: &[Context]) -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+/// Footer hints `(first key, word)` for a context stack, most specific first, without
+/// duplicates.
+pub fn hints(contexts: &[Context]) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = Vec::new();
     let mut seen: Vec<Action> = Vec::new();
     for &cx in contexts {
         for b in KEYMAP.iter().filter(|b| b.context == cx) {
             if let Some(h) = b.hint {
                 if !seen.contains(&b.action) {
                     seen.push(b.action);
-                    out.push((b.label, h));
+                    out.push((b.keys[0].name(), h));
                 }
             }
         }
@@ -236,14 +271,14 @@ pub fn help_lines() -> Vec<HelpLine> {
         for b in KEYMAP.iter().filter(|b| b.context == cx) {
             if first {
                 out.push(HelpLine {
-                    keys: cx.title(),
+                    keys: cx.title().to_string(),
                     text: "",
                     is_heading: true,
                 });
                 first = false;
             }
             out.push(HelpLine {
-                keys: b.label,
+                keys: b.label(),
                 text: b.help,
                 is_heading: false,
             });
@@ -253,9 +288,9 @@ pub fn help_lines() -> Vec<HelpLine> {
 }
 
 /// One line of the generated help.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HelpLine {
-    pub keys: &'static str,
+    pub keys: String,
     pub text: &'static str,
     pub is_heading: bool,
 }

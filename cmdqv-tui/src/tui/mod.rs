@@ -20,7 +20,7 @@ use cmdqv_core::analysis::Summary;
 
 pub use app::{App, SortColumn, View};
 pub use keymap::{Action, Binding, Context, KEYMAP};
-pub use term::run;
+pub use term::{run, run_loop};
 pub use view::{MIN_HEIGHT, MIN_WIDTH, help_text};
 
 /// A message from the UI to the collector.

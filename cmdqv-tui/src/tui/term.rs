@@ -4,6 +4,7 @@
 
 use std::io::{self, Stdout};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,17 +14,23 @@ use crossterm::terminal::{
 };
 use crossterm::{cursor, execute};
 use ratatui::Terminal;
-use ratatui::backend::CrosstermBackend;
+use ratatui::backend::{Backend, CrosstermBackend};
 
 use super::{App, Control, SnapshotSource, TuiOptions};
 
 type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
 
+/// Is the terminal in our raw/alternate-screen state?
+static TAKEN_OVER: AtomicBool = AtomicBool::new(false);
+
 /// Puts the terminal back: leave the alternate screen, show the cursor, cooked mode.
-/// Safe to call more than once.
+/// Only the first call after set-up acts: leaving the alternate screen twice would move the
+/// cursor back over what was printed in between (the panic message).
 fn restore_terminal() {
-    let _ = disable_raw_mode();
-    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    if TAKEN_OVER.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    }
 }
 
 /// Owns the terminal set-up; dropping it restores the terminal and the previous panic hook.
@@ -43,6 +50,7 @@ impl TerminalGuard {
         let guard = Self {
             previous_hook: Some(previous),
         };
+        TAKEN_OVER.store(true, Ordering::SeqCst);
         enable_raw_mode().context("cannot put the terminal in raw mode (is stdin a terminal?)")?;
         execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)
             .context("cannot switch to the alternate screen")?;
@@ -75,6 +83,27 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
         Terminal::new(CrosstermBackend::new(io::stdout())).context("cannot open the terminal")?;
     terminal.clear()?;
     let mut app = App::new(opts);
+    run_loop(&mut terminal, source.as_mut(), &mut app, |timeout| {
+        if event::poll(timeout)? {
+            event::read().map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+}
+
+/// The frame loop of [`run`], on any backend and any input (tests drive it with a
+/// `TestBackend` and scripted events). `next_event(timeout)` returns the next input event, or
+/// `None` once `timeout` has passed without one; it must not wait longer than `timeout`.
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    source: &mut dyn SnapshotSource,
+    app: &mut App,
+    mut next_event: impl FnMut(Duration) -> io::Result<Option<Event>>,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
     loop {
         if let Some(s) = source.latest() {
             app.update(s);
@@ -86,11 +115,12 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
         let deadline = Instant::now() + frame;
         loop {
             let timeout = deadline.saturating_duration_since(Instant::now());
-            if timeout.is_zero() || !event::poll(timeout)? {
+            if timeout.is_zero() {
                 break;
             }
-            match event::read()? {
-                Event::Key(key) if key.kind != KeyEventKind::Release => {
+            match next_event(timeout)? {
+                None => break,
+                Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
                     if let Some(c) = app.on_key(key) {
                         let quit = c == Control::Quit;
                         source.control(c);
@@ -101,13 +131,9 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
                     // Redraw at once so keys feel immediate.
                     break;
                 }
-                Event::Resize(..) => break,
-                _ => {}
+                Some(Event::Resize(..)) => break,
+                Some(_) => {}
             }
-        }
-        if app.should_quit() {
-            source.control(Control::Quit);
-            return Ok(());
         }
     }
 }

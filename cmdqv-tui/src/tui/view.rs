@@ -112,6 +112,14 @@ fn draw_header(app: &App, f: &mut Frame, area: Rect) {
     l1.push(sep(t));
     l1.push(Span::styled("target ", t.dim()));
     l1.push(Span::raw(s.target.clone()));
+    if !s.notes.is_empty() {
+        l1.push(sep(t));
+        let n = s.notes.len();
+        l1.push(Span::styled(
+            format!("{n} note{} (3 Probes)", if n == 1 { "" } else { "s" }),
+            t.warn(),
+        ));
+    }
 
     let mut l2: Vec<Span> = vec![
         Span::styled("events ", t.dim()),
@@ -256,7 +264,7 @@ fn draw_footer(app: &App, f: &mut Frame, area: Rect) {
             pinned += 1;
         }
     }
-    let width = |h: &[(&str, &str)]| -> usize {
+    let width = |h: &[(String, &str)]| -> usize {
         h.iter()
             .map(|(k, w)| k.chars().count() + w.chars().count() + 3)
             .sum()
@@ -383,7 +391,19 @@ fn draw_queue_table(app: &mut App, f: &mut Frame, area: Rect) {
         .max()
         .unwrap_or(0)
         .min(64);
-    let rows: Vec<Row> = visible
+    // Only the rows on screen are built (300 queues cost no more than 30). The window keeps
+    // the selection visible, moving as little as possible, like a table with state would.
+    let page = usize::from(inner.height.saturating_sub(1)).max(1);
+    let mut offset = app.queue_offset.min(visible.len().saturating_sub(page));
+    if let Some(sel) = selected {
+        if sel < offset {
+            offset = sel;
+        } else if sel >= offset + page {
+            offset = sel + 1 - page;
+        }
+    }
+    let window = &visible[offset.min(visible.len())..(offset + page).min(visible.len())];
+    let rows: Vec<Row> = window
         .iter()
         .map(|q| {
             let marker = if queue_alert(q) {
@@ -427,11 +447,10 @@ fn draw_queue_table(app: &mut App, f: &mut Frame, area: Rect) {
         .highlight_symbol(">")
         .highlight_spacing(HighlightSpacing::Always)
         .flex(Flex::Start);
-    let mut state = TableState::default()
-        .with_offset(app.queue_offset)
-        .with_selected(selected);
+    let mut state = TableState::default().with_selected(selected.map(|s| s - offset));
     f.render_stateful_widget(table, area, &mut state);
-    app.queue_offset = state.offset();
+    app.queue_offset = offset;
+    app.page_rows = page;
     if empty {
         let msg = if app.filter(View::Queues).is_empty() {
             "no queues reported yet"
@@ -1080,7 +1099,7 @@ fn draw_help(app: &App, f: &mut Frame, area: Rect) {
             .iter()
             .map(|l| {
                 if l.is_heading {
-                    Line::styled(l.keys, t.title())
+                    Line::styled(l.keys.clone(), t.title())
                 } else {
                     Line::from(vec![
                         Span::styled(format!(" {:<key_w$} ", l.keys), t.key()),
