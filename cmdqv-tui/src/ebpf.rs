@@ -162,8 +162,7 @@ impl Tracer {
             region_ptr: 0,
             gpa_lo: cfg.gpa_lo,
             gpa_hi: cfg.gpa_hi,
-            q_lo: 0,
-            q_hi: 0,
+            ..Default::default()
         };
         let mut fmap: Array<_, FilterConfig> =
             Array::try_from(ebpf.map_mut("FILTER").context("FILTER map missing")?)?;

@@ -419,6 +419,7 @@ fn main() -> Result<()> {
             let path = bootstrap(true)?;
             test(&path)?;
         }
+        "guest" => guest::main(&args[1..])?,
         "bench" => {
             let path = bootstrap(false)?;
             run(cargo(&path).args(["bench"]).args(&rest))?;

@@ -32,7 +32,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 
 #[map]
-static FILTER: Array<FilterConfig> = Array::with_max_entries(1, 0);
+pub(crate) static FILTER: Array<FilterConfig> = Array::with_max_entries(1, 0);
 
 /// An ioctl between enter and exit, keyed by pid_tgid.
 #[repr(C)]
@@ -63,23 +63,15 @@ struct InFlightMmap {
 static MMAPS: HashMap<u64, InFlightMmap> = HashMap::with_max_entries(1024, 0);
 
 #[inline(always)]
-fn filter() -> FilterConfig {
+pub(crate) fn filter() -> FilterConfig {
     match FILTER.get(0) {
         Some(f) => *f,
-        None => FilterConfig {
-            pid: 0,
-            all_ioctls: 0,
-            region_ptr: 0,
-            gpa_lo: 0,
-            gpa_hi: 0,
-            q_lo: 0,
-            q_hi: 0,
-        },
+        None => FilterConfig::default(),
     }
 }
 
 #[inline(always)]
-fn header(kind: EventKind) -> EventHeader {
+pub(crate) fn header(kind: EventKind) -> EventHeader {
     let pid_tgid = bpf_get_current_pid_tgid();
     EventHeader {
         kind: kind as u16,
@@ -93,7 +85,7 @@ fn header(kind: EventKind) -> EventHeader {
 }
 
 #[inline(always)]
-fn pid_allowed(f: &FilterConfig) -> bool {
+pub(crate) fn pid_allowed(f: &FilterConfig) -> bool {
     f.pid == 0 || f.pid == (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
@@ -106,7 +98,7 @@ fn count_drop() {
 }
 
 #[inline(always)]
-fn emit<T: 'static>(ev: T) {
+pub(crate) fn emit<T: 'static>(ev: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(ev);
