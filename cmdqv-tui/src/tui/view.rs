@@ -88,6 +88,10 @@ fn draw_header(app: &App, f: &mut Frame, area: Rect) {
         l1.push(Span::styled(" PAUSED ", t.badge(Color::Yellow)));
         l1.push(Span::raw(" "));
     }
+    if app.finished {
+        l1.push(Span::styled(" ENDED ", t.badge(Color::Magenta)));
+        l1.push(Span::raw(" "));
+    }
     if let Some(file) = &app.recording {
         l1.push(Span::styled(format!(" ● REC {file} "), t.badge(Color::Red)));
         l1.push(Span::raw(" "));
