@@ -673,6 +673,9 @@ fn draw_probes(app: &mut App, f: &mut Frame, area: Rect) {
     };
     let [notes_area, table_area] =
         Layout::vertical([Constraint::Length(notes_h), Constraint::Fill(1)]).areas(area);
+    // The selected probe in full below the table (reasons are often longer than their column).
+    let [table_area, sel_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(4)]).areas(table_area);
     if !notes.is_empty() {
         f.render_widget(
             Paragraph::new(notes).wrap(Wrap { trim: false }).block(
@@ -736,6 +739,26 @@ fn draw_probes(app: &mut App, f: &mut Frame, area: Rect) {
                 .title(Span::styled(title, t.title())),
         );
     let sel = (n > 0).then_some(app.probe_sel.min(n.saturating_sub(1)));
+    let selected = sel.and_then(|i| probes.get(i)).map(|p| {
+        let style = t.probe(&p.status);
+        Line::from(vec![
+            Span::styled(p.name.clone(), t.title()),
+            Span::raw(" "),
+            Span::styled(p.status.clone(), style),
+            Span::styled(": ", t.dim()),
+            Span::raw(if p.reason.is_empty() {
+                "-".to_string()
+            } else {
+                p.reason.clone()
+            }),
+        ])
+    });
+    f.render_widget(
+        Paragraph::new(selected.unwrap_or_default())
+            .wrap(Wrap { trim: false })
+            .block(Block::bordered().border_style(t.border())),
+        sel_area,
+    );
     let mut state = TableState::default()
         .with_offset(app.probe_offset)
         .with_selected(sel);
