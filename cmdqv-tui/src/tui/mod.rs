@@ -6,7 +6,7 @@
 //! testable with ratatui's `TestBackend`; [`run`] is the thin edge that owns the real terminal.
 //!
 //! Pieces: [`keymap`] (bindings as data: dispatch, footer hints and `?` help come from it),
-//! [`app`] (state and actions), `view` (one module per pane), [`format`] (human units),
+//! [`app`] (state and actions), `view` (one module per pane), [`format`](mod@format) (human units),
 //! [`theme`] (styles; `NO_COLOR` turns every colour off), `term` (terminal set-up and restore),
 //! [`source`] (a channel-backed [`SnapshotSource`] for wiring the collector).
 
