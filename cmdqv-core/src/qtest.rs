@@ -582,6 +582,36 @@ pub fn serve_unix_listen(cfg: QtestConfig, path: &std::path::Path) -> io::Result
     serve(cfg, io::BufReader::new(s.try_clone()?), s)
 }
 
+/// One fuzzing run of the qtest parser (the `cargo fuzz` target `qtest`): every line of `data`
+/// through a small machine. Returns the number of replies. Panics only on a broken invariant
+/// (one reply line per input line, IRQ reports aside).
+pub fn fuzz_lines(data: &[u8]) -> usize {
+    let cfg = QtestConfig {
+        ram_size: 1 << 16,
+        ..Default::default()
+    };
+    let mut s = QtestServer::new(&cfg);
+    let mut out = Vec::new();
+    let mut n = 0;
+    for line in data.split(|&b| b == b'\n').take(256) {
+        out.clear();
+        s.handle_line(line, &mut out);
+        let replies = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty() && !l.starts_with(b"IRQ "))
+            .count();
+        assert_eq!(
+            replies,
+            1,
+            "{:?} -> {:?}",
+            String::from_utf8_lossy(line),
+            String::from_utf8_lossy(&out)
+        );
+        n += 1;
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,6 +685,19 @@ mod tests {
         assert!(lines[11].starts_with("ERR "));
         assert_eq!(st.errors, 10);
         assert!(st.unassigned >= 2);
+    }
+
+    #[test]
+    fn fuzz_entry_point_answers_every_line_once() {
+        let b = DEFAULT_MMIO_BASE;
+        let script = format!(
+            "readl {b:#x}\nwritel {:#x} 1\nwriteq {:#x} 0x40000004\nread 0x3ffffff0 64\nb64read 0x4000fff0 32\nwrite 0 0\nwritew {:#x} 5\n\u{0}\u{ff}\n",
+            b + 0x1000,
+            b + 0x40000,
+            b + 0x30004
+        );
+        assert_eq!(fuzz_lines(script.as_bytes()), 9);
+        assert_eq!(fuzz_lines(&[0xff, 0xfe, b'\n', b'r']), 2);
     }
 
     #[test]
