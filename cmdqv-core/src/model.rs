@@ -1381,6 +1381,82 @@ mod tests {
         }
     }
 
+    /// Every register of the guest geometry, written with all ones on a fresh device, reads
+    /// back exactly its documented writable bits (read-only ones keep their value).
+    #[test]
+    fn every_register_reads_back_its_write_mask() {
+        let g = Geometry::guest();
+        let mut seen = 0;
+        for off in (0..g.mmio_size()).step_by(4) {
+            let Some(reg) = g.decode(off) else { continue };
+            let mut r = Rig::new(ModelConfig::guest());
+            r.w(off, 0xffff_ffff);
+            let want = match reg {
+                RegRef::Config => regs::config::WRITABLE,
+                RegRef::Param => 0x4011,
+                RegRef::Status => 1,
+                RegRef::ViErrMap(_) | RegRef::CmdqErrMap(_) => 0,
+                RegRef::ViIntMask(_) => 0xffff_ffff,
+                RegRef::CmdqAllocMap(_) => alloc_map::WRITABLE,
+                RegRef::Vintf { reg, .. } => match reg {
+                    VintfReg::Config => vintf_config::WRITABLE & !vintf_config::HYP_OWN,
+                    VintfReg::Status => 0,
+                    VintfReg::GlbFiltCfg0 | VintfReg::GlbFiltData0 => 0xffff_ffff,
+                    VintfReg::SidMatch(_) => regs::sid_match::WRITABLE,
+                    VintfReg::SidReplace(_) => regs::sid_replace::PSID_MASK,
+                    VintfReg::LvcmdqErrMap(_) => 0,
+                },
+                // Nothing is mapped on a fresh device: logical slots read 0.
+                RegRef::Vcmdq {
+                    aperture: Aperture::Vintf(_),
+                    ..
+                } => 0,
+                RegRef::Vcmdq {
+                    reg: VcmdqReg::Page0(p),
+                    ..
+                } => match p {
+                    Page0Reg::ConsIndx => cons_indx::WRITABLE,
+                    Page0Reg::ProdIndx => prod_indx::WR_MASK,
+                    Page0Reg::Config => vcmdq_config::CMDQ_EN,
+                    Page0Reg::Status | Page0Reg::Gerror => 0,
+                    Page0Reg::Gerrorn => gerror::MASK,
+                },
+                RegRef::Vcmdq {
+                    reg: VcmdqReg::Page1(p),
+                    ..
+                } => match p {
+                    Page1Reg::BaseL | Page1Reg::ConsIndxBaseDramL => 0xffff_ffff,
+                    Page1Reg::BaseH | Page1Reg::ConsIndxBaseDramH => regs::base::HIGH_WRITABLE,
+                },
+            };
+            assert_eq!(r.r(off), want, "{reg} at {off:#x}");
+            seen += 1;
+        }
+        // 11 globals + 2 ALLOC_MAPs + VINTF0 (4 + 16 + 16 + 4) + 2·10 global + 128·10 logical
+        assert_eq!(seen, 11 + 2 + 40 + 20 + 1280);
+    }
+
+    #[test]
+    fn a_dyn_observer_works_and_the_device_is_send() {
+        fn is_send<T: Send>() {}
+        is_send::<Cmdqv>();
+        let mut m = Cmdqv::new(ModelConfig::guest());
+        let mut log: Vec<ModelEvent> = Vec::new();
+        let obs: &mut dyn Observer = &mut log;
+        m.read(0x4, 4, obs);
+        m.write(0x0, 4, 0, &crate::mem::NoMemory, &mut NullSink, obs);
+        assert_eq!(log.len(), 3); // read, write, CMDQV disable
+        assert!(matches!(
+            log[0],
+            ModelEvent::Mmio {
+                offset: 4,
+                value: 0x4011,
+                write: false,
+                ..
+            }
+        ));
+    }
+
     #[test]
     fn fuzz_entry_point_survives_pseudo_random_input() {
         // A tiny xorshift keeps this deterministic without a dependency.

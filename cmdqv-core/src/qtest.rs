@@ -37,6 +37,8 @@ pub const DEFAULT_MMIO_BASE: u64 = 0x0910_0000;
 pub const DEFAULT_SMMU_BASE: u64 = 0x0905_0000;
 /// Longest accepted line (a b64write of a full 8 MiB ring is ~11 MiB).
 pub const MAX_LINE: usize = 64 << 20;
+/// Largest guest RAM a qtest machine allocates (a larger `ram_size` is refused by [`serve`]).
+pub const MAX_RAM: u64 = 16 << 30;
 /// Largest `read`/`write`/`b64*`/`memset` transfer.
 pub const MAX_TRANSFER: u64 = 32 << 20;
 
@@ -548,6 +550,15 @@ pub fn serve_with_observer<O: Observer, R: BufRead, W: Write>(
     mut reader: R,
     mut writer: W,
 ) -> io::Result<Stats> {
+    if cfg.ram_size > MAX_RAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "ram_size {:#x} exceeds the qtest machine's limit {MAX_RAM:#x}",
+                cfg.ram_size
+            ),
+        ));
+    }
     let mut server = QtestServer::with_observer(&cfg, obs);
     let mut line = Vec::new();
     let mut out = Vec::new();
