@@ -8,7 +8,10 @@ fn main() -> anyhow::Result<()> {
     let root = manifest.join("../cmdqv-ebpf/probes");
     let root = root.canonicalize().unwrap_or(root);
     let root_dir = root.to_string_lossy().into_owned();
-    println!("cargo:rerun-if-changed={}", manifest.join("../cmdqv-ebpf/common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("../cmdqv-ebpf/common/src").display()
+    );
     let skip = std::env::var("AYA_BUILD_SKIP").map(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if skip.unwrap_or(false) {
         // Leave an empty object so include_bytes! still compiles; the loader reports it as absent.
@@ -17,6 +20,23 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(&out, b"")?;
         }
     }
+    // Versions shown by `cmdqv doctor`.
+    let nightly = std::process::Command::new("rustc")
+        .args(["+nightly", "-V"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!("cargo:rustc-env=CMDQV_BUILD_NIGHTLY={nightly}");
+    let linker = std::process::Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!("cargo:rustc-env=CMDQV_BUILD_BPF_LINKER={linker}");
     let pkg = aya_build::Package {
         name: "cmdqv-ebpf",
         root_dir: &root_dir,

@@ -57,7 +57,15 @@ pub enum QueueOp {
     Doorbell,
     /// Queue enabled (`a` = 1) or disabled (`a` = 0), `b` = log2size.
     Enable,
+    /// The queue was mapped (or unmapped) to VINTF `a` as LVCMDQ `b & 0xffff`; `b >> 16` = ALLOC.
+    Map,
+    /// VMM-wide passthrough bookkeeping (queue [`VMM_QUEUE`]): `a` = handovers,
+    /// `b` = view_mismatches | commands_lost << 32.
+    Handover,
 }
+
+/// Queue id of VMM-wide reports.
+pub const VMM_QUEUE: u32 = cmdqv_ebpf_common::VMM_QUEUE;
 
 impl QueueOp {
     pub fn from_raw(v: u32) -> Option<Self> {
@@ -70,6 +78,8 @@ impl QueueOp {
             x if x == R::HwFree as u32 => Self::HwFree,
             x if x == R::Doorbell as u32 => Self::Doorbell,
             x if x == R::Enable as u32 => Self::Enable,
+            x if x == R::Map as u32 => Self::Map,
+            x if x == R::Handover as u32 => Self::Handover,
             _ => return None,
         })
     }
@@ -84,6 +94,8 @@ impl QueueOp {
             Self::HwFree => R::HwFree,
             Self::Doorbell => R::Doorbell,
             Self::Enable => R::Enable,
+            Self::Map => R::Map,
+            Self::Handover => R::Handover,
         }) as u32
     }
 }
@@ -93,13 +105,34 @@ impl QueueOp {
 #[serde(rename_all = "kebab-case", tag = "type")]
 pub enum Payload {
     /// A guest MMIO access handled by the VMM (offset inside the device's region).
-    Mmio { device: Device, offset: u64, value: u64, size: u8, write: bool },
+    Mmio {
+        device: Device,
+        offset: u64,
+        value: u64,
+        size: u8,
+        write: bool,
+    },
     /// `kvm:kvm_mmio`: 0 = read unsatisfied, 1 = read, 2 = write.
-    KvmMmio { kind: u32, len: u32, gpa: u64, value: u64 },
+    KvmMmio {
+        kind: u32,
+        len: u32,
+        gpa: u64,
+        value: u64,
+    },
     /// One command taken from a queue at CONS index `index` (with wrap bit).
-    Command { queue: u32, index: u32, w0: u64, w1: u64 },
+    Command {
+        queue: u32,
+        index: u32,
+        w0: u64,
+        w1: u64,
+    },
     /// A queue-level happening.
-    Queue { queue: u32, op: QueueOp, a: u64, b: u64 },
+    Queue {
+        queue: u32,
+        op: QueueOp,
+        a: u64,
+        b: u64,
+    },
     /// An iommufd ioctl (enter and exit joined); `ret` is negative errno on failure.
     Ioctl {
         fd: i32,
@@ -111,9 +144,20 @@ pub enum Payload {
         arg: [u8; 48],
     },
     /// mmap (`map` = true) or munmap of an fd.
-    Mmap { fd: i32, addr: u64, len: u64, offset: u64, ret: i64, map: bool },
+    Mmap {
+        fd: i32,
+        addr: u64,
+        len: u64,
+        offset: u64,
+        ret: i64,
+        map: bool,
+    },
     /// A kernel function probe (index into the loader's table), entry or return.
-    KFunc { func: u32, ret: bool, args: [u64; 5] },
+    KFunc {
+        func: u32,
+        ret: bool,
+        args: [u64; 5],
+    },
     /// The source lost `count` events (ring buffer full, channel overflow, …).
     Lost { count: u64 },
 }
@@ -139,13 +183,17 @@ mod bytes48 {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 48], D::Error> {
         let v: Vec<u8> = Vec::deserialize(d)?;
-        v.try_into().map_err(|_| D::Error::custom("ioctl arg must be 48 bytes"))
+        v.try_into()
+            .map_err(|_| D::Error::custom("ioctl arg must be 48 bytes"))
     }
 }
 
 /// CLOCK_MONOTONIC now, in nanoseconds (the clock eBPF timestamps use).
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -230,6 +278,8 @@ mod tests {
             QueueOp::HwFree,
             QueueOp::Doorbell,
             QueueOp::Enable,
+            QueueOp::Map,
+            QueueOp::Handover,
         ] {
             assert_eq!(QueueOp::from_raw(op.to_raw()), Some(op));
         }

@@ -19,6 +19,7 @@
 //! - [`record`]: the trace file format (writer, crash-tolerant reader).
 //! - [`export`]: Perfetto / Chrome trace-event export.
 //! - [`sim`]: the simulated VMM, synthetic guest driver and scenarios.
+//! - [`qemu`]: tracing a real QEMU (trace-log parsing, symbol discovery, probe choice).
 
 pub mod analysis;
 pub mod command;
@@ -29,6 +30,7 @@ pub mod host;
 pub mod mem;
 pub mod model;
 pub mod probe_abi;
+pub mod qemu;
 pub mod qtest;
 pub mod queue;
 pub mod record;

@@ -5,18 +5,23 @@
 #![no_std]
 #![no_main]
 
+mod qemu;
+
 use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_user_buf,
     },
-    macros::{map, tracepoint, uprobe},
+    macros::{btf_tracepoint, fentry, kprobe, kretprobe, map, raw_tracepoint, tracepoint, uprobe},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::{ProbeContext, TracePointContext},
+    programs::{
+        BtfTracePointContext, FEntryContext, ProbeContext, RawTracePointContext, RetProbeContext,
+        TracePointContext,
+    },
 };
 use cmdqv_ebpf_common::{
-    ABI_VERSION, CommandEvent, DROP_RINGBUF_FULL, DROP_SLOTS, EventHeader, EventKind,
-    FilterConfig, IOCTL_ARG_BYTES, IOMMUFD_TYPE, IoctlEvent, KvmMmioEvent, MmapEvent, MmioEvent,
+    ABI_VERSION, CommandEvent, DROP_RINGBUF_FULL, DROP_SLOTS, EventHeader, EventKind, FilterConfig,
+    IOCTL_ARG_BYTES, IOMMUFD_TYPE, IoctlEvent, KFuncEvent, KvmMmioEvent, MmapEvent, MmioEvent,
     MmioOrigin, QueueEvent,
 };
 
@@ -27,7 +32,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 
 #[map]
-static FILTER: Array<FilterConfig> = Array::with_max_entries(1, 0);
+pub(crate) static FILTER: Array<FilterConfig> = Array::with_max_entries(1, 0);
 
 /// An ioctl between enter and exit, keyed by pid_tgid.
 #[repr(C)]
@@ -58,23 +63,15 @@ struct InFlightMmap {
 static MMAPS: HashMap<u64, InFlightMmap> = HashMap::with_max_entries(1024, 0);
 
 #[inline(always)]
-fn filter() -> FilterConfig {
+pub(crate) fn filter() -> FilterConfig {
     match FILTER.get(0) {
         Some(f) => *f,
-        None => FilterConfig {
-            pid: 0,
-            all_ioctls: 0,
-            region_ptr: 0,
-            gpa_lo: 0,
-            gpa_hi: 0,
-            q_lo: 0,
-            q_hi: 0,
-        },
+        None => FilterConfig::default(),
     }
 }
 
 #[inline(always)]
-fn header(kind: EventKind) -> EventHeader {
+pub(crate) fn header(kind: EventKind) -> EventHeader {
     let pid_tgid = bpf_get_current_pid_tgid();
     EventHeader {
         kind: kind as u16,
@@ -88,7 +85,7 @@ fn header(kind: EventKind) -> EventHeader {
 }
 
 #[inline(always)]
-fn pid_allowed(f: &FilterConfig) -> bool {
+pub(crate) fn pid_allowed(f: &FilterConfig) -> bool {
     f.pid == 0 || f.pid == (bpf_get_current_pid_tgid() >> 32) as u32
 }
 
@@ -101,7 +98,7 @@ fn count_drop() {
 }
 
 #[inline(always)]
-fn emit<T: 'static>(ev: T) {
+pub(crate) fn emit<T: 'static>(ev: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(ev);
@@ -349,6 +346,95 @@ pub fn cmdqv_vmm_queue(ctx: ProbeContext) -> u32 {
         a: ctx.arg(2).unwrap_or(0),
         b: ctx.arg(3).unwrap_or(0),
     });
+    0
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel functions (tegra241_*, iommufd_*): one kprobe/kretprobe program attached to many
+// functions; userspace maps the function address (bpf_get_func_ip) back to its name.
+// kprobes cannot attach on the CI machines (no kprobe PMU); the loader reports that as data.
+
+#[kprobe]
+pub fn cmdqv_kfunc_entry(ctx: ProbeContext) -> u32 {
+    let f = filter();
+    if !pid_allowed(&f) {
+        return 0;
+    }
+    // SAFETY: kprobe context pointer from the kernel.
+    let ip = unsafe { aya_ebpf::helpers::generated::bpf_get_func_ip(ctx.regs.cast()) };
+    emit(KFuncEvent {
+        hdr: header(EventKind::KFunc),
+        func: 0,
+        is_ret: 0,
+        args: [
+            ip,
+            ctx.arg(0).unwrap_or(0),
+            ctx.arg(1).unwrap_or(0),
+            ctx.arg(2).unwrap_or(0),
+            ctx.arg(3).unwrap_or(0),
+        ],
+    });
+    0
+}
+
+#[kretprobe]
+pub fn cmdqv_kfunc_return(ctx: RetProbeContext) -> u32 {
+    let f = filter();
+    if !pid_allowed(&f) {
+        return 0;
+    }
+    // SAFETY: kretprobe context pointer from the kernel.
+    let ip = unsafe { aya_ebpf::helpers::generated::bpf_get_func_ip(ctx.regs.cast()) };
+    let ret: u64 = ctx.ret();
+    emit(KFuncEvent {
+        hdr: header(EventKind::KFunc),
+        func: 0,
+        is_ret: 1,
+        args: [ip, ret, 0, 0, 0],
+    });
+    0
+}
+
+/// fentry variant for kernels that allow it (loaded per function with BTF; refused here).
+#[fentry(function = "iommufd_fops_ioctl")]
+pub fn cmdqv_kfunc_fentry(ctx: FEntryContext) -> u32 {
+    let f = filter();
+    if !pid_allowed(&f) {
+        return 0;
+    }
+    let a0: u64 = ctx.arg(0);
+    let a1: u64 = ctx.arg(1);
+    let a2: u64 = ctx.arg(2);
+    emit(KFuncEvent {
+        hdr: header(EventKind::KFunc),
+        func: 1,
+        is_ret: 0,
+        args: [0, a0, a1, a2, 0],
+    });
+    0
+}
+
+// Capability probes used by `cmdqv doctor` to prove which program types load and attach.
+#[map]
+static PROBE_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(4, 0);
+
+#[inline(always)]
+fn hit(slot: u32) {
+    if let Some(p) = PROBE_HITS.get_ptr_mut(slot) {
+        // SAFETY: per-CPU slot.
+        unsafe { *p += 1 };
+    }
+}
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn cmdqv_doctor_raw_tp(_ctx: RawTracePointContext) -> i32 {
+    hit(0);
+    0
+}
+
+#[btf_tracepoint(function = "sys_enter")]
+pub fn cmdqv_doctor_tp_btf(_ctx: BtfTracePointContext) -> i32 {
+    hit(1);
     0
 }
 

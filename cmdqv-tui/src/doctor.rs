@@ -1,0 +1,198 @@
+//! `cmdqv doctor`: what this machine can do, and what each finding means for the user.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::ebpf;
+
+#[derive(Serialize)]
+pub struct Check {
+    pub name: String,
+    pub ok: bool,
+    pub value: String,
+    /// What it means for the user, in one line.
+    pub meaning: String,
+}
+
+#[derive(Serialize)]
+pub struct ProgramType {
+    pub program_type: String,
+    pub available: bool,
+    pub reason: String,
+    pub meaning: String,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub checks: Vec<Check>,
+    pub program_types: Vec<ProgramType>,
+}
+
+fn check(name: &str, ok: bool, value: impl Into<String>, meaning: impl Into<String>) -> Check {
+    Check {
+        name: name.into(),
+        ok,
+        value: value.into(),
+        meaning: meaning.into(),
+    }
+}
+
+/// Effective capabilities from /proc/self/status.
+fn cap_eff() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub fn run() -> Report {
+    let mut checks = Vec::new();
+    checks.push(check(
+        "kernel",
+        true,
+        kernel_release(),
+        "tracepoints, uprobes and ring buffers need ≥ 5.8",
+    ));
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    checks.push(check(
+        "btf",
+        btf,
+        if btf {
+            "/sys/kernel/btf/vmlinux"
+        } else {
+            "absent"
+        },
+        if btf {
+            "BTF-typed probes (tp_btf, fentry) can be loaded"
+        } else {
+            "no kernel BTF: tp_btf/fentry probes skipped"
+        },
+    ));
+    let euid = unsafe { libc::geteuid() };
+    let caps = cap_eff().unwrap_or(0);
+    let has = |bit: u32| caps & (1u64 << bit) != 0;
+    let (cap_sys_admin, cap_perfmon, cap_bpf) = (has(21), has(38), has(39));
+    let priv_ok = euid == 0 || cap_sys_admin || (cap_bpf && cap_perfmon);
+    checks.push(check(
+        "privileges",
+        priv_ok,
+        format!("euid={euid} CAP_SYS_ADMIN={cap_sys_admin} CAP_BPF={cap_bpf} CAP_PERFMON={cap_perfmon}"),
+        if priv_ok { "can load eBPF" } else { "cannot load eBPF: run as root (or with CAP_BPF+CAP_PERFMON); `cmdqv sim` falls back to in-process events" },
+    ));
+    let tracefs = ebpf::tracefs_path().is_some() || (euid == 0 && ebpf::ensure_tracefs());
+    checks.push(check(
+        "tracefs",
+        tracefs,
+        ebpf::tracefs_path().unwrap_or("not mounted"),
+        if tracefs {
+            "tracepoints can be attached by name"
+        } else {
+            "tracefs not mounted: `mount -t tracefs nodev /sys/kernel/tracing` (as root)"
+        },
+    ));
+    let iommu = Path::new("/dev/iommu").exists();
+    checks.push(check(
+        "/dev/iommu",
+        iommu,
+        if iommu { "present" } else { "absent" },
+        if iommu {
+            "iommufd available: the real passthrough backend can be tried"
+        } else {
+            "no iommufd here: passthrough uses the simulated host"
+        },
+    ));
+    let kvm = Path::new("/dev/kvm").exists();
+    checks.push(check(
+        "/dev/kvm",
+        kvm,
+        if kvm { "present" } else { "absent" },
+        if kvm {
+            "kvm:kvm_mmio can fire for guests on this host"
+        } else {
+            "no KVM: kvm:kvm_mmio will never fire here"
+        },
+    ));
+    checks.push(check(
+        "nightly (eBPF build)",
+        !env!("CMDQV_BUILD_NIGHTLY").is_empty(),
+        env!("CMDQV_BUILD_NIGHTLY"),
+        "the toolchain that built the embedded eBPF object",
+    ));
+    checks.push(check(
+        "bpf-linker",
+        !env!("CMDQV_BUILD_BPF_LINKER").is_empty(),
+        env!("CMDQV_BUILD_BPF_LINKER"),
+        "the linker that built the embedded eBPF object",
+    ));
+    checks.push(check(
+        "ebpf object",
+        !ebpf::OBJECT.is_empty(),
+        format!("{} bytes embedded", ebpf::OBJECT.len()),
+        if ebpf::OBJECT.is_empty() {
+            "built with AYA_BUILD_SKIP: no probes; rebuild with `cargo xtask build`"
+        } else {
+            "probes available"
+        },
+    ));
+    let program_types = if priv_ok {
+        ebpf::check_program_types()
+            .into_iter()
+            .map(|t| ProgramType {
+                program_type: t.program_type.into(),
+                available: t.available,
+                reason: t.reason,
+                meaning: t.meaning,
+            })
+            .collect()
+    } else {
+        [
+            "tracepoint",
+            "raw_tracepoint",
+            "tp_btf",
+            "uprobe",
+            "kprobe",
+            "fentry",
+        ]
+        .into_iter()
+        .map(|t| ProgramType {
+            program_type: t.into(),
+            available: false,
+            reason: "insufficient privileges".into(),
+            meaning: "run as root to use eBPF probes".into(),
+        })
+        .collect()
+    };
+    Report {
+        checks,
+        program_types,
+    }
+}
+
+pub fn print_text(r: &Report) {
+    println!("cmdqv doctor");
+    for c in &r.checks {
+        println!(
+            "  [{}] {:<22} {}\n        → {}",
+            if c.ok { " ok " } else { "MISS" },
+            c.name,
+            c.value,
+            c.meaning
+        );
+    }
+    println!("program types:");
+    for t in &r.program_types {
+        println!(
+            "  [{}] {:<15} {}\n        → {}",
+            if t.available { " ok " } else { " no " },
+            t.program_type,
+            t.reason,
+            t.meaning
+        );
+    }
+}

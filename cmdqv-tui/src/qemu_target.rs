@@ -1,0 +1,1 @@
+//! `cmdqv qemu`: attach to a running or launched QEMU (in progress).
