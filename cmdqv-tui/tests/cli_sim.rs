@@ -263,3 +263,42 @@ fn sim_list_names_every_scenario_and_bad_input_gets_a_clear_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad duration"));
 }
+
+#[test]
+fn model_qtest_answers_like_qemu_and_rejects_bad_lines() {
+    use std::io::Write as _;
+    let mut child = Command::new(bin())
+        .args(["model", "--qtest", "stdio", "--ram-size", "64M"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"readl 0x40000000\nwritel 0x40000000 0x12345678\nreadl 0x40000000\nreadl 0x09100004\nwritew 0x09100000 0x1\nfrobnicate 1 2\nreadq 0x50000000\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines[0], "OK 0x0000000000000000");
+    assert_eq!(lines[1], "OK");
+    assert_eq!(lines[2], "OK 0x0000000012345678");
+    // PARAM of QEMU's guest-sized CMDQV: VER 1, 2 VCMDQs, 1 VINTF, 16 SIDs.
+    assert_eq!(lines[3], "OK 0x0000000000004011");
+    assert_eq!(
+        lines[4], "OK",
+        "a 2-byte MMIO write is a counted guest error, answered like QEMU"
+    );
+    assert!(lines[5].starts_with("ERR"), "{lines:?}");
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CMDQV MMIO at 0x9100000"),
+        "the default base is printed at start: {err}"
+    );
+}
