@@ -129,7 +129,7 @@ pub struct Page0State {
 /// Page1 register values of one VCMDQ.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page1State {
-    /// BASE_H:BASE_L (ADDR [47:5], LOG2SIZE [4:0]).
+    /// BASE_H:BASE_L (ADDR \[47:5\], LOG2SIZE \[4:0\]).
     pub base: u64,
     /// CONS_INDX_BASE_DRAM_H:_L.
     pub cons_dram: u64,
