@@ -203,6 +203,8 @@ pub const LOG_CAP: usize = 1000;
 pub const LOG_ERRORS_KEPT: usize = 100;
 /// Recent commands kept per queue.
 pub const RECENT_CAP: usize = 32;
+/// VINTFs whose state is derived from MMIO (the architectural maximum).
+pub const MAX_VINTFS_TRACKED: usize = 64;
 /// Seconds of per-second command rate kept per queue.
 pub const RATE_HISTORY_CAP: usize = 120;
 /// Log2 latency buckets (the last one also holds everything above 2^39 ns).
@@ -855,13 +857,83 @@ impl Collector {
                     self.t.ioctl_other.1 += err;
                 }
             }
-            Payload::Mmio { .. }
-            | Payload::KvmMmio { .. }
+            Payload::Mmio {
+                device,
+                offset,
+                value,
+                write,
+                ..
+            } => self.mmio(device, offset, value, write),
+            Payload::KvmMmio { .. }
             | Payload::Mmap { .. }
             | Payload::KFunc { .. }
             | Payload::Lost { .. } => {}
         }
         self.log_event(ev);
+    }
+
+    /// What trapped MMIO says about device state: VINTF configuration and SID tables, error
+    /// maps, and the SMMU command queue's size (from its CMDQ_BASE write).
+    fn mmio(&mut self, device: Device, offset: u64, value: u64, write: bool) {
+        use crate::regs::{RegRef, VintfReg};
+        if device == Device::Smmu {
+            if write && offset & 0xffff == crate::regs::smmu::CMDQ_BASE {
+                if let Some(q) = self.queue_mut(MAIN_CMDQ) {
+                    q.set_log2size(value & 0x1f);
+                }
+            }
+            return;
+        }
+        let Some(RegRef::Vintf { vintf, reg }) = crate::regs::decode(offset) else {
+            return;
+        };
+        let v = vintf as usize;
+        if v >= MAX_VINTFS_TRACKED {
+            return;
+        }
+        if self.vintfs.len() <= v {
+            self.vintfs.resize_with(v + 1, VintfSummary::default);
+            for (i, x) in self.vintfs.iter_mut().enumerate() {
+                x.index = i as u32;
+            }
+        }
+        let vs = &mut self.vintfs[v];
+        let value32 = value as u32;
+        match reg {
+            VintfReg::Config => {
+                vs.vmid = (value32 >> 1) as u16;
+                if write {
+                    vs.enabled = value32 & 1 != 0;
+                }
+                // What the guest reads back is what the VMM lets it see (HYP_OWN masked).
+                vs.hyp_own = value32 & (1 << 17) != 0;
+            }
+            VintfReg::Status if !write => vs.enabled = value32 & 1 != 0,
+            VintfReg::SidMatch(s) if write => {
+                vs.sids.retain(|e| e.0 != s as u32);
+                if value32 & 1 != 0 {
+                    vs.sids.push((s as u32, (value32 >> 1) & 0xf_ffff, 0));
+                    vs.sids.sort_unstable();
+                }
+            }
+            VintfReg::SidReplace(s) if write => {
+                if let Some(e) = vs.sids.iter_mut().find(|e| e.0 == s as u32) {
+                    e.2 = value32 & 0xf_ffff;
+                }
+            }
+            VintfReg::LvcmdqErrMap(w) if !write => {
+                let word = (w / 2) as usize;
+                let shift = 32 * (w % 2) as u32;
+                if let Some(m) = vs.lvcmdq_err_map.get_mut(word) {
+                    *m = (*m & !(0xffff_ffffu64 << shift)) | ((value & 0xffff_ffff) << shift);
+                    if w % 2 == 0 && value >> 32 != 0 {
+                        // A 64-bit read covers the next word too.
+                        *m = (*m & 0xffff_ffff) | (value & !0xffff_ffff);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Keep `ev` for the live log. Commands dominate the stream and would push an error out

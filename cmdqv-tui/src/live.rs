@@ -153,6 +153,9 @@ pub struct Shared {
     pub stop: AtomicBool,
 }
 
+/// Called with each interval's summary.
+pub type IntervalFn = Box<dyn FnMut(&Summary) + Send>;
+
 /// How a collection run is set up.
 pub struct RunConfig {
     pub duration: Option<Duration>,
@@ -164,7 +167,7 @@ pub struct RunConfig {
     pub record_default: PathBuf,
     pub meta: TraceMeta,
     /// Called for every interval summary (headless printing).
-    pub on_interval: Option<Box<dyn FnMut(&Summary) + Send>>,
+    pub on_interval: Option<IntervalFn>,
     /// Extra probe statuses (e.g. fallback notes) to merge with the feed's.
     pub probes: Vec<ProbeStatus>,
     /// Checked every loop: returns false when the target is gone (e.g. the sim VMM exited).
@@ -340,7 +343,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => v * 3600.0,
         _ => return Err(format!("bad duration unit in `{s}` (use ms, s, m or h)")),
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e7 {
+    if !secs.is_finite() || !(0.0..=1e7).contains(&secs) {
         return Err(format!("duration `{s}` out of range"));
     }
     Ok(Duration::from_secs_f64(secs))

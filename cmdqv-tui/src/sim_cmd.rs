@@ -63,17 +63,18 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Starts the sim VMM and the tracer; returns the feed, the source it is, probe statuses and the
-/// child (killed when dropped).
-fn start(
-    opts: &SimOptions,
-) -> Result<(
+/// A started sim: feed, source, probe statuses, notes, and the VMM child.
+type Started = (
     Box<dyn Feed>,
     Source,
     Vec<ProbeStatus>,
     Vec<String>,
     ChildGuard,
-)> {
+);
+
+/// Starts the sim VMM and the tracer; returns the feed, the source it is, probe statuses and the
+/// child (killed when dropped).
+fn start(opts: &SimOptions) -> Result<Started> {
     let exe = std::env::current_exe().context("locating the cmdqv binary")?;
     let scenario = sim::scenario(&opts.scenario).with_context(|| {
         format!(
@@ -173,7 +174,7 @@ pub fn run(opts: SimOptions) -> Result<Option<Summary>> {
         .refresh_hz
         .store(opts.refresh_hz.max(1) as u64, Ordering::Relaxed);
     let json = opts.json;
-    let on_interval: Option<Box<dyn FnMut(&Summary) + Send>> = if opts.interval.is_some() {
+    let on_interval: Option<live::IntervalFn> = if opts.interval.is_some() {
         Some(Box::new(move |s: &Summary| {
             if json {
                 crate::output::print_json(s)

@@ -41,6 +41,10 @@ impl SnapshotSource for Scripted {
     fn recording(&self) -> Option<String> {
         self.recording.clone()
     }
+
+    fn finished(&self) -> bool {
+        self.pulls > 5
+    }
 }
 
 fn k(c: char) -> Option<Event> {
@@ -96,6 +100,7 @@ fn loop_pulls_every_frame_and_forwards_controls() {
     let screen = format!("{}", term.backend());
     assert!(screen.contains("REC x.trace"), "{screen}");
     assert!(screen.contains("PAUSED"), "{screen}");
+    assert!(screen.contains("ENDED"), "{screen}");
 }
 
 #[test]
@@ -117,4 +122,33 @@ fn ctrl_c_quits_the_loop() {
     })
     .unwrap();
     assert_eq!(src.controls, [Control::Quit]);
+}
+
+#[test]
+fn channel_source_takes_the_newest_and_never_waits() {
+    use cmdqv_tui::tui::ChannelSource;
+    use std::sync::{Arc, Mutex, mpsc};
+    let (snap_tx, snap_rx) = mpsc::channel();
+    let (ctl_tx, ctl_rx) = mpsc::channel();
+    let rec = Arc::new(Mutex::new(None));
+    let mut src = ChannelSource::new(snap_rx, ctl_tx, Arc::clone(&rec));
+    assert!(src.latest().is_none(), "nothing yet, and no waiting");
+    for events in 1..=3 {
+        let mut s = tui_fixture::summary();
+        s.events = events;
+        snap_tx.send(s).unwrap();
+    }
+    assert_eq!(src.latest().map(|s| s.events), Some(3));
+    assert!(src.latest().is_none());
+    src.control(Control::ToggleRecording);
+    assert_eq!(ctl_rx.try_recv(), Ok(Control::ToggleRecording));
+    *rec.lock().unwrap() = Some("a.trace".into());
+    assert_eq!(src.recording().as_deref(), Some("a.trace"));
+    drop(snap_tx);
+    assert!(!src.finished());
+    assert!(src.latest().is_none());
+    assert!(src.is_closed());
+    assert!(src.finished());
+    drop(ctl_rx);
+    src.control(Control::Quit); // a gone collector is not an error
 }

@@ -209,6 +209,7 @@ pub struct App {
     pub(super) refresh_hz: u32,
     pub(super) paused: bool,
     pub(super) recording: Option<String>,
+    pub(super) finished: bool,
     pub(super) summary: Option<Summary>,
     pub(super) view: View,
     pub(super) help: bool,
@@ -240,6 +241,7 @@ impl App {
             refresh_hz: opts.refresh_hz.clamp(MIN_HZ, MAX_HZ),
             paused: false,
             recording: None,
+            finished: false,
             summary: None,
             view: View::Queues,
             help: false,
@@ -297,6 +299,11 @@ impl App {
     /// Set the recording indicator (the file being written), or clear it.
     pub fn set_recording(&mut self, r: Option<String>) {
         self.recording = r;
+    }
+
+    /// Mark the collector as stopped for good (the header says so).
+    pub fn set_finished(&mut self, finished: bool) {
+        self.finished = finished;
     }
 
     pub fn summary(&self) -> Option<&Summary> {

@@ -6,12 +6,14 @@
 //! testable with ratatui's `TestBackend`; [`run`] is the thin edge that owns the real terminal.
 //!
 //! Pieces: [`keymap`] (bindings as data: dispatch, footer hints and `?` help come from it),
-//! [`app`] (state and actions), `view` (one function per pane), [`format`] (human units),
-//! [`theme`] (styles; `NO_COLOR` turns every colour off), `term` (terminal set-up and restore).
+//! [`app`] (state and actions), `view` (one module per pane), [`format`](mod@format) (human units),
+//! [`theme`] (styles; `NO_COLOR` turns every colour off), `term` (terminal set-up and restore),
+//! [`source`] (a channel-backed [`SnapshotSource`] for wiring the collector).
 
 pub mod app;
 pub mod format;
 pub mod keymap;
+pub mod source;
 mod term;
 pub mod theme;
 mod view;
@@ -20,6 +22,7 @@ use cmdqv_core::analysis::Summary;
 
 pub use app::{App, SortColumn, View};
 pub use keymap::{Action, Binding, Context, KEYMAP};
+pub use source::ChannelSource;
 pub use term::{run, run_loop};
 pub use view::{MIN_HEIGHT, MIN_WIDTH, help_text};
 
@@ -45,6 +48,11 @@ pub trait SnapshotSource: Send {
     /// Is a recording in progress, and to which file (for the header).
     fn recording(&self) -> Option<String> {
         None
+    }
+    /// Has the collector stopped for good (replay at its end, collector gone)? The header then
+    /// says the view is the last snapshot.
+    fn finished(&self) -> bool {
+        false
     }
 }
 

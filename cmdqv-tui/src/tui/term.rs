@@ -109,6 +109,7 @@ where
             app.update(s);
         }
         app.set_recording(source.recording());
+        app.set_finished(source.finished());
         terminal.draw(|f| app.draw(f))?;
 
         let frame = Duration::from_secs(1) / app.refresh_hz().max(1);
