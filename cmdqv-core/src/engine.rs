@@ -88,6 +88,13 @@ pub enum IrqLine {
 }
 
 /// Everything observable about the models, as small `Copy` values.
+///
+/// Order: a write's `Mmio` event comes first, then its effects (doorbell, enables, commands,
+/// errors, interrupt); a read's `Mmio` event comes last because it carries the value read (guest
+/// errors found while reading precede it). Page0 accesses of a queue with a [`Page0Backend`]
+/// attached produce only the `Mmio` event: the backend owns the rest.
+///
+/// [`Page0Backend`]: crate::model::Page0Backend
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ModelEvent {
     /// An MMIO access; the register name comes from [`regs::decode`] / [`regs::smmu_reg_name`].

@@ -129,7 +129,7 @@ pub struct Page0State {
 /// Page1 register values of one VCMDQ.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page1State {
-    /// BASE_H:BASE_L (ADDR [47:5], LOG2SIZE [4:0]).
+    /// BASE_H:BASE_L (ADDR \[47:5\], LOG2SIZE \[4:0\]).
     pub base: u64,
     /// CONS_INDX_BASE_DRAM_H:_L.
     pub cons_dram: u64,
@@ -1290,6 +1290,38 @@ mod tests {
         r.w(LV0 + 4, 3);
         assert_eq!(r.r(LV0), 3);
         assert_eq!(r.sink.cfg, 1);
+    }
+
+    #[test]
+    fn host_user_vintfs_without_hyp_own_get_the_guest_filter() {
+        let mut r = Rig::new(ModelConfig::host());
+        r.bring_up(false, 1, 4); // a user VINTF as iommufd's VIOMMU_ALLOC programs it
+        r.put(0, 0, Command::tlbi_nh_va(0, 1, 0x1000, true));
+        r.put(0, 1, Command::TlbiNsnhAll);
+        r.w(LV0 + 4, 2);
+        assert_eq!(r.r(LV0), 1 | (Cerror::Ill as u32) << 24);
+    }
+
+    #[test]
+    fn every_new_error_is_a_new_edge() {
+        let mut r = Rig::new(ModelConfig::guest());
+        r.bring_up(false, 1, 4);
+        r.put(0, 0, Command::decode(0x07, 0));
+        r.put(0, 1, Command::decode(0x00, 0));
+        r.w(LV0 + 4, 2);
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        r.w(LV0 + 0x14, 1); // ack without fixing: the same entry faults again
+        assert_eq!(r.m.stats.irq_pulses, 2);
+        assert_eq!(r.r(LV0 + 0x10), 0);
+        r.put(0, 0, Command::sync_none());
+        r.w(LV0 + 0x14, 0); // fixed: runs into the next illegal entry
+        assert_eq!(r.r(LV0), 1 | 1 << 24);
+        assert_eq!(r.m.stats.irq_pulses, 3);
+        let irqs =
+            r.ev.iter()
+                .filter(|e| matches!(e, ModelEvent::Irq { .. }))
+                .count();
+        assert_eq!(irqs, 3);
     }
 
     #[test]
