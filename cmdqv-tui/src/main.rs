@@ -201,8 +201,23 @@ fn real_main() -> Result<()> {
             eprintln!("cmdqv model: {stats:?}");
         }
         Cmd::Replay { file, out } => {
-            let (summary, info) = cmdqv_core::record::replay_with(&file, Some(cmdqv_tui::reg_name))
+            let reader = cmdqv_core::record::TraceReader::open(&file)
                 .with_context(|| format!("replaying {}", file.display()))?;
+            let json = out.json;
+            let mut per_interval = |s: &cmdqv_core::analysis::Summary| {
+                if json {
+                    output::print_json(s)
+                } else {
+                    output::print_text(s)
+                }
+            };
+            let (summary, info) = cmdqv_core::record::replay_intervals(
+                reader,
+                Some(cmdqv_tui::reg_name),
+                out.interval.map(|d| d.as_nanos() as u64),
+                &mut per_interval,
+            )
+            .with_context(|| format!("replaying {}", file.display()))?;
             if let Some(t) = &info.truncated {
                 eprintln!(
                     "cmdqv: {} is truncated: replayed up to byte {} ({} trailing bytes ignored, the last record was incomplete)",
@@ -218,11 +233,18 @@ fn real_main() -> Result<()> {
                     info.errors.join("; ")
                 );
             }
-            let _ = out.headless;
+            use std::io::IsTerminal as _;
             if out.json {
                 output::print_json(&summary);
-            } else {
+            } else if out.headless || !std::io::stdout().is_terminal() {
                 output::print_text(&summary);
+            } else {
+                let shared = std::sync::Arc::new(cmdqv_tui::live::Shared::default());
+                *shared.latest.lock().unwrap() = Some(summary);
+                shared
+                    .finished
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                cmdqv_tui::tui_source::run_tui(shared, 10)?;
             }
         }
         Cmd::Export { perfetto, file } => {

@@ -202,6 +202,36 @@ fn record_then_replay_gives_the_same_summary_and_damaged_files_are_handled() {
     }
     assert_eq!(live["events"], replayed["events"]);
 
+    // --interval on replay: one summary per 500 ms of trace time, then the final one.
+    let out = Command::new(bin())
+        .args(["replay", f, "--json", "--interval", "500ms"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.len() >= 3, "{} summaries", lines.len());
+    let intervals: Vec<u64> = lines
+        .iter()
+        .map(|l| l["interval"].as_u64().unwrap())
+        .collect();
+    assert!(
+        intervals.windows(2).all(|w| w[1] == w[0] + 1),
+        "{intervals:?}"
+    );
+    let sum: u64 = lines
+        .iter()
+        .map(|l| queue(l, "vcmdq0")["commands"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        sum,
+        queue(&live, "vcmdq0")["commands"].as_u64().unwrap(),
+        "intervals partition the commands"
+    );
+
     // Cut the file: replay reads up to the last complete record and says so.
     let bytes = std::fs::read(&file).unwrap();
     let cut = tmp("cut.cmdqv");
