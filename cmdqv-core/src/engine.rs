@@ -123,6 +123,14 @@ pub enum ModelEvent {
         w0: u64,
         w1: u64,
     },
+    /// The command at `index` was fetched but not executed: the queue stops on it (a
+    /// [`ModelEvent::QueueError`] follows).
+    CommandFaulted {
+        queue: u16,
+        index: u32,
+        w0: u64,
+        w1: u64,
+    },
     /// A consumption pass ended.
     Consumed {
         queue: u16,
@@ -447,7 +455,16 @@ where
                         });
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        // The tracer shows the command a queue stopped on.
+                        obs.event(ModelEvent::CommandFaulted {
+                            queue: ctx.queue,
+                            index: cons & ptr_mask,
+                            w0,
+                            w1,
+                        });
+                        Err(e)
+                    }
                 },
                 Err(_) => Err(Cerror::Abt),
             },

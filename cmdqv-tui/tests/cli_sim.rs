@@ -136,6 +136,11 @@ fn handover_and_error_storm_report_their_bookkeeping() {
     assert!(q["errors"].as_u64().unwrap() > 0, "{q}");
     assert!(q["errors_by_code"]["CERROR_ILL"].as_u64().unwrap() > 0);
     assert_eq!(q["last_error"]["name"], "CERROR_ILL");
+    // The command it stopped on: the illegal opcode 0x00 the scenario plants.
+    let cmd = q["last_error"]["command"]
+        .as_array()
+        .expect("faulting command captured");
+    assert_eq!(cmd[0].as_u64().unwrap() & 0xff, 0);
 }
 
 #[test]
