@@ -17,7 +17,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     env, fs,
-    io::{Read as _, Write as _},
+    io::Read as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -940,28 +940,9 @@ pub fn boot(g: &Guest, out: &Path, trace: Option<&Path>, timeout: Duration) -> R
     Ok(BootResult { wall, completed })
 }
 
-/// Untraced boots here, then the traced ones through the privileged test harness (which owns
-/// the eBPF loader), so both are measured by the same clock on the same machine.
+/// Untraced and traced boots, interleaved, through the privileged test harness (which owns the
+/// eBPF loader), so both are measured by the same clock on the same machine.
 fn bench(g: &Guest, n: u32) -> Result<()> {
-    let out = crate::target_dir().join("guest/bench");
-    fs::create_dir_all(&out)?;
-    let mut times = Vec::new();
-    for i in 0..n {
-        let r = boot(g, &out, None, Duration::from_secs(120))?;
-        if !r.completed {
-            bail!("untraced boot {i} did not complete");
-        }
-        println!(
-            "[xtask] guest: bench: untraced boot {} {:.2}s",
-            i + 1,
-            r.wall.as_secs_f64()
-        );
-        times.push(r.wall.as_secs_f64());
-    }
-    let mut f = fs::File::create(out.join("untraced.txt"))?;
-    for t in &times {
-        writeln!(f, "{t:.3}")?;
-    }
     let path = env::var_os("PATH").unwrap_or_default();
     let status = crate::cargo(&path)
         .args([
@@ -977,10 +958,12 @@ fn bench(g: &Guest, n: u32) -> Result<()> {
             "bench_tracing_cost",
         ])
         .env("CMDQV_BENCH_RUNS", n.to_string())
-        .env("CMDQV_BENCH_UNTRACED", out.join("untraced.txt"))
+        .env("CMDQV_BENCH_QEMU", g.qemu_version)
         .status()?;
     if !status.success() {
-        bail!("the traced half of the benchmark failed (needs root and the eBPF object)");
+        bail!(
+            "the benchmark failed (it needs root and the eBPF object: run `cargo xtask bootstrap`)"
+        );
     }
     Ok(())
 }
