@@ -30,7 +30,9 @@ use cmdqv_core::{
         decode_cmdq_base, discover_symbols, smmu_reg,
     },
 };
-use cmdqv_ebpf_common::{FilterConfig, QEMU_FETCH_UNWINDOWED, QEMU_LEARN_REGION};
+use cmdqv_ebpf_common::{
+    FilterConfig, QEMU_FETCH_UNWINDOWED, QEMU_LEARN_FROM_FETCH, QEMU_LEARN_REGION,
+};
 
 use crate::ebpf::{Tracer, TracerConfig};
 
@@ -43,8 +45,9 @@ pub struct QemuProbeConfig {
     pub choice: ProbeChoice,
     /// Learn the SMMU's MemoryRegion in the kernel from its CMDQ_BASE write (needs a pid).
     pub learn_region: bool,
-    /// Report 16-byte DMA reads as commands while the queue window is unknown (attach to a
-    /// running QEMU whose guest programmed CMDQ_BASE before the probes existed).
+    /// Report 16-byte DMA reads as commands while the queue window is unknown, and learn the
+    /// SMMU's region from the write that triggered such a fetch (attach to a running QEMU whose
+    /// guest programmed CMDQ_BASE before the probes existed).
     pub fetch_unwindowed: bool,
     /// Known MemoryRegion pointer of the SMMU (0 = learn).
     pub region_ptr: u64,
@@ -90,7 +93,7 @@ impl QemuProbeConfig {
         } else {
             0
         }) | (if self.fetch_unwindowed {
-            QEMU_FETCH_UNWINDOWED
+            QEMU_FETCH_UNWINDOWED | QEMU_LEARN_FROM_FETCH
         } else {
             0
         })
@@ -248,8 +251,8 @@ pub struct QemuSession {
 impl QemuSession {
     /// Attaches to a running QEMU (`cmdqv qemu --pid PID`). Its guest has most likely programmed
     /// CMDQ_BASE already, so commands are reported from the first 16-byte fetch on (index
-    /// unknown until a CMDQ_BASE write is seen); SMMU register writes appear once the guest
-    /// writes CMDQ_BASE again (the SMMU's MemoryRegion is learnt from it).
+    /// unknown until a CMDQ_BASE write is seen), and SMMU register writes from the second
+    /// CMDQ_PROD write on (the first one names the SMMU's MemoryRegion in the kernel).
     pub fn attach(pid: u32, opts: &QemuOptions) -> anyhow::Result<Self> {
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
         let binary = std::fs::read_link(&exe)
@@ -279,19 +282,7 @@ impl QemuSession {
         let binary = resolve_program(&prog)
             .with_context(|| format!("cannot find QEMU binary {}", prog.display()))?;
         let (q, _) = QemuProbeConfig::for_binary(&binary, opts)?;
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let qmp = std::env::temp_dir().join(format!(
-            "cmdqv-qmp-{}-{}.sock",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_file(&qmp);
-        cmd.arg("-S")
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", prog.display()))?;
+        let (mut child, qmp) = spawn_paused(&mut cmd)?;
         let pid = child.id();
         let mut s = match Self::with_config(pid, q, Some(qmp.clone())) {
             Ok(s) => s,
@@ -343,50 +334,16 @@ impl QemuSession {
         })
     }
 
-    /// Sends `cont` over the QMP socket (waits up to 10 s for QEMU to create it).
     fn resume(&mut self) -> anyhow::Result<()> {
         let Some(path) = self.qmp_path.clone() else {
             return Ok(());
         };
-        let t = Instant::now();
-        let stream = loop {
-            match UnixStream::connect(&path) {
-                Ok(s) => break s,
-                Err(e) => {
-                    if let Some(c) = self.child.as_mut() {
-                        if let Some(st) = c.try_wait()? {
-                            bail!("QEMU exited with {st} before it could be resumed");
-                        }
-                    }
-                    if t.elapsed() > Duration::from_secs(10) {
-                        bail!("QEMU's QMP socket {} did not appear: {e}", path.display());
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            }
+        let r = match self.child.as_mut() {
+            Some(c) => qmp_cont(&path, c),
+            None => Ok(()),
         };
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let mut w = stream.try_clone()?;
-        let mut r = BufReader::new(stream);
-        let mut line = String::new();
-        r.read_line(&mut line).context("reading QMP greeting")?;
-        for cmd in ["qmp_capabilities", "cont"] {
-            writeln!(w, "{{\"execute\":\"{cmd}\"}}")?;
-            loop {
-                line.clear();
-                if r.read_line(&mut line)? == 0 {
-                    bail!("QMP closed during {cmd}");
-                }
-                if line.contains("\"return\"") {
-                    break;
-                }
-                if line.contains("\"error\"") {
-                    bail!("QMP {cmd} failed: {}", line.trim());
-                }
-            }
-        }
         let _ = std::fs::remove_file(&path);
-        Ok(())
+        r
     }
 
     pub fn pid(&self) -> u32 {
@@ -517,6 +474,66 @@ impl Drop for QemuSession {
     }
 }
 
+/// Spawns `cmd` with `-S` (guest paused) and a private QMP socket appended; returns the child
+/// and the socket path for [`qmp_cont`].
+pub fn spawn_paused(cmd: &mut Command) -> anyhow::Result<(Child, PathBuf)> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let qmp = std::env::temp_dir().join(format!(
+        "cmdqv-qmp-{}-{}.sock",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&qmp);
+    cmd.arg("-S")
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
+    Ok((child, qmp))
+}
+
+/// Lets a QEMU started by [`spawn_paused`] run: `qmp_capabilities`, then `cont` (waits up to
+/// 10 s for QEMU to create the socket).
+pub fn qmp_cont(path: &Path, child: &mut Child) -> anyhow::Result<()> {
+    let t = Instant::now();
+    let stream = loop {
+        match UnixStream::connect(path) {
+            Ok(s) => break s,
+            Err(e) => {
+                if let Some(st) = child.try_wait()? {
+                    bail!("QEMU exited with {st} before it could be resumed");
+                }
+                if t.elapsed() > Duration::from_secs(10) {
+                    bail!("QEMU's QMP socket {} did not appear: {e}", path.display());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut w = stream.try_clone()?;
+    let mut r = BufReader::new(stream);
+    let mut line = String::new();
+    r.read_line(&mut line).context("reading QMP greeting")?;
+    for cmd in ["qmp_capabilities", "cont"] {
+        writeln!(w, "{{\"execute\":\"{cmd}\"}}")?;
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                bail!("QMP closed during {cmd}");
+            }
+            if line.contains("\"return\"") {
+                break;
+            }
+            if line.contains("\"error\"") {
+                bail!("QMP {cmd} failed: {}", line.trim());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A program name as `Command` would run it: a path as is, a bare name from PATH.
 fn resolve_program(p: &Path) -> Option<PathBuf> {
     if p.components().count() > 1 {
@@ -592,7 +609,10 @@ mod tests {
         };
         let mut f = FilterConfig::default();
         q.apply(&mut f);
-        assert_eq!(f.qemu_flags, QEMU_LEARN_REGION | QEMU_FETCH_UNWINDOWED);
+        assert_eq!(
+            f.qemu_flags,
+            QEMU_LEARN_REGION | QEMU_FETCH_UNWINDOWED | QEMU_LEARN_FROM_FETCH
+        );
         assert_eq!(
             (f.region_ptr, f.q_lo, f.q_hi),
             (7, 0x7ab0_0000, 0x7ac0_0000)

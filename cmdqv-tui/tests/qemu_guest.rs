@@ -23,7 +23,7 @@ use cmdqv_core::{
     event::{Device, MAIN_CMDQ, Payload},
     qemu::{parse_trace_log, smmu_reg, write_command_stream},
 };
-use cmdqv_tui::qemu_target::{QemuOptions, QemuSession};
+use cmdqv_tui::qemu_target::{QemuOptions, QemuSession, qmp_cont, spawn_paused};
 
 fn privileged() -> bool {
     if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
@@ -273,7 +273,8 @@ fn real_guest_on_qemu_7_2_register_reads_match_qemu_trace_log() {
 
 /// `cmdqv qemu --pid`: attach to a QEMU whose guest programmed CMDQ_BASE before the probes
 /// existed. Commands are still captured (16-byte fetches, index unknown), all of them known
-/// opcodes, none of them invented: at most what QEMU logged for the whole run.
+/// opcodes, none of them invented: at most what QEMU logged for the whole run; the SMMU's
+/// region is learnt from the first fetch, so CMDQ_PROD writes follow.
 #[test]
 fn attach_to_a_running_qemu_captures_commands_without_the_queue_base() {
     if !privileged() {
@@ -297,34 +298,34 @@ fn attach_to_a_running_qemu_captures_commands_without_the_queue_base() {
     }
     let mut s = QemuSession::attach(child.id(), &QemuOptions::default()).expect("attach");
     let mut cmds = Vec::new();
+    let mut prods = 0u64;
+    let mut on_event = |e: cmdqv_core::event::Event| match e.payload {
+        Payload::Command { index, w0, .. } => cmds.push((index, w0)),
+        Payload::Mmio {
+            offset,
+            write: true,
+            ..
+        } if offset == smmu_reg::CMDQ_PROD => prods += 1,
+        _ => {}
+    };
     let t = Instant::now();
     loop {
-        s.poll(Duration::from_millis(50), |e| {
-            if let Payload::Command { index, w0, .. } = e.payload {
-                cmds.push((index, w0));
-            }
-        })
-        .unwrap();
+        s.poll(Duration::from_millis(50), &mut on_event).unwrap();
         if child.try_wait().unwrap().is_some() {
-            while s
-                .poll(Duration::ZERO, |e| {
-                    if let Payload::Command { index, w0, .. } = e.payload {
-                        cmds.push((index, w0));
-                    }
-                })
-                .unwrap()
-                > 0
-            {}
+            while s.poll(Duration::ZERO, &mut on_event).unwrap() > 0 {}
             break;
         }
         assert!(t.elapsed() < Duration::from_secs(120), "QEMU did not exit");
     }
     let q = parse_trace_log(&std::fs::read_to_string(&trace).unwrap());
     eprintln!(
-        "attached late: {} commands captured of {} in the whole run",
+        "attached late: {} commands captured of {} in the whole run, {prods} of {} PROD writes",
         cmds.len(),
-        q.commands
+        q.commands,
+        q.prod_writes
     );
+    // The region was learnt from the first fetch: PROD writes are seen from then on.
+    assert!(prods > 0 && prods < q.prod_writes);
     assert!(!cmds.is_empty());
     assert!(cmds.len() as u64 <= q.commands);
     assert!(cmds.iter().all(|&(i, _)| i == u32::MAX));
@@ -339,10 +340,15 @@ fn real_guest_on_qemu_10_0_commands_match_qemu_trace_log() {
     check_against_qemu_log("10.0", &QemuOptions::default());
 }
 
+/// Started the way a traced boot is (paused, then `cont` over QMP), without probes.
 fn untraced_boot(g: &Guest, dir: &Path) -> Duration {
     let console = dir.join("console.log");
     let t = Instant::now();
-    let st = qemu_command(g, &console, None).status().expect("run QEMU");
+    let mut cmd = qemu_command(g, &console, None);
+    let (mut child, qmp) = spawn_paused(&mut cmd).expect("start QEMU");
+    qmp_cont(&qmp, &mut child).expect("resume QEMU");
+    let _ = std::fs::remove_file(&qmp);
+    let st = child.wait().expect("wait for QEMU");
     let wall = t.elapsed();
     assert!(st.success());
     assert!(

@@ -24,7 +24,8 @@ use aya_ebpf::{
 };
 use cmdqv_ebpf_common::{
     CommandEvent, EventKind, FilterConfig, INDEX_UNKNOWN, MAIN_CMDQ, MmioEvent, MmioOrigin,
-    QEMU_FETCH_UNWINDOWED, QEMU_LEARN_REGION, SMMU_CMDQ_BASE, SMMU_PAGE1_BIT, cmdq_base_window,
+    QEMU_FETCH_UNWINDOWED, QEMU_LEARN_FROM_FETCH, QEMU_LEARN_REGION, SMMU_CMDQ_BASE,
+    SMMU_PAGE1_BIT, cmdq_base_window,
 };
 
 use crate::{FILTER, emit, filter, header, pid_allowed};
@@ -56,6 +57,24 @@ static QEMU_READS: HashMap<u64, PendingRead> = HashMap::with_max_entries(1024, 0
 /// Command fetches between entry and return, keyed by pid_tgid.
 #[map]
 static QEMU_FETCHES: HashMap<u64, PendingFetch> = HashMap::with_max_entries(1024, 0);
+
+#[repr(C)]
+#[derive(Copy, Clone)]
+struct LastWrite {
+    mr: u64,
+    offset: u64,
+}
+
+/// Each thread's last MMIO write while the SMMU's region is unknown (QEMU_LEARN_FROM_FETCH).
+#[map]
+static QEMU_LAST_WRITE: HashMap<u64, LastWrite> = HashMap::with_max_entries(1024, 0);
+
+/// SMMU registers whose write makes QEMU consume the command queue.
+#[inline(always)]
+fn triggers_consumption(offset: u64) -> bool {
+    let o = offset & !SMMU_PAGE1_BIT;
+    o == 0x98 || o == 0x20 || o == 0x64
+}
 
 /// Sets the queue window from a CMDQ_BASE write (in the kernel: no round trip to userspace).
 #[inline(always)]
@@ -118,6 +137,9 @@ pub fn cmdqv_qemu_mr_write(ctx: ProbeContext) -> u32 {
     let op: u64 = ctx.arg(3).unwrap_or(0);
     let size = 1u64 << (op & 3);
     let Some(learned) = region_matches(&f, mr, offset, size, value) else {
+        if f.region_ptr == 0 && f.qemu_flags & QEMU_LEARN_FROM_FETCH != 0 && f.pid != 0 {
+            let _ = QEMU_LAST_WRITE.insert(bpf_get_current_pid_tgid(), LastWrite { mr, offset }, 0);
+        }
         return 0;
     };
     learn_window(offset, size, value);
@@ -198,6 +220,9 @@ pub fn cmdqv_qemu_as_rw(ctx: ProbeContext) -> u32 {
         }
         ((addr - f.q_lo) / 16) as u32
     } else if f.qemu_flags & QEMU_FETCH_UNWINDOWED != 0 && f.pid != 0 {
+        if f.region_ptr == 0 && f.qemu_flags & QEMU_LEARN_FROM_FETCH != 0 {
+            learn_region_from_fetch();
+        }
         INDEX_UNKNOWN
     } else {
         return 0;
@@ -209,6 +234,22 @@ pub fn cmdqv_qemu_as_rw(ctx: ProbeContext) -> u32 {
     };
     let _ = QEMU_FETCHES.insert(bpf_get_current_pid_tgid(), pending, 0);
     0
+}
+
+/// This thread is fetching a command: its last MMIO write triggered the consumption.
+#[inline(always)]
+fn learn_region_from_fetch() {
+    // SAFETY: copied out at once.
+    let Some(w) = (unsafe { QEMU_LAST_WRITE.get(bpf_get_current_pid_tgid()) }).copied() else {
+        return;
+    };
+    if !triggers_consumption(w.offset) {
+        return;
+    }
+    if let Some(p) = FILTER.get_ptr_mut(0) {
+        // SAFETY: as in learn_window.
+        unsafe { (*p).region_ptr = w.mr };
+    }
 }
 
 #[uretprobe]
