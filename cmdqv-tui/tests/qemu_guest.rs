@@ -255,6 +255,34 @@ fn check_against_qemu_log(qemu: &str, opts: &QemuOptions) {
     }
 }
 
+/// Not privileged: the stripped Debian binaries lack the SMMU's static handlers, so the
+/// dispatch probe set is chosen, with every symbol it needs found in the dynamic symbols.
+#[test]
+fn stock_debian_qemu_binaries_choose_the_dispatch_probe_set() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    for v in ["7.2", "10.0"] {
+        let g = prepare(v);
+        let syms = cmdqv_core::qemu::discover_symbols(&g.qemu).expect("read QEMU's symbols");
+        assert!(syms.stripped, "Debian ships QEMU stripped");
+        for s in [
+            "memory_region_dispatch_write",
+            "memory_region_dispatch_read",
+            "address_space_rw",
+            "qemu_log",
+        ] {
+            assert_eq!(
+                syms.found.get(s).map(|i| i.table.as_str()),
+                Some("dynsym"),
+                "{s}"
+            );
+        }
+        assert!(!syms.has("smmu_write_mmio"));
+        let c = cmdqv_core::qemu::choose_probe_set(&syms, true);
+        assert_eq!(c.set, cmdqv_core::qemu::ProbeSet::Dispatch, "{c:?}");
+        assert_eq!(c.probes.len(), 5);
+    }
+}
+
 #[test]
 fn real_guest_on_qemu_7_2_commands_match_qemu_trace_log() {
     if !privileged() {

@@ -16,7 +16,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    env, fs,
+    fs,
     io::Read as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -943,7 +943,8 @@ pub fn boot(g: &Guest, out: &Path, trace: Option<&Path>, timeout: Duration) -> R
 /// Untraced and traced boots, interleaved, through the privileged test harness (which owns the
 /// eBPF loader), so both are measured by the same clock on the same machine.
 fn bench(g: &Guest, n: u32) -> Result<()> {
-    let path = env::var_os("PATH").unwrap_or_default();
+    // The test harness embeds the eBPF object: bpf-linker and rust-src must be in place.
+    let path = crate::bootstrap(false)?;
     let status = crate::cargo(&path)
         .args([
             "test",
