@@ -57,7 +57,15 @@ pub enum QueueOp {
     Doorbell,
     /// Queue enabled (`a` = 1) or disabled (`a` = 0), `b` = log2size.
     Enable,
+    /// The queue was mapped (or unmapped) to VINTF `a` as LVCMDQ `b & 0xffff`; `b >> 16` = ALLOC.
+    Map,
+    /// VMM-wide passthrough bookkeeping (queue [`VMM_QUEUE`]): `a` = handovers,
+    /// `b` = view_mismatches | commands_lost << 32.
+    Handover,
 }
+
+/// Queue id of VMM-wide reports.
+pub const VMM_QUEUE: u32 = cmdqv_ebpf_common::VMM_QUEUE;
 
 impl QueueOp {
     pub fn from_raw(v: u32) -> Option<Self> {
@@ -70,6 +78,8 @@ impl QueueOp {
             x if x == R::HwFree as u32 => Self::HwFree,
             x if x == R::Doorbell as u32 => Self::Doorbell,
             x if x == R::Enable as u32 => Self::Enable,
+            x if x == R::Map as u32 => Self::Map,
+            x if x == R::Handover as u32 => Self::Handover,
             _ => return None,
         })
     }
@@ -84,6 +94,8 @@ impl QueueOp {
             Self::HwFree => R::HwFree,
             Self::Doorbell => R::Doorbell,
             Self::Enable => R::Enable,
+            Self::Map => R::Map,
+            Self::Handover => R::Handover,
         }) as u32
     }
 }
@@ -266,6 +278,8 @@ mod tests {
             QueueOp::HwFree,
             QueueOp::Doorbell,
             QueueOp::Enable,
+            QueueOp::Map,
+            QueueOp::Handover,
         ] {
             assert_eq!(QueueOp::from_raw(op.to_raw()), Some(op));
         }

@@ -1,1 +1,743 @@
-//! (in progress)
+//! QEMU's qtest text protocol (a subset) driving the device model, so the tools and tests written
+//! against QEMU's `-qtest` can drive the model unchanged.
+//!
+//! The machine: guest RAM at [`RAM_BASE`] (`ram_size` bytes), the CMDQV MMIO region at
+//! `mmio_base` ([`DEFAULT_MMIO_BASE`]), and optionally the SMMU main page at `smmu_base`
+//! ([`DEFAULT_SMMU_BASE`], QEMU virt's `VIRT_SMMU`) so the trapped path can be driven too.
+//!
+//! Commands: `readb/readw/readl/readq ADDR`, `writeb/writew/writel/writeq ADDR VAL`,
+//! `read ADDR SIZE`, `write ADDR SIZE 0xHEX`, `b64read ADDR SIZE`, `b64write ADDR SIZE B64`,
+//! `memset ADDR SIZE PATTERN`, `endianness`, `irq_intercept_in/out PATH`.
+//! Replies follow QEMU's `system/qtest.c`: `OK`, `OK 0x%016x` for readX, `OK 0x<hex bytes>` for
+//! `read`, `OK <base64>` for `b64read`. Where QEMU would assert (bad numbers, missing
+//! arguments) or answer `FAIL Unknown command`, the model answers `ERR <reason>` and goes on.
+//! After `irq_intercept_*`, every interrupt pulse is reported before the reply as
+//! `IRQ raise N` / `IRQ lower N` (N: 0 = CMDQV error, 1 = SMMU GERROR, 2 = SMMU CMD_SYNC).
+//!
+//! Sub-word MMIO accesses are answered the way QEMU's memory core answers a device that only
+//! accepts 4/8 bytes: reads `OK 0x0000000000000000`, writes dropped — and the model counts them.
+
+use std::io::{self, BufRead, Write};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::engine::{CountingSink, IrqLine, ModelEvent, Observer, SMMU_MMIO_SIZE, Smmu, SmmuStats};
+use crate::mem::{GuestMemory, VecMemory};
+use crate::model::{Cmdqv, ModelConfig, ModelStats, Personality};
+use crate::regs::Geometry;
+
+/// Guest RAM base (QEMU virt).
+pub const RAM_BASE: u64 = 0x4000_0000;
+/// Default CMDQV MMIO base: a free slot of QEMU virt's low map between `VIRT_SECURE_GPIO`
+/// (0x090b_0000) and `VIRT_MMIO` (0x0a00_0000), clear of the SMMU at 0x0905_0000..0x0907_0000
+/// and with room for the host geometry's 0x83_0000 bytes.
+pub const DEFAULT_MMIO_BASE: u64 = 0x0910_0000;
+/// Default SMMU main-page base (QEMU virt `VIRT_SMMU`).
+pub const DEFAULT_SMMU_BASE: u64 = 0x0905_0000;
+/// Longest accepted line (a b64write of a full 8 MiB ring is ~11 MiB).
+pub const MAX_LINE: usize = 64 << 20;
+/// Largest guest RAM a qtest machine allocates (a larger `ram_size` is refused by [`serve`]).
+pub const MAX_RAM: u64 = 16 << 30;
+/// Largest `read`/`write`/`b64*`/`memset` transfer.
+pub const MAX_TRANSFER: u64 = 32 << 20;
+
+/// What the qtest machine looks like.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct QtestConfig {
+    pub ram_size: u64,
+    pub mmio_base: u64,
+    pub smmu_base: Option<u64>,
+    pub geometry: Geometry,
+    pub personality: Personality,
+}
+
+impl Default for QtestConfig {
+    fn default() -> Self {
+        Self {
+            ram_size: 256 << 20,
+            mmio_base: DEFAULT_MMIO_BASE,
+            smmu_base: Some(DEFAULT_SMMU_BASE),
+            geometry: Geometry::guest(),
+            personality: Personality::Guest,
+        }
+    }
+}
+
+impl QtestConfig {
+    /// The model configuration this machine uses: the personality's defaults with this geometry.
+    pub fn model_config(&self) -> ModelConfig {
+        let base = match self.personality {
+            Personality::Guest => ModelConfig::guest(),
+            Personality::Host => ModelConfig::host(),
+        };
+        ModelConfig {
+            geometry: self.geometry,
+            personality: self.personality,
+            ..base
+        }
+    }
+}
+
+/// Counters of one qtest session.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub lines: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Accesses that hit no RAM and no device (read 0, write dropped).
+    pub unassigned: u64,
+    pub irq_reports: u64,
+    pub model: ModelStats,
+    pub smmu: Option<SmmuStats>,
+    pub sink: CountingSink,
+}
+
+/// RAM + CMDQV (+ SMMU) on one address map.
+#[derive(Debug)]
+pub struct Machine {
+    pub ram: VecMemory,
+    pub cmdqv: Cmdqv,
+    pub smmu: Option<Smmu>,
+    pub sink: CountingSink,
+    pub mmio_base: u64,
+    pub smmu_base: u64,
+    pub unassigned: u64,
+}
+
+enum Region {
+    Ram { end: u64 },
+    Cmdqv { off: u64, end: u64 },
+    Smmu { off: u64, end: u64 },
+    None { next: u64 },
+}
+
+impl Machine {
+    pub fn new(cfg: &QtestConfig) -> Self {
+        let ram_size = usize::try_from(cfg.ram_size)
+            .unwrap_or(usize::MAX)
+            .min(1 << 40);
+        Self {
+            ram: VecMemory::new(RAM_BASE, ram_size),
+            cmdqv: Cmdqv::new(cfg.model_config()),
+            smmu: cfg.smmu_base.map(|_| Smmu::new()),
+            sink: CountingSink::default(),
+            mmio_base: cfg.mmio_base,
+            smmu_base: cfg.smmu_base.unwrap_or(0),
+            unassigned: 0,
+        }
+    }
+
+    fn region(&self, a: u64) -> Region {
+        let ram_end = RAM_BASE + self.ram.size();
+        let cmdqv_end = self.mmio_base.saturating_add(self.cmdqv.mmio_size());
+        let smmu_end = self.smmu_base.saturating_add(SMMU_MMIO_SIZE);
+        // Devices first: a device placed over RAM shadows it.
+        if a >= self.mmio_base && a < cmdqv_end {
+            return Region::Cmdqv {
+                off: a - self.mmio_base,
+                end: cmdqv_end,
+            };
+        }
+        if self.smmu.is_some() && a >= self.smmu_base && a < smmu_end {
+            return Region::Smmu {
+                off: a - self.smmu_base,
+                end: smmu_end,
+            };
+        }
+        if a >= RAM_BASE && a < ram_end {
+            let end = [self.mmio_base, self.smmu_base]
+                .into_iter()
+                .filter(|&s| s > a)
+                .fold(ram_end, u64::min);
+            return Region::Ram { end };
+        }
+        let mut next = u64::MAX;
+        for s in [
+            RAM_BASE,
+            self.mmio_base,
+            if self.smmu.is_some() {
+                self.smmu_base
+            } else {
+                u64::MAX
+            },
+        ] {
+            if s > a {
+                next = next.min(s);
+            }
+        }
+        Region::None { next }
+    }
+
+    /// A CPU access of 1, 2, 4 or 8 bytes (little-endian).
+    pub fn read<O: Observer + ?Sized>(&mut self, addr: u64, size: u8, obs: &mut O) -> u64 {
+        match self.region(addr) {
+            Region::Cmdqv { off, .. } => self.cmdqv.read(off, size, obs),
+            Region::Smmu { off, .. } => self.smmu.as_mut().map_or(0, |s| s.read(off, size, obs)),
+            _ => {
+                let mut b = [0u8; 8];
+                self.read_bytes(addr, &mut b[..size.min(8) as usize], obs);
+                u64::from_le_bytes(b)
+            }
+        }
+    }
+
+    /// A CPU write of 1, 2, 4 or 8 bytes (little-endian).
+    pub fn write<O: Observer + ?Sized>(&mut self, addr: u64, size: u8, value: u64, obs: &mut O) {
+        match self.region(addr) {
+            Region::Cmdqv { off, .. } => {
+                self.cmdqv
+                    .write(off, size, value, &self.ram, &mut self.sink, obs)
+            }
+            Region::Smmu { off, .. } => {
+                if let Some(s) = self.smmu.as_mut() {
+                    s.write(off, size, value, &self.ram, &mut self.sink, obs)
+                }
+            }
+            _ => {
+                let b = value.to_le_bytes();
+                self.write_bytes(addr, &b[..size.min(8) as usize], obs);
+            }
+        }
+    }
+
+    /// Bulk read: RAM copied directly, devices accessed in the largest aligned 8/4-byte pieces
+    /// (1 byte where nothing else fits, which the device counts as a bad size), holes read 0.
+    pub fn read_bytes<O: Observer + ?Sized>(&mut self, addr: u64, buf: &mut [u8], obs: &mut O) {
+        let mut i = 0usize;
+        // Each iteration consumes at least one byte: bounded by buf.len().
+        while i < buf.len() {
+            let a = addr.wrapping_add(i as u64);
+            let rem = (buf.len() - i) as u64;
+            match self.region(a) {
+                Region::Ram { end } => {
+                    let n = rem.min(end - a) as usize;
+                    let _ = self.ram.read(a, &mut buf[i..i + n]);
+                    i += n;
+                }
+                Region::Cmdqv { off, end } | Region::Smmu { off, end } => {
+                    let sz = piece(a, rem.min(end - a));
+                    let v = match self.region(a) {
+                        Region::Cmdqv { .. } => self.cmdqv.read(off, sz, obs),
+                        _ => self.smmu.as_mut().map_or(0, |s| s.read(off, sz, obs)),
+                    };
+                    buf[i..i + sz as usize].copy_from_slice(&v.to_le_bytes()[..sz as usize]);
+                    i += sz as usize;
+                }
+                Region::None { next } => {
+                    self.unassigned += 1;
+                    let n = rem.min(next.wrapping_sub(a).max(1)) as usize;
+                    buf[i..i + n].fill(0);
+                    i += n;
+                }
+            }
+        }
+    }
+
+    /// Bulk write, split like [`Machine::read_bytes`]; writes to holes are dropped.
+    pub fn write_bytes<O: Observer + ?Sized>(&mut self, addr: u64, buf: &[u8], obs: &mut O) {
+        let mut i = 0usize;
+        while i < buf.len() {
+            let a = addr.wrapping_add(i as u64);
+            let rem = (buf.len() - i) as u64;
+            match self.region(a) {
+                Region::Ram { end } => {
+                    let n = rem.min(end - a) as usize;
+                    let _ = self.ram.write(a, &buf[i..i + n]);
+                    i += n;
+                }
+                Region::Cmdqv { off, end } => {
+                    let sz = piece(a, rem.min(end - a));
+                    let v = le_value(&buf[i..i + sz as usize]);
+                    self.cmdqv.write(off, sz, v, &self.ram, &mut self.sink, obs);
+                    i += sz as usize;
+                }
+                Region::Smmu { off, end } => {
+                    let sz = piece(a, rem.min(end - a));
+                    let v = le_value(&buf[i..i + sz as usize]);
+                    if let Some(s) = self.smmu.as_mut() {
+                        s.write(off, sz, v, &self.ram, &mut self.sink, obs);
+                    }
+                    i += sz as usize;
+                }
+                Region::None { next } => {
+                    self.unassigned += 1;
+                    i += rem.min(next.wrapping_sub(a).max(1)) as usize;
+                }
+            }
+        }
+    }
+}
+
+fn piece(a: u64, rem: u64) -> u8 {
+    if a.is_multiple_of(8) && rem >= 8 {
+        8
+    } else if a.is_multiple_of(4) && rem >= 4 {
+        4
+    } else {
+        1
+    }
+}
+
+fn le_value(b: &[u8]) -> u64 {
+    let mut v = [0u8; 8];
+    v[..b.len()].copy_from_slice(b);
+    u64::from_le_bytes(v)
+}
+
+/// Parse like `qemu_strtou64(.., base 0)`: `0x` hex, leading `0` octal, else decimal.
+fn parse_u64(s: &str) -> Option<u64> {
+    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u64::from_str_radix(h, 16).ok()
+    } else if s.len() > 1 && s.starts_with('0') {
+        u64::from_str_radix(&s[1..], 8).ok()
+    } else {
+        s.parse().ok()
+    }
+}
+
+fn hex_nibble(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// An observer that remembers interrupt pulses for `IRQ raise/lower` reports and forwards
+/// everything to the caller's observer.
+struct Tap<'a, O: ?Sized> {
+    inner: &'a mut O,
+    irqs: &'a mut Vec<IrqLine>,
+    intercept: bool,
+}
+
+impl<O: Observer + ?Sized> Observer for Tap<'_, O> {
+    #[inline(always)]
+    fn event(&mut self, ev: ModelEvent) {
+        if let ModelEvent::Irq { line } = ev
+            && self.intercept
+            && self.irqs.len() < 1024
+        {
+            self.irqs.push(line);
+        }
+        self.inner.event(ev);
+    }
+}
+
+/// One qtest session over a machine; feed it lines with [`QtestServer::handle_line`].
+pub struct QtestServer<O = ()> {
+    pub machine: Machine,
+    pub obs: O,
+    pub stats: Stats,
+    intercept: bool,
+    irqs: Vec<IrqLine>,
+}
+
+impl QtestServer<()> {
+    pub fn new(cfg: &QtestConfig) -> Self {
+        Self::with_observer(cfg, ())
+    }
+}
+
+impl<O: Observer> QtestServer<O> {
+    pub fn with_observer(cfg: &QtestConfig, obs: O) -> Self {
+        Self {
+            machine: Machine::new(cfg),
+            obs,
+            stats: Stats::default(),
+            intercept: false,
+            irqs: Vec::new(),
+        }
+    }
+
+    /// Process one line (without or with its newline) and append the reply to `out`.
+    pub fn handle_line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        self.stats.lines += 1;
+        let reply = match std::str::from_utf8(line) {
+            Ok(s) => self.dispatch(s.trim_end_matches(['\n', '\r'])),
+            Err(_) => Err("line is not UTF-8".to_string()),
+        };
+        for line in self.irqs.drain(..) {
+            let n = match line {
+                IrqLine::CmdqvError => 0,
+                IrqLine::SmmuGerror => 1,
+                IrqLine::SmmuCmdSync => 2,
+            };
+            self.stats.irq_reports += 1;
+            let _ = write!(out, "IRQ raise {n}\nIRQ lower {n}\n");
+        }
+        match reply {
+            Ok(r) => {
+                self.stats.ok += 1;
+                out.extend_from_slice(r.as_bytes());
+                out.push(b'\n');
+            }
+            Err(e) => {
+                self.stats.errors += 1;
+                let _ = writeln!(out, "ERR {e}");
+            }
+        }
+    }
+
+    /// Counters with the model's, the SMMU's and the sink's folded in.
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            unassigned: self.machine.unassigned,
+            model: self.machine.cmdqv.stats.clone(),
+            smmu: self.machine.smmu.as_ref().map(|s| s.stats.clone()),
+            sink: self.machine.sink.clone(),
+            ..self.stats.clone()
+        }
+    }
+
+    fn dispatch(&mut self, line: &str) -> Result<String, String> {
+        let w: Vec<&str> = line.split_ascii_whitespace().collect();
+        let Some(&cmd) = w.first() else {
+            return Err("empty line".into());
+        };
+        let arg = |i: usize| -> Result<u64, String> {
+            let s = w
+                .get(i)
+                .ok_or_else(|| format!("{cmd}: missing argument {i}"))?;
+            parse_u64(s).ok_or_else(|| format!("{cmd}: invalid number '{s}'"))
+        };
+        let size_arg = |i: usize| -> Result<u64, String> {
+            let n = arg(i)?;
+            if n > MAX_TRANSFER {
+                return Err(format!("{cmd}: size {n} exceeds {MAX_TRANSFER}"));
+            }
+            Ok(n)
+        };
+        let mut reply = String::new();
+        let mut tap = Tap {
+            inner: &mut self.obs,
+            irqs: &mut self.irqs,
+            intercept: self.intercept,
+        };
+        let m = &mut self.machine;
+        match cmd {
+            "readb" | "readw" | "readl" | "readq" => {
+                let size = access_size(cmd);
+                let v = m.read(arg(1)?, size, &mut tap);
+                reply = format!("OK 0x{v:016x}");
+            }
+            "writeb" | "writew" | "writel" | "writeq" => {
+                let size = access_size(cmd);
+                let (a, v) = (arg(1)?, arg(2)?);
+                let v = if size == 8 {
+                    v
+                } else {
+                    v & ((1u64 << (8 * size)) - 1)
+                };
+                m.write(a, size, v, &mut tap);
+                reply.push_str("OK");
+            }
+            "read" | "b64read" => {
+                let (a, n) = (arg(1)?, size_arg(2)?);
+                if n == 0 && cmd == "read" {
+                    return Err("read: size must be non-zero".into());
+                }
+                let mut buf = vec![0u8; n as usize];
+                m.read_bytes(a, &mut buf, &mut tap);
+                if cmd == "read" {
+                    reply.reserve(3 + 2 * buf.len());
+                    reply.push_str("OK 0x");
+                    for b in &buf {
+                        use std::fmt::Write as _;
+                        let _ = write!(reply, "{b:02x}");
+                    }
+                } else {
+                    reply = format!("OK {}", B64.encode(&buf));
+                }
+            }
+            "write" => {
+                let (a, n) = (arg(1)?, size_arg(2)?);
+                let data = w.get(3).ok_or("write: missing data")?.as_bytes();
+                if data.len() < 3 {
+                    return Err("invalid argument size".into());
+                }
+                // QEMU skips the two-character 0x prefix and zero-fills missing bytes.
+                let mut buf = vec![0u8; n as usize];
+                for (i, b) in buf.iter_mut().enumerate() {
+                    if i * 2 + 4 <= data.len() {
+                        let hi = hex_nibble(data[i * 2 + 2]).ok_or("write: invalid hex digit")?;
+                        let lo = hex_nibble(data[i * 2 + 3]).ok_or("write: invalid hex digit")?;
+                        *b = hi << 4 | lo;
+                    }
+                }
+                m.write_bytes(a, &buf, &mut tap);
+                reply.push_str("OK");
+            }
+            "b64write" => {
+                let (a, n) = (arg(1)?, size_arg(2)?);
+                let data = w.get(3).ok_or("b64write: missing data")?;
+                if data.len() < 3 {
+                    return Err("invalid argument size".into());
+                }
+                let mut buf = B64.decode(data).map_err(|e| format!("b64write: {e}"))?;
+                // QEMU logs a length mismatch and writes SIZE bytes; missing bytes are zero here.
+                buf.resize(n as usize, 0);
+                m.write_bytes(a, &buf, &mut tap);
+                reply.push_str("OK");
+            }
+            "memset" => {
+                let (a, n, p) = (arg(1)?, size_arg(2)?, arg(3)?);
+                let buf = vec![p as u8; n as usize];
+                m.write_bytes(a, &buf, &mut tap);
+                reply.push_str("OK");
+            }
+            "endianness" => reply.push_str("OK little"),
+            "irq_intercept_in" | "irq_intercept_out" => {
+                if w.len() < 2 {
+                    return Err(format!("{cmd}: missing device path"));
+                }
+                self.intercept = true;
+                reply.push_str("OK");
+            }
+            other => return Err(format!("unknown command '{}'", other.escape_debug())),
+        }
+        Ok(reply)
+    }
+}
+
+fn access_size(cmd: &str) -> u8 {
+    match cmd.as_bytes()[cmd.len() - 1] {
+        b'b' => 1,
+        b'w' => 2,
+        b'l' => 4,
+        _ => 8,
+    }
+}
+
+/// Read one line of at most `max` bytes (newline included). A longer line is skipped up to and
+/// including its newline and reported as `Err(())`; `Ok(false)` is end of input.
+fn read_line_bounded<R: BufRead>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<Result<bool, ()>> {
+    buf.clear();
+    let n = io::Read::take(&mut *r, max as u64 + 1).read_until(b'\n', buf)?;
+    if n == 0 {
+        return Ok(Ok(false));
+    }
+    if buf.len() > max && buf.last() != Some(&b'\n') {
+        buf.clear();
+        loop {
+            let avail = r.fill_buf()?;
+            if avail.is_empty() {
+                break;
+            }
+            if let Some(p) = avail.iter().position(|&b| b == b'\n') {
+                r.consume(p + 1);
+                break;
+            }
+            let l = avail.len();
+            r.consume(l);
+        }
+        return Ok(Err(()));
+    }
+    Ok(Ok(true))
+}
+
+/// Serve qtest lines from `reader` until end of input, replying on `writer` (flushed after every
+/// reply, as a qtest client waits for each). Returns the session's counters.
+pub fn serve<R: BufRead, W: Write>(cfg: QtestConfig, reader: R, writer: W) -> io::Result<Stats> {
+    serve_with_observer(cfg, (), reader, writer)
+}
+
+/// [`serve`] with an observer receiving every model event.
+pub fn serve_with_observer<O: Observer, R: BufRead, W: Write>(
+    cfg: QtestConfig,
+    obs: O,
+    mut reader: R,
+    mut writer: W,
+) -> io::Result<Stats> {
+    if cfg.ram_size > MAX_RAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "ram_size {:#x} exceeds the qtest machine's limit {MAX_RAM:#x}",
+                cfg.ram_size
+            ),
+        ));
+    }
+    let mut server = QtestServer::with_observer(&cfg, obs);
+    let mut line = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        match read_line_bounded(&mut reader, &mut line, MAX_LINE)? {
+            Ok(false) => break,
+            Ok(true) => server.handle_line(&line, &mut out),
+            Err(()) => {
+                server.stats.lines += 1;
+                server.stats.errors += 1;
+                out.extend_from_slice(b"ERR line too long\n");
+            }
+        }
+        writer.write_all(&out)?;
+        writer.flush()?;
+    }
+    Ok(server.snapshot())
+}
+
+/// Connect to the unix socket at `path` and serve it, as `qemu -qtest unix:PATH` does (libqtest
+/// listens, QEMU connects).
+pub fn serve_unix(cfg: QtestConfig, path: &std::path::Path) -> io::Result<Stats> {
+    let s = std::os::unix::net::UnixStream::connect(path)?;
+    serve(cfg, io::BufReader::new(s.try_clone()?), s)
+}
+
+/// Listen on `path`, accept one client and serve it.
+pub fn serve_unix_listen(cfg: QtestConfig, path: &std::path::Path) -> io::Result<Stats> {
+    let l = std::os::unix::net::UnixListener::bind(path)?;
+    let (s, _) = l.accept()?;
+    serve(cfg, io::BufReader::new(s.try_clone()?), s)
+}
+
+/// One fuzzing run of the qtest parser (the `cargo fuzz` target `qtest`): every line of `data`
+/// through a small machine. Returns the number of replies. Panics only on a broken invariant
+/// (one reply line per input line, IRQ reports aside).
+pub fn fuzz_lines(data: &[u8]) -> usize {
+    let cfg = QtestConfig {
+        ram_size: 1 << 16,
+        ..Default::default()
+    };
+    let mut s = QtestServer::new(&cfg);
+    let mut out = Vec::new();
+    let mut n = 0;
+    for line in data.split(|&b| b == b'\n').take(256) {
+        out.clear();
+        s.handle_line(line, &mut out);
+        let replies = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty() && !l.starts_with(b"IRQ "))
+            .count();
+        assert_eq!(
+            replies,
+            1,
+            "{:?} -> {:?}",
+            String::from_utf8_lossy(line),
+            String::from_utf8_lossy(&out)
+        );
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &str) -> (String, Stats) {
+        run_cfg(QtestConfig::default(), input)
+    }
+
+    fn run_cfg(cfg: QtestConfig, input: &str) -> (String, Stats) {
+        let mut out = Vec::new();
+        let st = serve(cfg, input.as_bytes(), &mut out).unwrap();
+        (String::from_utf8(out).unwrap(), st)
+    }
+
+    #[test]
+    fn ram_round_trip_matches_qemu_formatting() {
+        let (out, st) = run("readl 0x40000000\nwritel 0x40000000 0x12345678\nreadl 0x40000000\n");
+        assert_eq!(out, "OK 0x0000000000000000\nOK\nOK 0x0000000012345678\n");
+        assert_eq!(st.ok, 3);
+        let (out, _) = run(
+            "writeq 0x40000008 0x1122334455667788\nreadb 0x40000008\nreadw 0x4000000e\nread 0x40000008 4\nb64read 0x40000008 3\n",
+        );
+        assert_eq!(
+            out,
+            "OK\nOK 0x0000000000000088\nOK 0x0000000000001122\nOK 0x88776655\nOK iHdm\n"
+        );
+    }
+
+    #[test]
+    fn write_and_b64write_fill_ram() {
+        let (out, _) = run(
+            "write 0x40000000 4 0xdeadbeef\nreadl 0x40000000\nb64write 0x40000010 3 AQID\nread 0x40000010 4\nwrite 0x40000020 4 0x01\nread 0x40000020 4\nmemset 0x40000030 2 0xab\nreadw 0x40000030\n",
+        );
+        assert_eq!(
+            out,
+            "OK\nOK 0x00000000efbeadde\nOK\nOK 0x01020300\nOK\nOK 0x01000000\nOK\nOK 0x000000000000abab\n"
+        );
+    }
+
+    #[test]
+    fn cmdqv_registers_answer_at_the_mmio_base() {
+        let b = DEFAULT_MMIO_BASE;
+        let input = format!(
+            "readl {:#x}\nreadl {:#x}\nreadb {:#x}\nreadq {:#x}\nendianness\n",
+            b,
+            b + 4,
+            b,
+            b
+        );
+        let (out, st) = run(&input);
+        assert_eq!(
+            out,
+            "OK 0x0000000000020083\nOK 0x0000000000004011\nOK 0x0000000000000000\nOK 0x0000401100020083\nOK little\n"
+        );
+        assert_eq!(
+            st.model.guest_errors[crate::engine::GuestErrorKind::BadAccessSize as usize],
+            1
+        );
+    }
+
+    #[test]
+    fn bad_lines_are_errors_not_panics() {
+        let (out, st) = run(
+            "bogus 1\n\nreadl\nreadl zz\nwrite 0x40000000 4 0\nwrite 0x40000000 4 0xzz\nb64write 0x40000000 4 !!!!\nread 0x40000000 0\nread 0 99999999999\nwritel 0x0 1\nreadl 0xffffffffffffffff\n\u{1}\n",
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 12, "{out}");
+        assert!(lines[..9].iter().all(|l| l.starts_with("ERR ")), "{out}");
+        assert_eq!(lines[9], "OK");
+        assert_eq!(lines[10], "OK 0x0000000000000000");
+        assert!(lines[11].starts_with("ERR "));
+        assert_eq!(st.errors, 10);
+        assert!(st.unassigned >= 2);
+    }
+
+    #[test]
+    fn fuzz_entry_point_answers_every_line_once() {
+        let b = DEFAULT_MMIO_BASE;
+        let script = format!(
+            "readl {b:#x}\nwritel {:#x} 1\nwriteq {:#x} 0x40000004\nread 0x3ffffff0 64\nb64read 0x4000fff0 32\nwrite 0 0\nwritew {:#x} 5\n\u{0}\u{ff}\n",
+            b + 0x1000,
+            b + 0x40000,
+            b + 0x30004
+        );
+        assert_eq!(fuzz_lines(script.as_bytes()), 9);
+        assert_eq!(fuzz_lines(&[0xff, 0xfe, b'\n', b'r']), 2);
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped() {
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\nendianness\n");
+        let mut out = Vec::new();
+        serve(QtestConfig::default(), &input[..], &mut out).unwrap();
+        assert_eq!(out, b"ERR line too long\nOK little\n");
+    }
+
+    #[test]
+    fn intercepted_interrupts_are_reported_before_the_reply() {
+        let b = DEFAULT_MMIO_BASE;
+        // enable VINTF0, map VCMDQ0, ring at RAM with an illegal command, enable, doorbell
+        let input = format!(
+            "irq_intercept_in /machine/cmdqv\nwritel {:#x} 1\nwritel {:#x} 1\nwriteq {:#x} 0x40000004\nwritel {:#x} 1\nwrite 0x40000000 16 0x07\nwritel {:#x} 1\nreadl {:#x}\n",
+            b + 0x1000,
+            b + 0x200,
+            b + 0x40000,
+            b + 0x30008,
+            b + 0x30004,
+            b + 0x30000,
+        );
+        let (out, st) = run(&input);
+        assert_eq!(
+            out,
+            "OK\nOK\nOK\nOK\nOK\nOK\nIRQ raise 0\nIRQ lower 0\nOK\nOK 0x0000000001000000\n"
+        );
+        assert_eq!(st.irq_reports, 1);
+    }
+}

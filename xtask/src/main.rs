@@ -439,5 +439,5 @@ fn main() -> Result<()> {
 /// What `cargo xtask run` starts when given no arguments: the live view of the simulated host
 /// (no Grace host exists here; `cmdqv qemu --pid` or `host` are chosen explicitly).
 fn default_run_args() -> Vec<String> {
-    vec!["doctor".into()]
+    vec!["sim".into()]
 }

@@ -160,7 +160,15 @@ pub enum QueueOp {
     Doorbell = 6,
     /// Queue enabled (a = 1) or disabled (a = 0); b = log2size.
     Enable = 7,
+    /// CMDQ_ALLOC_MAP took effect: a = VINTF, b = LVCMDQ | ALLOC << 16.
+    Map = 8,
+    /// Passthrough bookkeeping of the VMM (queue = [`VMM_QUEUE`]): a = handovers,
+    /// b = view_mismatches | commands_lost << 32.
+    Handover = 9,
 }
+
+/// Queue id used for VMM-wide reports (not a queue).
+pub const VMM_QUEUE: u32 = 0xfffe;
 
 /// A queue-level event from the VMM (header + 24 bytes).
 #[repr(C)]

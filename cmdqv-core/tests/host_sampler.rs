@@ -1,0 +1,120 @@
+//! A child process plays the VMM: it maps a simulated-host VINTF page0 (a memfd, as the
+//! simulated host does) and advances two LVCMDQs. The sampler, from this process, finds the
+//! mapping in /proc/PID/maps, duplicates the memfd with pidfd_getfd, maps it read-only and must
+//! see the indices advance.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use cmdqv_core::host::{PAGE0_LEN, page0, sampler::Sampler};
+
+const CHILD_ENV: &str = "CMDQV_SAMPLER_CHILD";
+
+/// Not a test of its own: the body of the child process (runs only with CHILD_ENV set).
+#[test]
+fn helper_child_vmm() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        return;
+    }
+    let name = c"cmdqv-vintf-page0";
+    // SAFETY: plain syscalls; results checked.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    assert!(fd >= 0);
+    assert_eq!(unsafe { libc::ftruncate(fd, PAGE0_LEN as i64) }, 0);
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE0_LEN,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    } as *mut u32;
+    assert!(!p.is_null());
+    let reg = |l: usize, r: usize| unsafe { p.add((l * 0x80 + r) / 4) };
+    let log2size = 4u32;
+    let modulus = 1u32 << (log2size + 1);
+    for l in 0..2 {
+        unsafe {
+            reg(l, page0::CONFIG).write_volatile(1);
+            reg(l, page0::STATUS).write_volatile(1);
+        }
+    }
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut idx = [0u32; 2];
+    for _ in 0..20_000 {
+        for (l, i) in idx.iter_mut().enumerate() {
+            let step = 3 + l as u32;
+            let next = (*i + step) % modulus;
+            unsafe {
+                reg(l, page0::PROD_INDX).write_volatile(next);
+                reg(l, page0::CONS_INDX).write_volatile(next);
+            }
+            *i = next;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+}
+
+#[test]
+fn sampler_sees_a_child_vmms_queues_advance_through_pidfd_getfd() {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "helper_child_vmm",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before it was ready"
+        );
+    }
+    let result = (|| {
+        let mut s = Sampler::attach(child.id(), 2).map_err(|e| e.to_string())?;
+        assert!(!s.mapping.is_iommufd());
+        s.set_log2size(0, 4);
+        s.set_log2size(1, 4);
+        let mut consumed = [0u64; 2];
+        let mut distinct = std::collections::HashSet::new();
+        for _ in 0..40 {
+            for q in s.sample() {
+                assert!(q.enabled, "{q:?}");
+                assert!(
+                    q.prod < 32 && q.cons < 32,
+                    "indices must stay inside a 2^5 space: {q:?}"
+                );
+                assert_eq!(q.cerror, 0);
+                consumed[q.lidx] += q.consumed;
+                distinct.insert((q.lidx, q.cons));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok::<_, String>((consumed, distinct.len()))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (consumed, distinct) = result.expect("sampler attach");
+    assert!(
+        consumed[0] > 0 && consumed[1] > 0,
+        "no progress seen: {consumed:?}"
+    );
+    assert!(
+        distinct > 4,
+        "indices did not move: {distinct} distinct values"
+    );
+}

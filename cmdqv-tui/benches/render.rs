@@ -1,0 +1,53 @@
+//! One frame of the live UI at 200×60 with 128 VCMDQs (+ the SMMU queue), into a TestBackend.
+//! Budget (ARCHITECTURE.md): ≤ 5 ms per frame.
+//!
+//! `AYA_BUILD_SKIP=1 cargo bench -p cmdqv-tui --bench render`
+
+#[path = "../tests/tui_fixture.rs"]
+mod tui_fixture;
+
+use cmdqv_tui::tui::{App, TuiOptions};
+use criterion::{Criterion, criterion_group, criterion_main};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn frame(c: &mut Criterion) {
+    let summary = tui_fixture::many_queues(128);
+    let mut group = c.benchmark_group("tui_frame_200x60_128q");
+    for (name, keys) in [
+        ("dashboard", vec![]),
+        ("dashboard_sorted_p99", vec![KeyCode::Char('s'); 11]),
+        ("detail", vec![KeyCode::Down, KeyCode::Enter]),
+        ("log", vec![KeyCode::Char('2')]),
+    ] {
+        let mut app = App::new(TuiOptions::default());
+        app.update(summary.clone());
+        for k in keys {
+            app.on_key(KeyEvent::new(k, KeyModifiers::NONE));
+        }
+        let mut term = Terminal::new(TestBackend::new(200, 60)).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                term.draw(|f| app.draw(f)).unwrap();
+            })
+        });
+    }
+    // A new snapshot every frame, as in the live loop (update + draw).
+    let mut app = App::new(TuiOptions::default());
+    let mut term = Terminal::new(TestBackend::new(200, 60)).unwrap();
+    group.bench_function("update_and_draw", |b| {
+        b.iter_batched(
+            || summary.clone(),
+            |s| {
+                app.update(s);
+                term.draw(|f| app.draw(f)).unwrap();
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, frame);
+criterion_main!(benches);

@@ -1,0 +1,296 @@
+//! Every key binding, as data. Dispatch ([`lookup`]), the footer hints ([`hints`]) and the `?` help
+//! ([`help_lines`]) are all generated from [`KEYMAP`], so they cannot disagree.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::View;
+
+/// Where a binding applies. The app asks for a stack of contexts, most specific first.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Context {
+    /// Everywhere except while typing a filter.
+    Global,
+    /// Any list view (queue table, log, probes).
+    List,
+    /// The VCMDQ table.
+    Queues,
+    /// The event log.
+    Log,
+    /// The detail view of one queue.
+    Detail,
+    /// The help popup.
+    Help,
+    /// Typing a filter (other printable keys are inserted into the filter text).
+    Filter,
+}
+
+impl Context {
+    /// Heading of this context in the help popup.
+    pub fn title(self) -> &'static str {
+        match self {
+            Context::Global => "Global",
+            Context::List => "Lists",
+            Context::Queues => "Queue table",
+            Context::Log => "Event log",
+            Context::Detail => "Queue detail",
+            Context::Help => "Help",
+            Context::Filter => "Filter input",
+        }
+    }
+
+    /// Order of the sections in the help popup.
+    pub const ALL: [Context; 7] = [
+        Context::Global,
+        Context::List,
+        Context::Queues,
+        Context::Log,
+        Context::Detail,
+        Context::Filter,
+        Context::Help,
+    ];
+}
+
+/// Everything a key can ask the app to do.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Quit,
+    ToggleHelp,
+    /// Close the topmost popup, or clear the active filter.
+    Back,
+    NextView,
+    PrevView,
+    Show(View),
+    TogglePause,
+    RateUp,
+    RateDown,
+    ToggleRecording,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    StartFilter,
+    SortNext,
+    SortReverse,
+    OpenDetail,
+    ToggleFollow,
+    FilterApply,
+    FilterCancel,
+    FilterBackspace,
+}
+
+/// One physical key: a code plus the modifiers that matter (Ctrl, Alt).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub code: KeyCode,
+    pub mods: KeyModifiers,
+}
+
+const fn k(code: KeyCode) -> Key {
+    Key {
+        code,
+        mods: KeyModifiers::NONE,
+    }
+}
+
+const fn c(ch: char) -> Key {
+    k(KeyCode::Char(ch))
+}
+
+const fn ctrl(ch: char) -> Key {
+    Key {
+        code: KeyCode::Char(ch),
+        mods: KeyModifiers::CONTROL,
+    }
+}
+
+impl Key {
+    /// How the key is written in the footer and the help: `q`, `Ctrl-C`, `space`, `↑`, `PgUp`.
+    pub fn name(&self) -> String {
+        let base = match self.code {
+            KeyCode::Char(' ') => "space".to_string(),
+            KeyCode::Char(c) if self.mods.contains(KeyModifiers::CONTROL) => {
+                c.to_ascii_uppercase().to_string()
+            }
+            KeyCode::Char(c) => c.to_string(),
+            KeyCode::Up => "↑".into(),
+            KeyCode::Down => "↓".into(),
+            KeyCode::Left => "←".into(),
+            KeyCode::Right => "→".into(),
+            KeyCode::PageUp => "PgUp".into(),
+            KeyCode::PageDown => "PgDn".into(),
+            KeyCode::BackTab => "Shift-Tab".into(),
+            other => other.to_string(),
+        };
+        let mut name = String::new();
+        if self.mods.contains(KeyModifiers::CONTROL) {
+            name.push_str("Ctrl-");
+        }
+        if self.mods.contains(KeyModifiers::ALT) {
+            name.push_str("Alt-");
+        }
+        name + &base
+    }
+
+    /// Does a terminal key event match this key? Shift is ignored (it is part of the character:
+    /// `S`, `?`, `+`), Ctrl and Alt must match.
+    pub fn matches(&self, ev: &KeyEvent) -> bool {
+        let relevant = KeyModifiers::CONTROL | KeyModifiers::ALT;
+        let same_code = match (self.code, ev.code) {
+            (KeyCode::Char(a), KeyCode::Char(b)) if self.mods.contains(KeyModifiers::CONTROL) => {
+                a.eq_ignore_ascii_case(&b)
+            }
+            (a, b) => a == b,
+        };
+        same_code && (ev.modifiers & relevant) == (self.mods & relevant)
+    }
+}
+
+/// One binding: keys, what they do, where, and how they are described.
+#[derive(Copy, Clone, Debug)]
+pub struct Binding {
+    pub context: Context,
+    pub keys: &'static [Key],
+    pub action: Action,
+    /// One line in the `?` help.
+    pub help: &'static str,
+    /// Short word in the footer; `None` keeps the binding out of the footer.
+    pub hint: Option<&'static str>,
+}
+
+impl Binding {
+    /// The keys as written in the footer and the help, generated from [`Binding::keys`].
+    pub fn label(&self) -> String {
+        self.keys
+            .iter()
+            .map(Key::name)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+const fn b(
+    context: Context,
+    keys: &'static [Key],
+    action: Action,
+    help: &'static str,
+    hint: Option<&'static str>,
+) -> Binding {
+    Binding {
+        context,
+        keys,
+        action,
+        help,
+        hint,
+    }
+}
+
+use Context as X;
+use KeyCode as K;
+
+/// The whole keymap. Within a context the first match wins; contexts are searched most specific
+/// first (see [`lookup`]). Footer hints appear in this order.
+#[rustfmt::skip]
+pub static KEYMAP: &[Binding] = &[
+    // Filter input (typing mode).
+    b(X::Filter, &[k(K::Enter)], Action::FilterApply, "keep the filter", Some("apply")),
+    b(X::Filter, &[k(K::Esc)], Action::FilterCancel, "clear the filter", Some("cancel")),
+    b(X::Filter, &[k(K::Backspace)], Action::FilterBackspace, "delete the last character", None),
+    // Help popup.
+    b(X::Help, &[k(K::Esc), c('?')], Action::ToggleHelp, "close the help", Some("close")),
+    // Detail view.
+    b(X::Detail, &[k(K::Esc)], Action::Back, "close the detail view", Some("close")),
+    b(X::Detail, &[k(K::Up), c('k')], Action::Up, "previous queue", Some("prev")),
+    b(X::Detail, &[k(K::Down), c('j')], Action::Down, "next queue", Some("next")),
+    // Queue table.
+    b(X::Queues, &[k(K::Enter)], Action::OpenDetail, "open the queue's detail", Some("detail")),
+    b(X::Queues, &[c('s')], Action::SortNext, "sort by the next column", Some("sort")),
+    b(X::Queues, &[c('S')], Action::SortReverse, "reverse the sort order", Some("reverse")),
+    // Event log.
+    b(X::Log, &[c('f')], Action::ToggleFollow, "follow new lines on/off", Some("follow")),
+    // Any list.
+    b(X::List, &[k(K::Up), c('k')], Action::Up, "move up", None),
+    b(X::List, &[k(K::Down), c('j')], Action::Down, "move down", None),
+    b(X::List, &[k(K::PageUp)], Action::PageUp, "page up (scroll back)", None),
+    b(X::List, &[k(K::PageDown)], Action::PageDown, "page down", None),
+    b(X::List, &[k(K::Home), c('g')], Action::Top, "go to the top", None),
+    b(X::List, &[k(K::End), c('G')], Action::Bottom, "to the end (log: follow)", None),
+    b(X::List, &[c('/')], Action::StartFilter, "filter the list", Some("filter")),
+    // Global.
+    b(X::Global, &[c(' ')], Action::TogglePause, "pause / resume collection", Some("pause")),
+    b(X::Global, &[c('+'), c('=')], Action::RateUp, "faster refresh", Some("faster")),
+    b(X::Global, &[c('-')], Action::RateDown, "slower refresh", Some("slower")),
+    b(X::Global, &[c('r')], Action::ToggleRecording, "start / stop recording", Some("rec")),
+    b(X::Global, &[k(K::Tab)], Action::NextView, "next view", Some("view")),
+    b(X::Global, &[k(K::BackTab)], Action::PrevView, "previous view", None),
+    b(X::Global, &[c('1')], Action::Show(View::Queues), "queue view", None),
+    b(X::Global, &[c('2')], Action::Show(View::Log), "log view", None),
+    b(X::Global, &[c('3')], Action::Show(View::Probes), "probes view", None),
+    b(X::Global, &[k(K::Esc)], Action::Back, "close popup / clear filter", None),
+    b(X::Global, &[c('q')], Action::Quit, "quit", Some("quit")),
+    b(X::Global, &[ctrl('c')], Action::Quit, "quit", None),
+    b(X::Global, &[c('?')], Action::ToggleHelp, "this help", Some("help")),
+];
+
+/// The action bound to `key` in the first of `contexts` that binds it.
+pub fn lookup(contexts: &[Context], key: &KeyEvent) -> Option<Action> {
+    contexts.iter().find_map(|&cx| {
+        KEYMAP
+            .iter()
+            .filter(|b| b.context == cx)
+            .find(|b| b.keys.iter().any(|k| k.matches(key)))
+            .map(|b| b.action)
+    })
+}
+
+/// Footer hints `(first key, word)` for a context stack, most specific first, without
+/// duplicates.
+pub fn hints(contexts: &[Context]) -> Vec<(String, &'static str)> {
+    let mut out: Vec<(String, &'static str)> = Vec::new();
+    let mut seen: Vec<Action> = Vec::new();
+    for &cx in contexts {
+        for b in KEYMAP.iter().filter(|b| b.context == cx) {
+            if let Some(h) = b.hint {
+                if !seen.contains(&b.action) {
+                    seen.push(b.action);
+                    out.push((b.keys[0].name(), h));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The help text: per context a heading, then one `(keys, description)` line per binding.
+/// A heading is a line with an empty description and `is_heading` set.
+pub fn help_lines() -> Vec<HelpLine> {
+    let mut out = Vec::new();
+    for cx in Context::ALL {
+        let mut first = true;
+        for b in KEYMAP.iter().filter(|b| b.context == cx) {
+            if first {
+                out.push(HelpLine {
+                    keys: cx.title().to_string(),
+                    text: "",
+                    is_heading: true,
+                });
+                first = false;
+            }
+            out.push(HelpLine {
+                keys: b.label(),
+                text: b.help,
+                is_heading: false,
+            });
+        }
+    }
+    out
+}
+
+/// One line of the generated help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HelpLine {
+    pub keys: String,
+    pub text: &'static str,
+    pub is_heading: bool,
+}

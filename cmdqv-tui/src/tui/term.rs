@@ -1,0 +1,140 @@
+//! The real terminal: raw mode + alternate screen in, and back out on every exit path (normal
+//! return, error, panic). The frame loop polls input with a timeout from the refresh rate and
+//! pulls the newest snapshot each frame, so it never waits on the collector.
+
+use std::io::{self, Stdout};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use crossterm::event::{self, Event, KeyEventKind};
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use crossterm::{cursor, execute};
+use ratatui::Terminal;
+use ratatui::backend::{Backend, CrosstermBackend};
+
+use super::{App, Control, SnapshotSource, TuiOptions};
+
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+/// Is the terminal in our raw/alternate-screen state?
+static TAKEN_OVER: AtomicBool = AtomicBool::new(false);
+
+/// Puts the terminal back: leave the alternate screen, show the cursor, cooked mode.
+/// Only the first call after set-up acts: leaving the alternate screen twice would move the
+/// cursor back over what was printed in between (the panic message).
+fn restore_terminal() {
+    if TAKEN_OVER.swap(false, Ordering::SeqCst) {
+        let _ = disable_raw_mode();
+        let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+    }
+}
+
+/// Owns the terminal set-up; dropping it restores the terminal and the previous panic hook.
+struct TerminalGuard {
+    previous_hook: Option<Arc<PanicHook>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> anyhow::Result<Self> {
+        // Restore before the panic message is printed, so it lands on a usable screen.
+        let previous: Arc<PanicHook> = Arc::new(std::panic::take_hook());
+        let chained = Arc::clone(&previous);
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            chained(info);
+        }));
+        let guard = Self {
+            previous_hook: Some(previous),
+        };
+        TAKEN_OVER.store(true, Ordering::SeqCst);
+        enable_raw_mode().context("cannot put the terminal in raw mode (is stdin a terminal?)")?;
+        execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)
+            .context("cannot switch to the alternate screen")?;
+        Ok(guard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+        if let Some(prev) = self.previous_hook.take() {
+            if !std::thread::panicking() {
+                let _ = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| prev(info)));
+            }
+        }
+    }
+}
+
+/// Takes over the terminal (alternate screen, raw mode), runs until q / Ctrl-C, restores the
+/// terminal on every exit path including panic (a panic hook restores it first).
+///
+/// Every frame: pull [`SnapshotSource::latest`] (non-blocking), draw, then wait for input at most
+/// until the next frame is due. Keys become [`Control`] messages sent to the source; `Quit` is
+/// sent before returning.
+pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Result<()> {
+    let opts = opts.with_env();
+    let _guard = TerminalGuard::enter()?;
+    let mut terminal: Terminal<CrosstermBackend<Stdout>> =
+        Terminal::new(CrosstermBackend::new(io::stdout())).context("cannot open the terminal")?;
+    terminal.clear()?;
+    let mut app = App::new(opts);
+    run_loop(&mut terminal, source.as_mut(), &mut app, |timeout| {
+        if event::poll(timeout)? {
+            event::read().map(Some)
+        } else {
+            Ok(None)
+        }
+    })
+}
+
+/// The frame loop of [`run`], on any backend and any input (tests drive it with a
+/// `TestBackend` and scripted events). `next_event(timeout)` returns the next input event, or
+/// `None` once `timeout` has passed without one; it must not wait longer than `timeout`.
+pub fn run_loop<B: Backend>(
+    terminal: &mut Terminal<B>,
+    source: &mut dyn SnapshotSource,
+    app: &mut App,
+    mut next_event: impl FnMut(Duration) -> io::Result<Option<Event>>,
+) -> anyhow::Result<()>
+where
+    B::Error: Send + Sync + 'static,
+{
+    loop {
+        if let Some(s) = source.latest() {
+            app.update(s);
+        }
+        app.set_recording(source.recording());
+        app.set_finished(source.finished());
+        terminal.draw(|f| app.draw(f))?;
+
+        let frame = Duration::from_secs(1) / app.refresh_hz().max(1);
+        let deadline = Instant::now() + frame;
+        loop {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            if timeout.is_zero() {
+                break;
+            }
+            match next_event(timeout)? {
+                None => break,
+                Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
+                    if let Some(c) = app.on_key(key) {
+                        let quit = c == Control::Quit;
+                        source.control(c);
+                        if quit {
+                            return Ok(());
+                        }
+                    }
+                    // Redraw at once so keys feel immediate.
+                    break;
+                }
+                Some(Event::Resize(..)) => break,
+                Some(_) => {}
+            }
+        }
+    }
+}
