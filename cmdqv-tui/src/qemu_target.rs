@@ -177,53 +177,9 @@ pub fn set_region(tracer: &mut Tracer, region_ptr: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Decodes one ring-buffer record. Uses the shared decoder, with a local fallback for the two
-/// kinds the QEMU probes emit (MMIO, command) until the shared one covers every kind.
+/// Decodes one ring-buffer record (the shared, length-checked decoder).
 pub fn decode_record(rec: &[u8]) -> Result<Event, probe_abi::DecodeError> {
-    match probe_abi::decode(rec) {
-        Err(probe_abi::DecodeError::UnknownKind(k)) if k == 2 || k == 4 => decode_local(rec, k),
-        other => other,
-    }
-}
-
-fn decode_local(rec: &[u8], kind: u16) -> Result<Event, probe_abi::DecodeError> {
-    let need = 48;
-    if rec.len() < need {
-        return Err(probe_abi::DecodeError::Truncated {
-            kind: if kind == 2 { "mmio" } else { "command" },
-            need,
-            got: rec.len(),
-        });
-    }
-    let u32_at = |o: usize| u32::from_le_bytes(rec[o..o + 4].try_into().unwrap_or([0; 4]));
-    let u64_at = |o: usize| u64::from_le_bytes(rec[o..o + 8].try_into().unwrap_or([0; 8]));
-    let payload = if kind == 2 {
-        Payload::Mmio {
-            device: if rec[43] == 0 {
-                Device::Cmdqv
-            } else {
-                Device::Smmu
-            },
-            offset: u64_at(24),
-            value: u64_at(32),
-            size: rec[40],
-            write: rec[41] != 0,
-        }
-    } else {
-        Payload::Command {
-            queue: u32_at(24),
-            index: u32_at(28),
-            w0: u64_at(32),
-            w1: u64_at(40),
-        }
-    };
-    Ok(Event {
-        ts_ns: u64_at(8),
-        pid: u32_at(16),
-        tid: u32_at(20),
-        cpu: u32_at(4),
-        payload,
-    })
+    probe_abi::decode(rec)
 }
 
 /// What a session has seen so far.
