@@ -88,6 +88,8 @@ pub struct TracerConfig {
     pub sim_vmm: Option<PathBuf>,
     /// Try kprobes on the CMDQV/iommufd kernel functions.
     pub kernel: bool,
+    /// Attach the QEMU probe set (see [`crate::qemu_target`]).
+    pub qemu: Option<crate::qemu_target::QemuProbeConfig>,
 }
 
 /// A loaded, attached set of probes and the ring buffer they write to.
@@ -156,7 +158,7 @@ impl Tracer {
             anyhow::anyhow!("loading the eBPF object failed{hint}: {e}")
         })?;
 
-        let filter = FilterConfig {
+        let mut filter = FilterConfig {
             pid: cfg.pid,
             all_ioctls: cfg.all_ioctls as u32,
             region_ptr: 0,
@@ -164,6 +166,9 @@ impl Tracer {
             gpa_hi: cfg.gpa_hi,
             ..Default::default()
         };
+        if let Some(q) = &cfg.qemu {
+            q.apply(&mut filter);
+        }
         let mut fmap: Array<_, FilterConfig> =
             Array::try_from(ebpf.map_mut("FILTER").context("FILTER map missing")?)?;
         fmap.set(0, filter, 0).context("writing the filter map")?;
@@ -191,6 +196,9 @@ impl Tracer {
         }
         if cfg.kernel {
             probes.extend(attach_kernel_functions(&mut ebpf));
+        }
+        if let Some(q) = &cfg.qemu {
+            probes.extend(crate::qemu_target::attach_probes(&mut ebpf, q, cfg.pid));
         }
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)?;
@@ -327,7 +335,13 @@ fn attach_tracepoint(ebpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Prob
     }
 }
 
-fn attach_uprobe(ebpf: &mut Ebpf, prog: &str, sym: &str, bin: &Path, pid: u32) -> ProbeStatus {
+pub(crate) fn attach_uprobe(
+    ebpf: &mut Ebpf,
+    prog: &str,
+    sym: &str,
+    bin: &Path,
+    pid: u32,
+) -> ProbeStatus {
     let label = format!("uprobe:{sym}");
     let Some(p) = ebpf.program_mut(prog) else {
         return status(
