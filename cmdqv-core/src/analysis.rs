@@ -232,6 +232,9 @@ pub struct CollectorConfig {
     pub reg_name: Option<RegNameFn>,
     /// `--interval` output: summaries carry an interval number from the first one on.
     pub intervals: bool,
+    /// Derive the SMMU command queue's doorbells from CMDQ_PROD writes and the end of each
+    /// batch from its last command fetch (a traced QEMU reports no queue events of its own).
+    pub smmu_queue_from_mmio: bool,
     /// Notes the user must see (passed through to every summary).
     pub notes: Vec<String>,
 }
@@ -244,6 +247,7 @@ impl CollectorConfig {
             start_ns: None,
             reg_name: None,
             intervals: false,
+            smmu_queue_from_mmio: false,
             notes: Vec::new(),
         }
     }
@@ -666,6 +670,8 @@ pub struct Collector {
     log: VecDeque<Event>,
     /// Error events pushed out of `log`, oldest first.
     old_errors: VecDeque<Event>,
+    /// `smmu_queue_from_mmio`: (PROD of the open batch, commands still to fetch).
+    smmu_batch: Option<(u64, u64)>,
 }
 
 impl Collector {
@@ -685,6 +691,7 @@ impl Collector {
             handover: None,
             log: VecDeque::with_capacity(LOG_CAP - LOG_ERRORS_KEPT),
             old_errors: VecDeque::with_capacity(LOG_ERRORS_KEPT),
+            smmu_batch: None,
         }
     }
 
@@ -824,6 +831,18 @@ impl Collector {
                     },
                     RECENT_CAP,
                 );
+                if queue == MAIN_CMDQ && self.cfg.smmu_queue_from_mmio {
+                    if let Some((prod, left)) = self.smmu_batch {
+                        if left <= 1 {
+                            self.smmu_batch = None;
+                            if let Some(q) = self.main.as_deref_mut() {
+                                Self::queue_op(q, ev.ts_ns, QueueOp::Consumed, prod, prod);
+                            }
+                        } else {
+                            self.smmu_batch = Some((prod, left - 1));
+                        }
+                    }
+                }
             }
             Payload::Queue {
                 op: QueueOp::Handover,
@@ -863,7 +882,7 @@ impl Collector {
                 value,
                 write,
                 ..
-            } => self.mmio(device, offset, value, write),
+            } => self.mmio(ev.ts_ns, device, offset, value, write),
             Payload::KvmMmio { .. }
             | Payload::Mmap { .. }
             | Payload::KFunc { .. }
@@ -874,12 +893,31 @@ impl Collector {
 
     /// What trapped MMIO says about device state: VINTF configuration and SID tables, error
     /// maps, and the SMMU command queue's size (from its CMDQ_BASE write).
-    fn mmio(&mut self, device: Device, offset: u64, value: u64, write: bool) {
+    fn mmio(&mut self, ts_ns: u64, device: Device, offset: u64, value: u64, write: bool) {
         use crate::regs::{RegRef, VintfReg};
         if device == Device::Smmu {
-            if write && offset & 0xffff == crate::regs::smmu::CMDQ_BASE {
+            // Page1 aliases page0 on the SMMU.
+            let off = offset & 0xffff;
+            if write && off == crate::regs::smmu::CMDQ_BASE {
                 if let Some(q) = self.queue_mut(MAIN_CMDQ) {
                     q.set_log2size(value & 0x1f);
+                }
+            }
+            if self.cfg.smmu_queue_from_mmio && write && off == crate::regs::smmu::CMDQ_PROD {
+                let prod = value & 0xf_ffff;
+                let Some(q) = self.queue_mut(MAIN_CMDQ) else {
+                    return;
+                };
+                let cons = q.prod; // the previous batch ended at its PROD
+                let mask = q.index_mask().unwrap_or(0xf_ffff);
+                let n = (prod.wrapping_sub(cons)) & mask;
+                let (p, c) = (prod & mask, cons & mask);
+                Self::queue_op(q, ts_ns, QueueOp::Doorbell, p, c);
+                self.smmu_batch = (n > 0).then_some((p, n));
+            }
+            if self.cfg.smmu_queue_from_mmio && !write && off == crate::regs::smmu::CMDQ_CONS {
+                if let Some(q) = self.queue_mut(MAIN_CMDQ) {
+                    q.cons = value & 0xf_ffff;
                 }
             }
             return;

@@ -79,6 +79,9 @@ pub struct TraceMeta {
     /// Version of the tool that wrote the file.
     #[serde(default)]
     pub tool_version: String,
+    /// The SMMU queue's batches are derived from MMIO (a traced QEMU); replay does the same.
+    #[serde(default)]
+    pub smmu_queue_from_mmio: bool,
 }
 
 impl TraceMeta {
@@ -92,6 +95,7 @@ impl TraceMeta {
             start_ns: None,
             wall_clock_unix_ns: None,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            smmu_queue_from_mmio: false,
         }
     }
 }
@@ -760,6 +764,7 @@ pub fn replay_intervals<R: Read>(
     cfg.start_ns = meta.start_ns;
     cfg.reg_name = reg_name;
     cfg.intervals = interval_ns.is_some();
+    cfg.smmu_queue_from_mmio = meta.smmu_queue_from_mmio;
     let trace_start = meta.start_ns;
     let mut next_interval: Option<u64> = None;
     let mut c = Collector::new(cfg);

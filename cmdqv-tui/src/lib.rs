@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod ebpf;
 pub mod live;
 pub mod output;
+pub mod qemu_cmd;
 pub mod qemu_target;
 pub mod sim_cmd;
 pub mod tui;

@@ -53,10 +53,34 @@ struct SimArgs {
     out: OutputArgs,
 }
 
+#[derive(Args, Clone, Debug)]
+struct QemuArgs {
+    /// Attach to this running QEMU.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Also probe SMMU register reads (one uprobe + uretprobe on every MMIO read of every
+    /// device: the costliest probe).
+    #[arg(long)]
+    mmio_reads: bool,
+    /// Where a launched QEMU's console output goes.
+    #[arg(long, default_value = "cmdqv-qemu-console.log")]
+    console: PathBuf,
+    /// UI refresh rate (frames per second).
+    #[arg(long, default_value_t = 10)]
+    refresh_hz: u32,
+    #[command(flatten)]
+    out: OutputArgs,
+    /// A QEMU command line to launch and trace (after `--`).
+    #[arg(last = true)]
+    cmdline: Vec<String>,
+}
+
 #[derive(Subcommand, Clone)]
 enum Target {
     /// The simulated host (the embedded default).
     Sim(SimArgs),
+    /// A QEMU (`--pid PID`, or `-- <command line>` to launch one).
+    Qemu(QemuArgs),
 }
 
 #[derive(Subcommand)]
@@ -64,6 +88,8 @@ enum Cmd {
     /// Run and trace the simulated host: a sim VMM process with the CMDQV model, a synthetic
     /// Linux-like guest driver and a simulated host, traced by real eBPF probes.
     Sim(SimArgs),
+    /// Trace a real QEMU with an SMMUv3 (stock or CMDQV-capable): `--pid PID` or `-- <cmdline>`.
+    Qemu(QemuArgs),
     /// Record a target to a trace file (headless), e.g. `cmdqv record -o t.cmdqv sim --duration 5s`.
     Record {
         #[arg(short = 'o', long = "output", value_name = "FILE")]
@@ -141,8 +167,10 @@ fn real_main() -> Result<()> {
             }
         }
         Cmd::Sim(a) => run_sim(a, None, false)?,
+        Cmd::Qemu(a) => run_qemu(a, None, false)?,
         Cmd::Record { output, target } => match target {
             Target::Sim(a) => run_sim(a, Some(output), true)?,
+            Target::Qemu(a) => run_qemu(a, Some(output), true)?,
         },
         Cmd::SimVmm {
             scenario,
@@ -325,4 +353,31 @@ fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("RAM size `{s}` out of range (1 .. 16G)"));
     }
     Ok(v)
+}
+
+fn run_qemu(a: QemuArgs, record: Option<PathBuf>, force_headless: bool) -> Result<()> {
+    let headless = a.out.headless || force_headless;
+    let opts = cmdqv_tui::qemu_cmd::QemuCmdOptions {
+        pid: a.pid,
+        cmdline: a.cmdline,
+        mmio_reads: a.mmio_reads,
+        console: a.console,
+        duration: a.out.duration,
+        interval: a.out.interval,
+        record: record.clone(),
+        json: a.out.json,
+        headless,
+        refresh_hz: a.refresh_hz,
+    };
+    if let Some(s) = cmdqv_tui::qemu_cmd::run(opts)? {
+        if a.out.json {
+            output::print_json(&s);
+        } else {
+            output::print_text(&s);
+        }
+    }
+    if let Some(r) = record {
+        eprintln!("cmdqv: recorded to {}", r.display());
+    }
+    Ok(())
 }

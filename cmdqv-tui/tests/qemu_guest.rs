@@ -471,3 +471,91 @@ fn bench_tracing_cost() {
         median(&traced_cpu) / median(&plain_cpu),
     );
 }
+
+/// The product as a user runs it: `cmdqv record -o F qemu --json -- <qemu …>` reports the same
+/// per-opcode counts as QEMU's own trace log of that boot, with batch latency on the SMMU
+/// queue row; replaying the recording gives the same counts.
+#[test]
+fn cmdqv_qemu_cli_reports_qemus_own_opcode_counts_and_replays_them() {
+    if !privileged() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let g = prepare("7.2");
+    let dir = out_dir("cli-7.2");
+    let trace = dir.join("qemu-trace.log");
+    let rec = dir.join("boot.cmdqv");
+    let _ = std::fs::remove_file(&trace);
+    let out = Command::new(env!("CARGO_BIN_EXE_cmdqv"))
+        .env("LD_LIBRARY_PATH", &g.ld_library_path)
+        .arg("record")
+        .arg("-o")
+        .arg(&rec)
+        .args(["qemu", "--json", "--duration", "120s", "--console"])
+        .arg(dir.join("console.log"))
+        .arg("--")
+        .arg(&g.qemu)
+        .args(&g.argv)
+        .args(["-trace", "smmuv3_cmdq_*", "-trace", "smmuv3_*_mmio", "-D"])
+        .arg(&trace)
+        .output()
+        .expect("run cmdqv qemu");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let s: serde_json::Value = serde_json::from_str(
+        text.lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .expect("JSON"),
+    )
+    .unwrap();
+    assert_eq!(s["source"], "ebpf");
+    assert_eq!(s["drops"], 0);
+    let q = s["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "smmu-cmdq")
+        .expect("smmu-cmdq row");
+    let log = parse_trace_log(&std::fs::read_to_string(&trace).expect("QEMU trace log"));
+    let ours: BTreeMap<String, u64> = serde_json::from_value(q["opcodes"].clone()).unwrap();
+    assert!(
+        log.commands > 100,
+        "the guest issued too few commands: {}",
+        log.commands
+    );
+    assert_eq!(
+        ours, log.opcodes,
+        "cmdqv qemu --json opcodes vs QEMU's trace log"
+    );
+    assert_eq!(q["commands"].as_u64().unwrap(), log.commands);
+    assert_eq!(q["log2size"], 16, "learnt from the guest's CMDQ_BASE write");
+    let lat = &q["batch_latency_ns"];
+    assert!(
+        lat["count"].as_u64().unwrap() > 0 && lat["p50"].as_u64().unwrap() > 0,
+        "{lat}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_cmdqv"))
+        .arg("replay")
+        .arg(&rec)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let r: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let rq = r["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "smmu-cmdq")
+        .unwrap();
+    for k in ["commands", "syncs", "opcodes", "batch_latency_ns"] {
+        assert_eq!(rq[k], q[k], "replay {k}");
+    }
+}
