@@ -559,3 +559,81 @@ fn cmdqv_qemu_cli_reports_qemus_own_opcode_counts_and_replays_them() {
         assert_eq!(rq[k], q[k], "replay {k}");
     }
 }
+
+/// `cmdqv qemu` in a real terminal: the SMMU queue row shows up live with its commands while
+/// the guest boots, and `q` restores the terminal.
+#[test]
+fn cmdqv_qemu_shows_the_smmu_queue_row_live_in_the_tui() {
+    if !privileged() {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let g = prepare("7.2");
+    let dir = out_dir("tui-7.2");
+    let session = format!("cmdqv-qemu-{}", std::process::id());
+    let marker = dir.join("exit");
+    let _ = std::fs::remove_file(&marker);
+    let tmux = |args: &[&str]| {
+        let o = Command::new("tmux").args(args).output().expect("tmux");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "160",
+        "-y",
+        "45",
+        "sh",
+    ]);
+    let quoted: Vec<String> = g
+        .argv
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let cmd = format!(
+        "LD_LIBRARY_PATH='{}' {} qemu --console {} -- {} {}; echo $? > {}",
+        g.ld_library_path,
+        env!("CARGO_BIN_EXE_cmdqv"),
+        dir.join("console.log").display(),
+        g.qemu.display(),
+        quoted.join(" "),
+        marker.display()
+    );
+    tmux(&["send-keys", "-t", &session, &cmd, "Enter"]);
+    // The row appears with a growing command count; the count column is the 14th field.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let screen = loop {
+        let s = tmux(&["capture-pane", "-p", "-t", &session]);
+        if let Some(line) = s.lines().find(|l| l.contains("smmu-cmdq")) {
+            seen.push(line.to_string());
+        }
+        if seen.iter().collect::<std::collections::HashSet<_>>().len() >= 3
+            && s.contains("source: eBPF")
+        {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no live smmu-cmdq row; screen:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    assert!(screen.contains("VCMDQs"), "{screen}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "cmdqv qemu did not exit after q");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().trim(), "0");
+    assert_eq!(
+        tmux(&["display", "-p", "-t", &session, "#{alternate_on}"]).trim(),
+        "0"
+    );
+    tmux(&["kill-session", "-t", &session]);
+}
