@@ -46,6 +46,12 @@ struct SimArgs {
     /// Do not load eBPF: the sim VMM reports its events itself (in-process fallback).
     #[arg(long)]
     no_ebpf: bool,
+    /// Batches per second per vCPU (overrides the scenario's).
+    #[arg(long)]
+    rate: Option<u32>,
+    /// vCPUs, one LVCMDQ each (overrides the scenario's).
+    #[arg(long)]
+    vcpus: Option<u32>,
     /// UI refresh rate (frames per second).
     #[arg(long, default_value_t = 10)]
     refresh_hz: u32,
@@ -126,6 +132,10 @@ enum Cmd {
         scenario: String,
         #[arg(long)]
         duration_ms: Option<u64>,
+        #[arg(long)]
+        rate: Option<u32>,
+        #[arg(long)]
+        vcpus: Option<u32>,
     },
     /// What this machine can trace: kernel, BTF, privileges, program types, /dev/iommu, /dev/kvm.
     Doctor {
@@ -175,9 +185,13 @@ fn real_main() -> Result<()> {
         Cmd::SimVmm {
             scenario,
             duration_ms,
+            rate,
+            vcpus,
         } => cmdqv_tui::sim_cmd::run_vmm_child(
             &scenario,
             duration_ms.map(std::time::Duration::from_millis),
+            rate,
+            vcpus,
         )?,
         Cmd::Model {
             qtest,
@@ -312,6 +326,8 @@ fn run_sim(a: SimArgs, record: Option<PathBuf>, force_headless: bool) -> Result<
         json: a.out.json,
         headless,
         refresh_hz: a.refresh_hz,
+        rate: a.rate,
+        vcpus: a.vcpus,
     };
     let summary = cmdqv_tui::sim_cmd::run(opts)?;
     if let Some(s) = summary {

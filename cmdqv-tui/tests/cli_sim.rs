@@ -337,3 +337,38 @@ fn model_qtest_answers_like_qemu_and_rejects_bad_lines() {
         "the default base is printed at start: {err}"
     );
 }
+
+#[test]
+fn sim_rate_and_vcpus_are_configurable_and_checked() {
+    let (s, _) = run_json(&[
+        "sim",
+        "--scenario",
+        "multi-queue",
+        "--vcpus",
+        "2",
+        "--rate",
+        "100",
+        "--no-ebpf",
+        "--headless",
+        "--duration",
+        "1500ms",
+        "--json",
+    ]);
+    let busy: Vec<&str> = s["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["name"] != "smmu-cmdq" && q["commands"].as_u64().unwrap() > 0)
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(busy, ["vcmdq0", "vcmdq1"], "two vCPUs, one LVCMDQ each");
+    // 100 batches/s/vCPU for ~1.5 s: about 150 CMD_SYNCs per queue (the second vCPU runs 1.75× faster).
+    let syncs = queue(&s, "vcmdq0")["syncs"].as_u64().unwrap();
+    assert!((100..=200).contains(&syncs), "{syncs}");
+    let out = Command::new(bin())
+        .args(["sim", "--vcpus", "9", "--headless", "--duration", "1s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--vcpus must be 1..=2"));
+}
