@@ -237,6 +237,38 @@ fn record_then_replay_gives_the_same_summary_and_damaged_files_are_handled() {
         "intervals partition the commands"
     );
 
+    // Perfetto export of the same file: one named track per queue, batches as slices.
+    let pf = tmp("perfetto.json");
+    let out = Command::new(bin())
+        .args(["export", "--perfetto", pf.to_str().unwrap(), f])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let trace: Value =
+        serde_json::from_slice(&std::fs::read(&pf).unwrap()).expect("valid trace-event JSON");
+    let evs = trace["traceEvents"].as_array().unwrap();
+    let names: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "thread_name")
+        .filter_map(|e| e["args"]["name"].as_str())
+        .collect();
+    for q in ["vcmdq0", "vcmdq1", "smmu-cmdq"] {
+        assert!(names.contains(&q), "track {q} missing: {names:?}");
+    }
+    let slices = evs.iter().filter(|e| e["ph"] == "X").count() as u64;
+    let batches = queue(&live, "vcmdq0")["batch_latency_ns"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        slices >= batches,
+        "{slices} slices for {batches} vcmdq0 batches"
+    );
+    let _ = std::fs::remove_file(&pf);
+
     // Cut the file: replay reads up to the last complete record and says so.
     let bytes = std::fs::read(&file).unwrap();
     let cut = tmp("cut.cmdqv");
