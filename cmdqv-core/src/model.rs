@@ -111,7 +111,8 @@ impl Default for ModelConfig {
 /// passthrough layer). While attached, page0 accesses are forwarded and the model does not
 /// consume the queue.
 pub trait Page0Backend: Send {
-    fn read32(&mut self, reg: Page0Reg) -> u32;
+    /// Reads have no side effects (the error maps consult a backed queue's live state).
+    fn read32(&self, reg: Page0Reg) -> u32;
     fn write32(&mut self, reg: Page0Reg, value: u32);
 }
 
@@ -318,8 +319,14 @@ impl Cmdqv {
     }
     /// Replace the model's page0 copy (no side effects: no consumption, no events).
     pub fn set_page0_state(&mut self, q: usize, s: Page0State) {
+        let clear = self.cfg.maps_clear_on_ack;
         if let Some(v) = self.queues.get_mut(q) {
             v.page0 = s;
+            // A queue coming back from hardware with its error acknowledged there keeps no
+            // error-map bit (with the clear-on-ack choice).
+            if clear && (s.gerror ^ s.gerrorn) & gerror::CMDQ_ERR == 0 {
+                v.err_latched = false;
+            }
         }
     }
     pub fn page1_state(&self, q: usize) -> Option<Page1State> {
@@ -367,15 +374,82 @@ impl Cmdqv {
     }
 
     /// Whether VCMDQ `q` shows in the error maps: error latched and the queue still mapped and
-    /// enabled in an enabled VINTF.
+    /// enabled in an enabled VINTF. For a hardware-backed queue, "enabled" and (with
+    /// `maps_clear_on_ack`) "not yet acknowledged" are read from its backend: the guest
+    /// acknowledges through the hardware page, which the model does not see.
     fn in_error_map(&self, q: usize) -> bool {
         let Some((vi, _)) = self.mapping(q) else {
             return false;
         };
         let vq = &self.queues[q];
-        vq.err_latched
-            && vq.page0.config & vcmdq_config::CMDQ_EN != 0
-            && self.vintfs[vi as usize].enabled()
+        if !vq.err_latched || !self.vintfs[vi as usize].enabled() {
+            return false;
+        }
+        match &vq.backing {
+            None => vq.page0.config & vcmdq_config::CMDQ_EN != 0,
+            Some(b) => {
+                let pending = (b.read32(Page0Reg::Gerror) ^ b.read32(Page0Reg::Gerrorn))
+                    & gerror::CMDQ_ERR
+                    != 0;
+                b.read32(Page0Reg::Config) & vcmdq_config::CMDQ_EN != 0
+                    && (pending || !self.cfg.maps_clear_on_ack)
+            }
+        }
+    }
+
+    /// A hardware error reported by the host (a vEVENT carrying VINTF `vintf`'s
+    /// LVCMDQ_ERR_MAP): latch the error of every LVCMDQ in `lvcmdq_map` that is mapped, enabled
+    /// (in its backend when backed) in an enabled VINTF, and pulse the error interrupt unless
+    /// VI_INT_MASK masks the VINTF. Bits for unmapped or disabled queues are dropped, never
+    /// raised (§10.6: the guest's ISR would chase them). Returns the bits accepted.
+    pub fn raise_host_error<O: Observer + ?Sized>(
+        &mut self,
+        vintf: usize,
+        lvcmdq_map: u128,
+        obs: &mut O,
+    ) -> u128 {
+        let Some(vi) = self.vintfs.get(vintf) else {
+            return 0;
+        };
+        if !vi.enabled() {
+            return 0;
+        }
+        let mut accepted = 0u128;
+        for l in 0..MAX_LVCMDQS_PER_VINTF.min(128) {
+            if lvcmdq_map >> l & 1 == 0 {
+                continue;
+            }
+            let Some(q) = vi.lvcmdq(l) else { continue };
+            let vq = &self.queues[q as usize];
+            let config = match &vq.backing {
+                Some(b) => b.read32(Page0Reg::Config),
+                None => vq.page0.config,
+            };
+            if config & vcmdq_config::CMDQ_EN == 0 {
+                continue;
+            }
+            accepted |= 1 << l;
+        }
+        if accepted == 0 {
+            return 0;
+        }
+        for l in 0..128 {
+            if accepted >> l & 1 != 0 {
+                if let Some(q) = self.vintfs[vintf].lvcmdq(l) {
+                    self.queues[q as usize].err_latched = true;
+                    self.stats.queue_errors += 1;
+                }
+            }
+        }
+        if self.vi_int_mask[vintf / 32] >> (vintf % 32) & 1 != 0 {
+            self.stats.irq_masked += 1;
+        } else {
+            self.stats.irq_pulses += 1;
+            obs.event(ModelEvent::Irq {
+                line: IrqLine::CmdqvError,
+            });
+        }
+        accepted
     }
 
     /// CMDQ_ERR_MAP as 128 bits.
@@ -1284,7 +1358,7 @@ mod tests {
 
     struct Fake(Vec<(Page0Reg, u32)>);
     impl Page0Backend for Fake {
-        fn read32(&mut self, reg: Page0Reg) -> u32 {
+        fn read32(&self, reg: Page0Reg) -> u32 {
             0x100 + reg.offset() as u32
         }
         fn write32(&mut self, reg: Page0Reg, value: u32) {
