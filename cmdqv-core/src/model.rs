@@ -1356,6 +1356,37 @@ mod tests {
         assert_eq!(r.m.stats.guest_error(GuestErrorKind::UnassignedOffset), 2);
     }
 
+    #[test]
+    fn host_errors_raise_maps_only_for_mapped_enabled_queues() {
+        let mut r = Rig::new(ModelConfig::guest());
+        r.bring_up(false, 2, 4);
+        r.w(LV0 + 0x80 + 8, 0); // LVCMDQ1 disabled; LVCMDQ5 was never mapped
+        let mut ev = Vec::new();
+        assert_eq!(r.m.raise_host_error(0, 0b10_0011, &mut ev), 0b1);
+        assert_eq!(r.r(0x10c0), 0b1); // LVCMDQ_ERR_MAP
+        assert_eq!(r.r(0x14), 1); // VI_ERR_MAP
+        assert_eq!(r.r(0x24), 1); // CMDQ_ERR_MAP
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        assert!(ev.contains(&ModelEvent::Irq {
+            line: IrqLine::CmdqvError
+        }));
+        // Only stray bits: nothing raised, no interrupt.
+        assert_eq!(r.m.raise_host_error(0, 0b10_0010, &mut ev), 0);
+        assert_eq!(r.m.raise_host_error(7, 1, &mut ev), 0);
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        // Masked VINTF: counted, not pulsed.
+        r.w(0x1c, 1);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 1);
+        assert_eq!((r.m.stats.irq_pulses, r.m.stats.irq_masked), (1, 1));
+        // The guest's acknowledgement (GERRORN := GERROR) clears the bit.
+        let g = r.r(LV0 + 0x10) as u64;
+        r.w(LV0 + 0x14, g);
+        assert_eq!(r.r(0x10c0), 0);
+        // A disabled VINTF takes nothing.
+        r.w(0x1000, 5 << 1);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 0);
+    }
+
     struct Fake(Vec<(Page0Reg, u32)>);
     impl Page0Backend for Fake {
         fn read32(&self, reg: Page0Reg) -> u32 {

@@ -492,12 +492,13 @@ impl Passthrough {
         let (q, l8) = (b.key.q as u16, lidx as u8);
         // Stop the hardware first: once STATUS reads 0 it has finished its last pass, so CONS
         // and GERROR read below are final.
+        // Even when the guest already disabled the queue, wait for STATUS: the hardware may
+        // still be in a pass that started before.
         let config = page.read32(lidx, page0::CONFIG);
-        if config & vcmdq_config::CMDQ_EN != 0 {
-            page.write32(lidx, page0::CONFIG, config & !vcmdq_config::CMDQ_EN);
-            if !self.wait_status(&page, lidx, 0) {
-                out.push(PassEvent::StatusTimeout { q, lidx: l8 });
-            }
+        page.write32(lidx, page0::CONFIG, config & !vcmdq_config::CMDQ_EN);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if !self.wait_status(&page, lidx, 0) {
+            out.push(PassEvent::StatusTimeout { q, lidx: l8 });
         }
         let st = Page0State {
             cons: page.read32(lidx, page0::CONS_INDX),
@@ -679,6 +680,53 @@ mod tests {
         assert_eq!(page.read32(0, page0::PROD_INDX), 0, "the slot is unmapped");
         assert_eq!(r.p.stats.allocs, 1);
         assert_eq!(r.p.stats.frees, 1);
+    }
+
+    #[test]
+    fn a_hardware_error_reaches_the_guest_through_a_vevent_and_clears_on_ack() {
+        let mut r = Rig::new(SimHostConfig {
+            inject: Some(crate::host::simulated::Injection {
+                every: 2,
+                cerror: crate::regs::Cerror::Abt,
+            }),
+            ..Default::default()
+        });
+        for i in 0..4 {
+            r.ram
+                .0
+                .lock()
+                .unwrap()
+                .write_cmd(RAM + 16 * i, Command::sync_none().encode())
+                .unwrap();
+        }
+        r.w(0x1000, 1);
+        r.w(0x200, alloc_map::encode(0, 0, true) as u64);
+        r.w(0x40000, RAM | 4);
+        r.w(0x30008, 1);
+        assert!(r.p.is_backed(0));
+        let d = r.p.direct();
+        assert!(d.write(0, Page0Reg::ProdIndx, 4));
+        assert_eq!(r.hw.step(), 1, "the second command fails");
+        assert_eq!(r.r(0x14), 0, "no vEVENT read yet");
+        let mut ev = Vec::new();
+        r.p.poll_events(&mut r.m, &mut ev, &mut r.ev).unwrap();
+        assert_eq!(r.r(0x14), 1, "VI_ERR_MAP");
+        assert_eq!(r.r(0x10c0), 1, "LVCMDQ_ERR_MAP");
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        assert!(r.ev.contains(&PassEvent::HostError {
+            map: 1,
+            accepted: 1
+        }));
+        // The guest acknowledges through its mapped page0; the map clears, hardware retries.
+        let g = d.read(0, Page0Reg::Gerror).unwrap();
+        assert!(d.write(0, Page0Reg::Gerrorn, g));
+        assert_eq!(r.r(0x10c0), 0);
+        assert_eq!(
+            r.hw.step(),
+            1,
+            "the retried command runs, the next one fails"
+        );
+        assert_eq!(d.read(0, Page0Reg::ConsIndx).unwrap() & 0xff, 2);
     }
 
     #[test]

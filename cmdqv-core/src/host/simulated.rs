@@ -252,6 +252,14 @@ impl Inner {
         if en == 0 {
             return (0, false);
         }
+        // STATUS.EN_OK = 1 was published before CONFIG is read again: a VMM that clears
+        // CONFIG.EN and then reads STATUS either stops this pass here or sees EN_OK = 1 and waits
+        // for the pass to end (the fences order the store before the load on both sides).
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if pg.read32(lidx, page0::CONFIG) & vcmdq_config::CMDQ_EN == 0 {
+            pg.write32(lidx, page0::STATUS, status & !1);
+            return (0, false);
+        }
         let mut regs = engine::QueueRegs {
             prod: pg.read32(lidx, page0::PROD_INDX) & ring.ptr_mask(),
             cons: pg.read32(lidx, page0::CONS_INDX),
