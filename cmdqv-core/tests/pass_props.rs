@@ -330,7 +330,7 @@ fn inject() -> impl Strategy<Value = Option<Injection>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn passthrough_never_loses_duplicates_or_skips_a_command(

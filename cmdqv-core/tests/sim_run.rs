@@ -50,3 +50,50 @@ fn trapped_vs_vcmdq_runs_both_paths() {
     assert!(h.handovers >= 2);
     assert_eq!(executed, st.submitted + 8, "{st:?}");
 }
+
+#[test]
+fn hardware_errors_reach_the_guest_through_vevents_and_it_recovers() {
+    use cmdqv_core::{
+        host::simulated::Injection,
+        regs::Cerror,
+        sim::vmm::{Vmm, VmmOptions},
+    };
+    let sc = scenario("handover").unwrap();
+    let mut o = VmmOptions::for_scenario(&sc);
+    // ABT: Linux acknowledges and the hardware fetches the command again.
+    o.host.inject = Some(Injection {
+        every: 97,
+        cerror: Cerror::Abt,
+    });
+    let v = Vmm::with_options(&sc, Emitter::hooks_only(), o).unwrap();
+    let st = vmm::run(&v, &sc, Duration::from_millis(1200)).expect("bring-up");
+    let p = v.pass_stats();
+    assert_eq!(st.driver_errors, 0, "{st:?} {p:?}");
+    assert!(p.vevents > 0 && st.errors_recovered > 0, "{st:?} {p:?}");
+    assert_eq!(
+        v.executed.load(Ordering::Relaxed),
+        st.submitted + 8,
+        "{st:?} {p:?}"
+    );
+    assert_eq!((st.commands_lost, st.commands_duplicated), (0, 0), "{st:?}");
+    assert_eq!(v.handover_stats().view_mismatches, 0);
+}
+
+#[test]
+fn a_host_without_hardware_queues_leaves_every_queue_emulated_and_working() {
+    use cmdqv_core::sim::vmm::{Vmm, VmmOptions};
+    let sc = scenario("trapped-vs-vcmdq").unwrap();
+    let mut o = VmmOptions::for_scenario(&sc);
+    // A ring larger than the host SMMU's CMDQS allows: every HW_QUEUE_ALLOC fails (EINVAL).
+    o.host.cmdqs = 8;
+    let v = Vmm::with_options(&sc, Emitter::hooks_only(), o).unwrap();
+    let st = vmm::run(&v, &sc, Duration::from_millis(400)).expect("bring-up");
+    assert_eq!(st.driver_errors, 0, "{st:?}");
+    assert!(v.handover_stats().alloc_failures >= 1);
+    assert_eq!(v.pass_stats().allocs, 0);
+    assert_eq!(
+        v.executed.load(Ordering::Relaxed),
+        st.submitted + 8,
+        "{st:?}"
+    );
+}
