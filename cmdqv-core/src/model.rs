@@ -421,11 +421,21 @@ impl Cmdqv {
             }
             let Some(q) = vi.lvcmdq(l) else { continue };
             let vq = &self.queues[q as usize];
-            let config = match &vq.backing {
-                Some(b) => b.read32(Page0Reg::Config),
-                None => vq.page0.config,
+            let (config, ge, gn) = match &vq.backing {
+                Some(b) => (
+                    b.read32(Page0Reg::Config),
+                    b.read32(Page0Reg::Gerror),
+                    b.read32(Page0Reg::Gerrorn),
+                ),
+                None => (vq.page0.config, vq.page0.gerror, vq.page0.gerrorn),
             };
             if config & vcmdq_config::CMDQ_EN == 0 {
+                continue;
+            }
+            // An event that arrives after the guest acknowledged (or after the queue moved back
+            // with its error acknowledged) is stale: a bit for it would make Linux's ISR rewrite
+            // the healthy queue's next command (§10.6).
+            if self.cfg.maps_clear_on_ack && (ge ^ gn) & gerror::CMDQ_ERR == 0 {
                 continue;
             }
             accepted |= 1 << l;
@@ -1362,6 +1372,11 @@ mod tests {
         r.bring_up(false, 2, 4);
         r.w(LV0 + 0x80 + 8, 0); // LVCMDQ1 disabled; LVCMDQ5 was never mapped
         let mut ev = Vec::new();
+        // No error pending on LVCMDQ0 yet: a stale event raises nothing.
+        assert_eq!(r.m.raise_host_error(0, 0b1, &mut ev), 0);
+        let mut st = r.m.page0_state(0).unwrap();
+        st.gerror ^= 1;
+        r.m.set_page0_state(0, st);
         assert_eq!(r.m.raise_host_error(0, 0b10_0011, &mut ev), 0b1);
         assert_eq!(r.r(0x10c0), 0b1); // LVCMDQ_ERR_MAP
         assert_eq!(r.r(0x14), 1); // VI_ERR_MAP
@@ -1378,10 +1393,12 @@ mod tests {
         r.w(0x1c, 1);
         assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 1);
         assert_eq!((r.m.stats.irq_pulses, r.m.stats.irq_masked), (1, 1));
-        // The guest's acknowledgement (GERRORN := GERROR) clears the bit.
+        // The guest's acknowledgement (GERRORN := GERROR) clears the bit; a late event for the
+        // acknowledged error raises nothing.
         let g = r.r(LV0 + 0x10) as u64;
         r.w(LV0 + 0x14, g);
         assert_eq!(r.r(0x10c0), 0);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 0);
         // A disabled VINTF takes nothing.
         r.w(0x1000, 5 << 1);
         assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 0);

@@ -260,6 +260,13 @@ impl Guest {
                     "error bit for disabled LVCMDQ{}",
                     l
                 );
+                // With clear-on-ack (the default), a bit means an unacknowledged error.
+                prop_assert!(
+                    (self.r(p0(l, true, 0x10)) ^ self.r(p0(l, true, 0x14))) & 1 != 0,
+                    "error bit for LVCMDQ{} without a pending error after {:?}",
+                    l,
+                    after
+                );
             }
         }
         let rec = self.rec.lock().unwrap();

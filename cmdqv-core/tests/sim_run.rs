@@ -97,3 +97,30 @@ fn a_host_without_hardware_queues_leaves_every_queue_emulated_and_working() {
         "{st:?}"
     );
 }
+
+#[test]
+fn the_same_vmm_on_a_kernel_without_iommufd_runs_emulated_and_says_why() {
+    use cmdqv_core::{
+        host::iommufd::IommufdBackend,
+        sim::vmm::{Vmm, VmmOptions},
+    };
+    // /dev/null opens read-write but answers every iommufd ioctl with ENOTTY, exactly as a
+    // kernel without vIOMMU support does: the real backend behind the same state machine.
+    let sc = scenario("trapped-vs-vcmdq").unwrap();
+    let mut o = VmmOptions::for_scenario(&sc);
+    o.backend = Some(Box::new(IommufdBackend::open("/dev/null").unwrap()));
+    let v = Vmm::with_options(&sc, Emitter::hooks_only(), o).unwrap();
+    let notes = v.notes();
+    assert!(
+        notes.len() == 1 && notes[0].contains("ENOTTY") && notes[0].contains("6.17"),
+        "{notes:?}"
+    );
+    let st = vmm::run(&v, &sc, Duration::from_millis(300)).expect("bring-up");
+    assert_eq!(st.driver_errors, 0, "{st:?}");
+    assert!(!v.is_backed(0) && !v.is_backed(1));
+    assert_eq!(
+        v.executed.load(Ordering::Relaxed),
+        st.submitted + 8,
+        "{st:?}"
+    );
+}
