@@ -2,7 +2,10 @@
 //!
 //! - [`HostBackend`]: the operations a VMM needs (vIOMMU of type Tegra241 CMDQV, VINTF page0
 //!   mmap, hardware queue allocation and destruction, vEVENT queue), implemented by
-//!   [`iommufd::IommufdBackend`] (real ioctls on /dev/iommu) and by the simulated host.
+//!   [`iommufd::IommufdBackend`] (real ioctls on /dev/iommu) and by
+//!   [`simulated::SimulatedHost`] (a memfd page0 and a hardware consumer, kernel rules enforced).
+//! - [`passthrough`]: the state machine that backs a guest VINTF's LVCMDQs with hardware queues
+//!   and carries each queue's state between the model's cache and the hardware page.
 //! - [`Page0`]: a mapped VINTF page0 (64 KiB of LVCMDQ control registers at stride 0x80).
 //! - [`sampler`]: reads a live VMM's VINTF page0 from another process (pidfd_getfd + mmap).
 

@@ -64,7 +64,7 @@ pub struct Injection {
 /// What the simulated host reports and how its hardware behaves.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct SimHostConfig {
-    /// GET_HW_INFO version (PARAM[3:0]); QEMU requires 1.
+    /// GET_HW_INFO version (PARAM bits 3:0); QEMU requires 1.
     pub version: u8,
     /// log2(LVCMDQs per VINTF).
     pub log2vcmdqs: u8,

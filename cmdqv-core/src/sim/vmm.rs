@@ -334,6 +334,15 @@ impl Vmm {
                 }
                 PassEvent::HwFree { q, .. } => {
                     self.emit.queue(q as u32, QueueOp::HwFree, 0, 0);
+                    // The move stopped the hardware queue (its STATUS went to 0, which the
+                    // hardware reported); the guest's queue is as enabled as its CONFIG says.
+                    let en = d.cmdqv.page0_state(q as usize).unwrap_or_default().config & 1;
+                    self.emit.queue(
+                        q as u32,
+                        QueueOp::Enable,
+                        en as u64,
+                        lookup(&self.log2)(q) as u64,
+                    );
                     self.count_handover(d, q as usize);
                 }
                 PassEvent::AttachFailed { error } | PassEvent::MapFailed { error } => self
