@@ -116,6 +116,8 @@ pub struct PassStats {
     pub status_timeouts: u64,
     pub vevents: u64,
     pub vevents_lost: u64,
+    /// vEVENTs missing between consecutive sequence numbers (lost without a marker we saw).
+    pub sequence_gaps: u64,
 }
 
 /// The VINTF page0 as the guest reaches it without trapping: per LVCMDQ, the hardware page when
@@ -219,6 +221,8 @@ pub struct Passthrough {
     hw: Vec<Option<Backed>>,
     failed: Vec<Option<Key>>,
     hold: Vec<bool>,
+    /// Sequence number the next vEVENT should carry.
+    next_seq: Option<u32>,
     pub stats: PassStats,
 }
 
@@ -256,6 +260,7 @@ impl Passthrough {
             hw: vec![None; n],
             failed: vec![None; n],
             hold: vec![false; n],
+            next_seq: None,
             stats: PassStats::default(),
         };
         (me, events)
@@ -538,6 +543,17 @@ impl Passthrough {
             return Ok(());
         }
         for ev in self.backend.read_vevents()? {
+            let seq = match ev {
+                VEvent::LvcmdqError { sequence, .. } | VEvent::Lost { sequence } => sequence,
+            };
+            if let Some(want) = self.next_seq {
+                self.stats.sequence_gaps += (seq.wrapping_sub(want) & i32::MAX as u32) as u64;
+            }
+            // After a LOST_EVENTS marker the numbering is not ours to check: resynchronise.
+            self.next_seq = match ev {
+                VEvent::Lost { .. } => None,
+                _ => Some(seq.wrapping_add(1) & i32::MAX as u32),
+            };
             match ev {
                 VEvent::LvcmdqError { err_map, .. } => {
                     self.stats.vevents += 1;

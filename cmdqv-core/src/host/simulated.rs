@@ -83,6 +83,9 @@ pub struct SimHostConfig {
     pub ns_per_cmd: u64,
     /// Commands consumed per queue per pass (0 = everything pending).
     pub max_per_pass: u32,
+    /// Thread consumer: sleep between passes that found nothing to do (the doorbell is noticed
+    /// by polling, so this bounds the unmodelled part of the latency).
+    pub idle_poll_ns: u64,
     pub inject: Option<Injection>,
 }
 
@@ -99,6 +102,7 @@ impl Default for SimHostConfig {
             latency_ns: 0,
             ns_per_cmd: 0,
             max_per_pass: 0,
+            idle_poll_ns: 20_000,
             inject: None,
         }
     }
@@ -388,7 +392,7 @@ impl SimulatedHost {
                 .spawn(move || {
                     while !stop.load(Ordering::Relaxed) {
                         if inner.pass(true) == 0 {
-                            std::thread::sleep(Duration::from_micros(20));
+                            std::thread::sleep(Duration::from_nanos(inner.cfg.idle_poll_ns));
                         }
                     }
                 })
