@@ -124,3 +124,18 @@ fn the_same_vmm_on_a_kernel_without_iommufd_runs_emulated_and_says_why() {
         "{st:?}"
     );
 }
+
+#[test]
+fn hw_errors_scenario_recovers_through_vevents() {
+    let sc = scenario("hw-errors").unwrap();
+    let v = vmm::Vmm::new(&sc, Emitter::hooks_only()).unwrap();
+    let st = vmm::run(&v, &sc, Duration::from_millis(600)).expect("bring-up");
+    let p = v.pass_stats();
+    assert_eq!(st.driver_errors, 0, "{st:?}");
+    assert!(p.vevents > 0 && st.errors_recovered > 0, "{st:?} {p:?}");
+    assert_eq!(
+        v.executed.load(Ordering::Relaxed),
+        st.submitted + 8,
+        "{st:?} {p:?}"
+    );
+}

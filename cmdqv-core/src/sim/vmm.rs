@@ -34,7 +34,7 @@ use crate::{
         passthrough::{
             DirectPath, HwPolicy, PassEvent, PassStats, Passthrough, PassthroughOptions,
         },
-        simulated::{HostHardware, SimHostConfig, SimulatedHost},
+        simulated::{HostHardware, Injection, SimHostConfig, SimulatedHost},
     },
     model::{Cmdqv, ModelConfig},
     regs::{self, Aperture, Cerror, Page0Reg, RegRef, VcmdqReg},
@@ -158,6 +158,10 @@ impl VmmOptions {
                 log2vsids: sc.geometry.num_sid_per_vintf_log2.max(4),
                 latency_ns: sc.costs.hw_latency_ns,
                 ns_per_cmd: sc.costs.hw_ns_per_cmd,
+                inject: (sc.hw_abt_every > 0).then_some(Injection {
+                    every: sc.hw_abt_every,
+                    cerror: Cerror::Abt,
+                }),
                 ..Default::default()
             },
             backend: None,
