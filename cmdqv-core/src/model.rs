@@ -111,7 +111,8 @@ impl Default for ModelConfig {
 /// passthrough layer). While attached, page0 accesses are forwarded and the model does not
 /// consume the queue.
 pub trait Page0Backend: Send {
-    fn read32(&mut self, reg: Page0Reg) -> u32;
+    /// Reads have no side effects (the error maps consult a backed queue's live state).
+    fn read32(&self, reg: Page0Reg) -> u32;
     fn write32(&mut self, reg: Page0Reg, value: u32);
 }
 
@@ -318,8 +319,14 @@ impl Cmdqv {
     }
     /// Replace the model's page0 copy (no side effects: no consumption, no events).
     pub fn set_page0_state(&mut self, q: usize, s: Page0State) {
+        let clear = self.cfg.maps_clear_on_ack;
         if let Some(v) = self.queues.get_mut(q) {
             v.page0 = s;
+            // A queue coming back from hardware with its error acknowledged there keeps no
+            // error-map bit (with the clear-on-ack choice).
+            if clear && (s.gerror ^ s.gerrorn) & gerror::CMDQ_ERR == 0 {
+                v.err_latched = false;
+            }
         }
     }
     pub fn page1_state(&self, q: usize) -> Option<Page1State> {
@@ -367,15 +374,92 @@ impl Cmdqv {
     }
 
     /// Whether VCMDQ `q` shows in the error maps: error latched and the queue still mapped and
-    /// enabled in an enabled VINTF.
+    /// enabled in an enabled VINTF. For a hardware-backed queue, "enabled" and (with
+    /// `maps_clear_on_ack`) "not yet acknowledged" are read from its backend: the guest
+    /// acknowledges through the hardware page, which the model does not see.
     fn in_error_map(&self, q: usize) -> bool {
         let Some((vi, _)) = self.mapping(q) else {
             return false;
         };
         let vq = &self.queues[q];
-        vq.err_latched
-            && vq.page0.config & vcmdq_config::CMDQ_EN != 0
-            && self.vintfs[vi as usize].enabled()
+        if !vq.err_latched || !self.vintfs[vi as usize].enabled() {
+            return false;
+        }
+        match &vq.backing {
+            None => vq.page0.config & vcmdq_config::CMDQ_EN != 0,
+            Some(b) => {
+                let pending = (b.read32(Page0Reg::Gerror) ^ b.read32(Page0Reg::Gerrorn))
+                    & gerror::CMDQ_ERR
+                    != 0;
+                b.read32(Page0Reg::Config) & vcmdq_config::CMDQ_EN != 0
+                    && (pending || !self.cfg.maps_clear_on_ack)
+            }
+        }
+    }
+
+    /// A hardware error reported by the host (a vEVENT carrying VINTF `vintf`'s
+    /// LVCMDQ_ERR_MAP): latch the error of every LVCMDQ in `lvcmdq_map` that is mapped, enabled
+    /// (in its backend when backed) in an enabled VINTF, and pulse the error interrupt unless
+    /// VI_INT_MASK masks the VINTF. Bits for unmapped or disabled queues are dropped, never
+    /// raised (§10.6: the guest's ISR would chase them). Returns the bits accepted.
+    pub fn raise_host_error<O: Observer + ?Sized>(
+        &mut self,
+        vintf: usize,
+        lvcmdq_map: u128,
+        obs: &mut O,
+    ) -> u128 {
+        let Some(vi) = self.vintfs.get(vintf) else {
+            return 0;
+        };
+        if !vi.enabled() {
+            return 0;
+        }
+        let mut accepted = 0u128;
+        for l in 0..MAX_LVCMDQS_PER_VINTF.min(128) {
+            if lvcmdq_map >> l & 1 == 0 {
+                continue;
+            }
+            let Some(q) = vi.lvcmdq(l) else { continue };
+            let vq = &self.queues[q as usize];
+            let (config, ge, gn) = match &vq.backing {
+                Some(b) => (
+                    b.read32(Page0Reg::Config),
+                    b.read32(Page0Reg::Gerror),
+                    b.read32(Page0Reg::Gerrorn),
+                ),
+                None => (vq.page0.config, vq.page0.gerror, vq.page0.gerrorn),
+            };
+            if config & vcmdq_config::CMDQ_EN == 0 {
+                continue;
+            }
+            // An event that arrives after the guest acknowledged (or after the queue moved back
+            // with its error acknowledged) is stale: a bit for it would make Linux's ISR rewrite
+            // the healthy queue's next command (§10.6).
+            if self.cfg.maps_clear_on_ack && (ge ^ gn) & gerror::CMDQ_ERR == 0 {
+                continue;
+            }
+            accepted |= 1 << l;
+        }
+        if accepted == 0 {
+            return 0;
+        }
+        for l in 0..128 {
+            if accepted >> l & 1 != 0 {
+                if let Some(q) = self.vintfs[vintf].lvcmdq(l) {
+                    self.queues[q as usize].err_latched = true;
+                    self.stats.queue_errors += 1;
+                }
+            }
+        }
+        if self.vi_int_mask[vintf / 32] >> (vintf % 32) & 1 != 0 {
+            self.stats.irq_masked += 1;
+        } else {
+            self.stats.irq_pulses += 1;
+            obs.event(ModelEvent::Irq {
+                line: IrqLine::CmdqvError,
+            });
+        }
+        accepted
     }
 
     /// CMDQ_ERR_MAP as 128 bits.
@@ -1403,9 +1487,47 @@ mod tests {
         assert_eq!(r.m.stats.guest_error(GuestErrorKind::UnassignedOffset), 2);
     }
 
+    #[test]
+    fn host_errors_raise_maps_only_for_mapped_enabled_queues() {
+        let mut r = Rig::new(ModelConfig::guest());
+        r.bring_up(false, 2, 4);
+        r.w(LV0 + 0x80 + 8, 0); // LVCMDQ1 disabled; LVCMDQ5 was never mapped
+        let mut ev = Vec::new();
+        // No error pending on LVCMDQ0 yet: a stale event raises nothing.
+        assert_eq!(r.m.raise_host_error(0, 0b1, &mut ev), 0);
+        let mut st = r.m.page0_state(0).unwrap();
+        st.gerror ^= 1;
+        r.m.set_page0_state(0, st);
+        assert_eq!(r.m.raise_host_error(0, 0b10_0011, &mut ev), 0b1);
+        assert_eq!(r.r(0x10c0), 0b1); // LVCMDQ_ERR_MAP
+        assert_eq!(r.r(0x14), 1); // VI_ERR_MAP
+        assert_eq!(r.r(0x24), 1); // CMDQ_ERR_MAP
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        assert!(ev.contains(&ModelEvent::Irq {
+            line: IrqLine::CmdqvError
+        }));
+        // Only stray bits: nothing raised, no interrupt.
+        assert_eq!(r.m.raise_host_error(0, 0b10_0010, &mut ev), 0);
+        assert_eq!(r.m.raise_host_error(7, 1, &mut ev), 0);
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        // Masked VINTF: counted, not pulsed.
+        r.w(0x1c, 1);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 1);
+        assert_eq!((r.m.stats.irq_pulses, r.m.stats.irq_masked), (1, 1));
+        // The guest's acknowledgement (GERRORN := GERROR) clears the bit; a late event for the
+        // acknowledged error raises nothing.
+        let g = r.r(LV0 + 0x10) as u64;
+        r.w(LV0 + 0x14, g);
+        assert_eq!(r.r(0x10c0), 0);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 0);
+        // A disabled VINTF takes nothing.
+        r.w(0x1000, 5 << 1);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 0);
+    }
+
     struct Fake(Vec<(Page0Reg, u32)>);
     impl Page0Backend for Fake {
-        fn read32(&mut self, reg: Page0Reg) -> u32 {
+        fn read32(&self, reg: Page0Reg) -> u32 {
             0x100 + reg.offset() as u32
         }
         fn write32(&mut self, reg: Page0Reg, value: u32) {

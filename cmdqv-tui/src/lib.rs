@@ -7,6 +7,7 @@ pub mod live;
 pub mod output;
 pub mod qemu_cmd;
 pub mod qemu_target;
+pub mod sample_cmd;
 pub mod sim_cmd;
 pub mod tui;
 pub mod tui_source;

@@ -149,6 +149,24 @@ enum Cmd {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Sample a live VMM's VINTF page0 (VCMDQ passthrough, iommufd or the sim VMM): per-LVCMDQ
+    /// PROD/CONS, occupancy and commands/s per interval. Needs ptrace access to the VMM.
+    Sample {
+        #[arg(long)]
+        pid: u32,
+        /// Samples (report lines) per second.
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
+        /// Stop after this long (default: until the VMM exits).
+        #[arg(long, value_parser = parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// One JSON object per interval.
+        #[arg(long)]
+        json: bool,
+        /// Ring size of the queues (log2 entries), for occupancy in percent.
+        #[arg(long)]
+        log2size: Option<u8>,
+    },
     /// Export a trace file for ui.perfetto.dev (Chrome trace-event JSON).
     Export {
         /// Write a Perfetto/Chrome trace-event JSON file here.
@@ -289,6 +307,20 @@ fn real_main() -> Result<()> {
                 cmdqv_tui::tui_source::run_tui(shared, 10)?;
             }
         }
+        Cmd::Sample {
+            pid,
+            rate,
+            duration,
+            json,
+            log2size,
+        } => cmdqv_tui::sample_cmd::run(cmdqv_tui::sample_cmd::SampleOptions {
+            pid,
+            rate_hz: rate,
+            duration,
+            json,
+            log2size,
+            ..Default::default()
+        })?,
         Cmd::Export { perfetto, file } => {
             let reader = cmdqv_core::record::TraceReader::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;

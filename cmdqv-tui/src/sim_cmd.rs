@@ -276,6 +276,9 @@ pub fn run_vmm_child(
         other => bail!("sim VMM: unexpected start command `{other}`"),
     };
     let vmm = Arc::new(sim::vmm::Vmm::new(&sc, emit).context("creating the sim VMM")?);
+    for n in vmm.notes() {
+        eprintln!("cmdqv sim-vmm: {n}");
+    }
     // Stop when the tracer goes away (stdin closes).
     let v = Arc::downgrade(&vmm);
     std::thread::spawn(move || {
