@@ -129,9 +129,8 @@ fn error_storm_names_the_faulting_command() {
     assert!(!with_error.is_empty());
     for e in with_error {
         assert!(e.name.starts_with("CERROR_"), "{e:?}");
-        // The engine reports only commands it executed, never the faulting one, so any command
-        // named here would be a stale match from an earlier lap of the ring.
-        assert_eq!(e.command, None, "{e:?}");
+        // The engine reports the command a queue stops on: the illegal entry the scenario plants.
+        assert_eq!(e.command, Some([0, 0]), "{e:?}");
     }
 }
 
