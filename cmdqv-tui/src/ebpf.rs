@@ -191,6 +191,7 @@ impl Tracer {
         }
         if cfg.kernel {
             probes.extend(attach_kernel_functions(&mut ebpf));
+            probes.push(attach_fentry(&mut ebpf));
         }
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)?;
@@ -416,6 +417,47 @@ fn attach_kernel_functions(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
         }
     }
     out
+}
+
+/// The fentry variant of the iommufd ioctl probe (cheaper than a kprobe where the kernel allows
+/// BPF trampolines). Refusals are data: "unsupported" or "symbol-not-found", with the reason.
+fn attach_fentry(ebpf: &mut Ebpf) -> ProbeStatus {
+    const FUNC: &str = "iommufd_fops_ioctl";
+    let label = format!("fentry:{FUNC}");
+    let btf = match Btf::from_sys_fs() {
+        Ok(b) => b,
+        Err(e) => return status(label, "unsupported", format!("no kernel BTF: {e}")),
+    };
+    let Some(Ok(p)) = ebpf
+        .program_mut("cmdqv_kfunc_fentry")
+        .map(<&mut FEntry>::try_from)
+    else {
+        return status(label, "failed", "program cmdqv_kfunc_fentry missing");
+    };
+    let res = p.load(FUNC, &btf).and_then(|()| p.attach().map(|_| ()));
+    match res {
+        Ok(()) => status(label, "attached", "ok"),
+        Err(e) => {
+            let text = format!("{e:?}");
+            let (s, r) = classify(&e);
+            let (s, r) = if !kernel_has_function(FUNC) || text.contains("NotFound") {
+                (
+                    "symbol-not-found",
+                    format!("{FUNC} is not in this kernel (no iommufd built in): {r}"),
+                )
+            } else if s == "permission-denied" {
+                (
+                    "unsupported",
+                    format!(
+                        "the kernel refuses fentry programs even to root (lockdown or no BPF trampoline): {r}"
+                    ),
+                )
+            } else {
+                (s, r)
+            };
+            status(label, s, r)
+        }
+    }
 }
 
 /// Result of trying one program type (for `cmdqv doctor`).

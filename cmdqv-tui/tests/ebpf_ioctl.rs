@@ -126,3 +126,78 @@ fn arg_copy() -> [u8; 8] {
     a[4..8].copy_from_slice(&0xabcd_0123u32.to_le_bytes());
     a
 }
+
+#[test]
+fn mmap_and_munmap_of_an_fd_are_seen_with_fd_len_offset_and_address() {
+    if !privileged() {
+        return;
+    }
+    let pid = std::process::id();
+    let mut tracer = Tracer::load(&TracerConfig {
+        pid,
+        syscalls: true,
+        ..Default::default()
+    })
+    .expect("load eBPF object");
+    for p in tracer.probes() {
+        if p.name.contains("mmap") {
+            assert_eq!(p.status, "attached", "{p:?}");
+        }
+    }
+    // A 4-page file, mapped 3 pages from page 1: sizes nobody else in this process uses.
+    let path = std::env::temp_dir().join(format!("cmdqv-mmap-test-{pid}"));
+    std::fs::write(&path, vec![0u8; 4 * 4096]).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    let fd = f.as_raw_fd();
+    const LEN: usize = 3 * 4096;
+    // SAFETY: a fresh shared read-only mapping of our own file, unmapped below.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            LEN,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            4096,
+        )
+    };
+    assert_ne!(addr, libc::MAP_FAILED);
+    // SAFETY: the mapping from above.
+    assert_eq!(unsafe { libc::munmap(addr, LEN) }, 0);
+    let _ = std::fs::remove_file(&path);
+
+    let (mut mapped, mut unmapped) = (None, None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (mapped.is_none() || unmapped.is_none()) && Instant::now() < deadline {
+        tracer
+            .poll(Duration::from_millis(100), |rec| {
+                let Ok(ev) = probe_abi::decode(rec) else {
+                    return;
+                };
+                assert_eq!(ev.pid, pid, "the pid filter let another process through");
+                if let Payload::Mmap {
+                    fd: efd,
+                    addr: eaddr,
+                    len,
+                    offset,
+                    ret,
+                    map,
+                } = ev.payload
+                {
+                    if map && efd == fd && len == LEN as u64 {
+                        mapped = Some((offset, ret, eaddr));
+                    } else if !map && eaddr == addr as u64 && len == LEN as u64 {
+                        unmapped = Some(efd);
+                    }
+                }
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        mapped,
+        Some((4096, addr as i64, addr as u64)),
+        "mmap event (offset, ret, addr)"
+    );
+    assert_eq!(unmapped, Some(-1), "munmap event (it carries no fd)");
+    assert_eq!(tracer.drops(), 0);
+}
