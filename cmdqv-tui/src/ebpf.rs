@@ -37,6 +37,15 @@ pub const SYSCALL_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("cmdqv_munmap_enter", "syscalls", "sys_enter_munmap"),
 ];
 
+/// The generic `iommu:*` tracepoints: (program, category, name). map/unmap report only for a
+/// chosen pid (they also fire for every DMA-API mapping on the host); faults and attaches always.
+pub const IOMMU_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("cmdqv_iommu_map", "iommu", "map"),
+    ("cmdqv_iommu_unmap", "iommu", "unmap"),
+    ("cmdqv_iommu_fault", "iommu", "io_page_fault"),
+    ("cmdqv_iommu_attach", "iommu", "attach_device_to_domain"),
+];
+
 /// The sim VMM's exported trace points: (program, symbol).
 pub const SIM_VMM_UPROBES: &[(&str, &str)] = &[
     ("cmdqv_vmm_mmio", "cmdqv_vmm_mmio"),
@@ -84,6 +93,8 @@ pub struct TracerConfig {
     pub kvm_mmio: bool,
     pub gpa_lo: u64,
     pub gpa_hi: u64,
+    /// Attach the `iommu:*` tracepoints (reported unsupported where the kernel has none).
+    pub iommu: bool,
     /// Attach the sim VMM uprobes to this binary (only in `pid` if non-zero).
     pub sim_vmm: Option<PathBuf>,
     /// Try kprobes on the CMDQV/iommufd kernel functions.
@@ -183,6 +194,12 @@ impl Tracer {
                 "kvm",
                 "kvm_mmio",
             ));
+        }
+        if cfg.iommu {
+            ensure_tracefs();
+            for (prog, cat, name) in IOMMU_TRACEPOINTS {
+                probes.push(attach_tracepoint(&mut ebpf, prog, cat, name));
+            }
         }
         if let Some(bin) = &cfg.sim_vmm {
             for (prog, sym) in SIM_VMM_UPROBES {

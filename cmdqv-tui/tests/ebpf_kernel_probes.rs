@@ -118,3 +118,33 @@ fn doctor_json_marks_kprobe_and_fentry_unavailable_with_reasons() {
         assert_eq!(e["available"], false, "{t}: {e}");
     }
 }
+
+#[test]
+fn iommu_tracepoints_attach_where_the_kernel_has_them_and_are_reported_otherwise() {
+    if !privileged() {
+        return;
+    }
+    let tracer = Tracer::load(&TracerConfig {
+        pid: std::process::id(),
+        iommu: true,
+        ..Default::default()
+    })
+    .expect("load eBPF object");
+    let events = cmdqv_tui::ebpf::tracefs_path()
+        .map(|p| Path::new(p).join("events/iommu"))
+        .expect("tracefs mounted by the loader");
+    for (_, cat, name) in cmdqv_tui::ebpf::IOMMU_TRACEPOINTS {
+        let label = format!("tracepoint:{cat}/{name}");
+        let p = tracer
+            .probes()
+            .iter()
+            .find(|p| p.name == label)
+            .unwrap_or_else(|| panic!("no status for {label}: {:?}", tracer.probes()));
+        if events.join(name).is_dir() {
+            assert_eq!(p.status, "attached", "{p:?}");
+        } else {
+            assert_eq!(p.status, "unsupported", "{p:?}");
+            assert!(p.reason.contains(name), "{p:?}");
+        }
+    }
+}

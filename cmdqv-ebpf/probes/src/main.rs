@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod iommu;
 mod qemu;
 
 use aya_ebpf::{
