@@ -23,6 +23,8 @@ use aya::{
     },
 };
 use cmdqv_core::analysis::ProbeStatus;
+
+use crate::iommufd_fds::IommufdFds;
 use cmdqv_ebpf_common::{DROP_RINGBUF_FULL, FilterConfig};
 
 /// The eBPF object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
@@ -89,6 +91,9 @@ pub struct TracerConfig {
     pub all_ioctls: bool,
     /// Attach the syscall tracepoints (ioctl, mmap, munmap).
     pub syscalls: bool,
+    /// Deliver mmap/munmap records of every fd, not only iommufd ones (tests and debugging).
+    /// By default [`crate::iommufd_fds::IommufdFds`] keeps only iommufd mappings.
+    pub all_mmaps: bool,
     /// Attach `kvm:kvm_mmio`, filtered to `[gpa_lo, gpa_hi)` when `gpa_hi != 0`.
     pub kvm_mmio: bool,
     pub gpa_lo: u64,
@@ -108,6 +113,8 @@ pub struct Tracer {
     drops: PerCpuArray<MapData, u64>,
     ebpf: Ebpf,
     probes: Vec<ProbeStatus>,
+    /// Userspace filter of mmap/munmap records (None with `all_mmaps`).
+    fds: Option<IommufdFds>,
 }
 
 /// Why a probe did not attach, in the words the UI shows.
@@ -218,6 +225,7 @@ impl Tracer {
             drops,
             ebpf,
             probes,
+            fds: (!cfg.all_mmaps).then(IommufdFds::default),
         })
     }
 
@@ -239,14 +247,35 @@ impl Tracer {
         self.ring.as_raw_fd()
     }
 
-    /// Drains every waiting record into `f` without blocking; returns how many were read.
+    /// mmap/munmap records left out because their fd is not an iommufd (not a loss).
+    pub fn filtered(&self) -> u64 {
+        self.fds.as_ref().map_or(0, IommufdFds::filtered)
+    }
+
+    /// Drains every waiting record into `f` without blocking; returns how many were delivered.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
-            f(&item);
-            n += 1;
+            if self.fds.as_mut().is_none_or(|k| k.keep_raw(&item)) {
+                f(&item);
+                n += 1;
+            }
         }
         n
+    }
+
+    /// The same tracer read through the tokio runtime (epoll on the ring buffer's fd). Call it
+    /// inside a runtime with I/O enabled (tokio panics otherwise). On error the tracer is dropped,
+    /// which detaches its probes.
+    pub fn into_async(self) -> io::Result<AsyncTracer> {
+        // SAFETY: the fd is the ring buffer map's, owned by `self.ring`: it stays open and the
+        // same for as long as the Tracer lives, and the Tracer lives inside the AsyncFd.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(self, tokio::io::Interest::READABLE)
+        };
+        Ok(AsyncTracer {
+            fd: fd.map_err(|e| e.into_parts().1)?,
+        })
     }
 
     /// Waits up to `timeout` for records, then drains them.
@@ -271,6 +300,49 @@ impl Tracer {
     /// The underlying object (for doctor-style experiments).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+}
+
+impl AsRawFd for Tracer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+}
+
+/// A [`Tracer`] whose ring buffer is read through the async runtime: `next_batch` waits for
+/// readiness without a thread blocked in poll(2). Must be created and used inside a tokio
+/// runtime with I/O enabled. Dropping it drops the tracer (and detaches every probe).
+pub struct AsyncTracer {
+    fd: tokio::io::unix::AsyncFd<Tracer>,
+}
+
+impl AsyncTracer {
+    /// Waits until records are waiting, hands each to `f`, and returns how many were delivered
+    /// (at least one). Cancel-safe: a record is never half-delivered.
+    pub async fn next_batch(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable_mut().await?;
+            let n = guard.get_inner_mut().drain(&mut f);
+            // The ring is empty now; tokio only clears readiness if no wakeup came in since the
+            // guard was taken, so a record submitted meanwhile is not missed.
+            guard.clear_ready();
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+    }
+
+    pub fn get_ref(&self) -> &Tracer {
+        self.fd.get_ref()
+    }
+
+    pub fn get_mut(&mut self) -> &mut Tracer {
+        self.fd.get_mut()
+    }
+
+    /// Back to the synchronous tracer (deregisters from the runtime, keeps the probes).
+    pub fn into_inner(self) -> Tracer {
+        self.fd.into_inner()
     }
 }
 

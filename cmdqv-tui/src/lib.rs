@@ -3,6 +3,7 @@
 
 pub mod doctor;
 pub mod ebpf;
+pub mod iommufd_fds;
 pub mod live;
 pub mod output;
 pub mod qemu_target;
