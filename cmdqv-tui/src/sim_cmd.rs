@@ -156,6 +156,8 @@ fn start(opts: &SimOptions) -> Result<Started> {
 
 /// Runs `cmdqv sim` headless or under the TUI.
 pub fn run(opts: SimOptions) -> Result<Option<Summary>> {
+    // Ctrl-C / SIGTERM end the run through the normal path (probes detached, summary printed).
+    live::stop_on_signals();
     let (feed, source, probes, notes, child) = start(&opts)?;
     let pid = child.id();
     let target = format!("sim:{} (pid {pid})", opts.scenario);
