@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::ebpf::{Tracer, TracerConfig};
+use crate::ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig};
 
 /// What `cmdqv bench-hook` prints (one JSON line).
 #[derive(Debug, Serialize, Deserialize)]
@@ -114,11 +114,18 @@ fn go(child: &mut Child) -> Result<()> {
 /// One run under our probe: (hook run, records delivered, records dropped). With `drain` false
 /// the collector reads only after the child exits: the kernel then never has to wake a waiting
 /// reader (the ring holds ~87k command records), which isolates the cost of wakeups.
-fn run_ours(exe: &Path, calls: u64, rate: Option<u64>, drain: bool) -> Result<(HookRun, u64, u64)> {
+fn run_ours(
+    exe: &Path,
+    calls: u64,
+    rate: Option<u64>,
+    drain: bool,
+    wakeup_bytes: u64,
+) -> Result<(HookRun, u64, u64)> {
     let mut child = spawn_hook(exe, calls, rate, true)?;
     let tracer = Tracer::load(&TracerConfig {
         pid: child.id(),
         sim_vmm: Some(exe.to_path_buf()),
+        wakeup_bytes,
         ..Default::default()
     })?;
     for p in tracer.probes() {
@@ -223,33 +230,50 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     let n = opts.calls;
     let runs = opts.runs.max(1);
     println!("## cost per probed event: {n} calls of cmdqv_vmm_command, median of {runs} runs\n");
-    let mut untraced = Vec::new();
-    let mut ours = Vec::new();
-    let mut ours_nowake = Vec::new();
-    let mut bpft = Vec::new();
-    let mut notes = Vec::new();
     let have_bpftrace = opts.bpftrace
         && Command::new("bpftrace")
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
+    let mut notes = Vec::new();
     if opts.bpftrace && !have_bpftrace {
         notes.push(
             "bpftrace not installed: `apt-get install bpftrace` (cargo xtask bench-probes does it)"
                 .to_string(),
         );
     }
+    // Our variants: (label, drain while running, wakeup_bytes).
+    let variants = [
+        (
+            "cmdqv uprobe → ring buffer → collector, a wakeup per record",
+            true,
+            0,
+        ),
+        (
+            "cmdqv uprobe → ring buffer → collector, batched wakeups (64 KiB)",
+            true,
+            BATCHED_WAKEUP_BYTES,
+        ),
+        (
+            "cmdqv uprobe, collector reading only after the run (no wakeups)",
+            false,
+            0,
+        ),
+    ];
+    let mut untraced = Vec::new();
+    let mut ours: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut bpft = Vec::new();
     for _ in 0..runs {
         let c = spawn_hook(&exe, n, None, false)?;
         untraced.push(per_call(&hook_result(c)?));
-        for (drain, v) in [(true, &mut ours), (false, &mut ours_nowake)] {
-            let (r, delivered, dropped) = run_ours(&exe, n, None, drain)?;
+        for (i, &(label, drain, wake)) in variants.iter().enumerate() {
+            let (r, delivered, dropped) = run_ours(&exe, n, None, drain, wake)?;
             if delivered + dropped != n {
                 notes.push(format!(
-                    "our probe (drain={drain}): {delivered} delivered + {dropped} dropped != {n} calls"
+                    "{label}: {delivered} delivered + {dropped} dropped != {n} calls"
                 ));
             }
-            v.push(per_call(&r));
+            ours[i].push(per_call(&r));
         }
         if have_bpftrace {
             let (r, count) = run_bpftrace(&exe, n)?;
@@ -260,19 +284,13 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         }
     }
     let base = median(untraced);
-    let o = median(ours);
     println!("| variant | ns per call | probe cost (ns/hit, minus untraced) |");
     println!("|---|---|---|");
     println!("| untraced | {base:.1} | — |");
-    println!(
-        "| cmdqv uprobe → ring buffer → collector | {o:.0} | {:.0} |",
-        o - base
-    );
-    let w = median(ours_nowake);
-    println!(
-        "| cmdqv uprobe, collector reading only after the run (no reader wakeups) | {w:.0} | {:.0} |",
-        w - base
-    );
+    let costs: Vec<f64> = ours.into_iter().map(median).collect();
+    for ((label, ..), c) in variants.iter().zip(&costs) {
+        println!("| {label} | {c:.0} | {:.0} |", c - base);
+    }
     if !bpft.is_empty() {
         let b = median(bpft);
         println!(
@@ -280,8 +298,9 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             b - base
         );
         println!(
-            "\nratio cmdqv / bpftrace (probe cost): {:.2}",
-            (o - base) / (b - base)
+            "\nratio cmdqv / bpftrace (probe cost): {:.2} with a wakeup per record, {:.2} with batched wakeups",
+            (costs[0] - base) / (b - base),
+            (costs[1] - base) / (b - base)
         );
     }
     for n in &notes {
@@ -292,13 +311,15 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         "\n## delivery at offered rates ({} s each, collector draining through tokio)\n",
         opts.rate_secs
     );
-    println!("| offered (events/s) | achieved (events/s) | delivered | dropped |");
-    println!("|---|---|---|---|");
+    println!("| offered (events/s) | wakeups | achieved (events/s) | delivered | dropped |");
+    println!("|---|---|---|---|---|");
     for &rate in &opts.rates {
         let calls = (rate as f64 * opts.rate_secs).round() as u64;
-        let (r, delivered, dropped) = run_ours(&exe, calls, Some(rate), true)?;
-        let achieved = r.calls as f64 / (r.elapsed_ns as f64 / 1e9);
-        println!("| {rate} | {achieved:.0} | {delivered} | {dropped} |");
+        for (wake, label) in [(0, "per record"), (BATCHED_WAKEUP_BYTES, "batched 64 KiB")] {
+            let (r, delivered, dropped) = run_ours(&exe, calls, Some(rate), true, wake)?;
+            let achieved = r.calls as f64 / (r.elapsed_ns as f64 / 1e9);
+            println!("| {rate} | {label} | {achieved:.0} | {delivered} | {dropped} |");
+        }
     }
     Ok(())
 }

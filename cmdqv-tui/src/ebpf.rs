@@ -104,7 +104,17 @@ pub struct TracerConfig {
     pub sim_vmm: Option<PathBuf>,
     /// Try kprobes on the CMDQV/iommufd kernel functions.
     pub kernel: bool,
+    /// 0: the kernel wakes the reader on every record. N: only once N bytes wait; the reader
+    /// then also drains on a timer ([`Tracer::poll`]'s timeout, [`WAKEUP_TICK`] in
+    /// [`AsyncTracer`]). Per-record wakeups cost more than the probe itself in a VM (BENCHMARKS.md).
+    pub wakeup_bytes: u64,
 }
+
+/// A good [`TracerConfig::wakeup_bytes`] for a live view: ~1100 command records, 1/64 of the ring.
+pub const BATCHED_WAKEUP_BYTES: u64 = 64 << 10;
+
+/// How often an [`AsyncTracer`] with batched wakeups drains without being woken.
+pub const WAKEUP_TICK: Duration = Duration::from_millis(20);
 
 /// A loaded, attached set of probes and the ring buffer they write to.
 pub struct Tracer {
@@ -115,6 +125,8 @@ pub struct Tracer {
     probes: Vec<ProbeStatus>,
     /// Userspace filter of mmap/munmap records (None with `all_mmaps`).
     fds: Option<IommufdFds>,
+    /// The kernel does not wake the reader per record (`wakeup_bytes` != 0).
+    batched_wakeups: bool,
 }
 
 /// Why a probe did not attach, in the words the UI shows.
@@ -185,6 +197,12 @@ impl Tracer {
         let mut fmap: Array<_, FilterConfig> =
             Array::try_from(ebpf.map_mut("FILTER").context("FILTER map missing")?)?;
         fmap.set(0, filter, 0).context("writing the filter map")?;
+        if cfg.wakeup_bytes != 0 {
+            let mut w: Array<_, u64> =
+                Array::try_from(ebpf.map_mut("WAKEUP").context("WAKEUP map missing")?)?;
+            w.set(0, cfg.wakeup_bytes, 0)
+                .context("writing the wakeup map")?;
+        }
 
         let mut probes = Vec::new();
         if cfg.syscalls {
@@ -226,6 +244,7 @@ impl Tracer {
             ebpf,
             probes,
             fds: (!cfg.all_mmaps).then(IommufdFds::default),
+            batched_wakeups: cfg.wakeup_bytes != 0,
         })
     }
 
@@ -320,12 +339,24 @@ impl AsyncTracer {
     /// Waits until records are waiting, hands each to `f`, and returns how many were delivered
     /// (at least one). Cancel-safe: a record is never half-delivered.
     pub async fn next_batch(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        let tick = self.fd.get_ref().batched_wakeups.then_some(WAKEUP_TICK);
         loop {
-            let mut guard = self.fd.readable_mut().await?;
-            let n = guard.get_inner_mut().drain(&mut f);
-            // The ring is empty now; tokio only clears readiness if no wakeup came in since the
-            // guard was taken, so a record submitted meanwhile is not missed.
-            guard.clear_ready();
+            let ready = match tick {
+                // Batched wakeups: a quiet tail below the threshold never wakes us; drain on a timer.
+                Some(t) => tokio::time::timeout(t, self.fd.readable_mut()).await.ok(),
+                None => Some(self.fd.readable_mut().await),
+            };
+            let n = match ready {
+                Some(guard) => {
+                    let mut guard = guard?;
+                    let n = guard.get_inner_mut().drain(&mut f);
+                    // The ring is empty now; tokio only clears readiness if no wakeup came in
+                    // since the guard was taken, so a record submitted meanwhile is not missed.
+                    guard.clear_ready();
+                    n
+                }
+                None => self.fd.get_mut().drain(&mut f),
+            };
             if n > 0 {
                 return Ok(n);
             }

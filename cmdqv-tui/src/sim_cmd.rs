@@ -101,7 +101,15 @@ fn start(opts: &SimOptions) -> Result<Started> {
     if opts.no_ebpf {
         notes.push("events come from the sim VMM itself (in-process fallback, --no-ebpf), not from eBPF probes".into());
     } else {
-        match Tracer::load(&TracerConfig { pid, syscalls: true, iommu: true, sim_vmm: Some(exe.clone()), ..Default::default() }) {
+        match Tracer::load(&TracerConfig {
+            pid,
+            syscalls: true,
+            iommu: true,
+            sim_vmm: Some(exe.clone()),
+            // The collector drains every 20 ms anyway: no need for a wakeup per record.
+            wakeup_bytes: crate::ebpf::BATCHED_WAKEUP_BYTES,
+            ..Default::default()
+        }) {
             Ok(t) => {
                 let uprobes_ok = t
                     .probes()

@@ -276,6 +276,16 @@ fn by_default_only_iommufd_mappings_reach_userspace_consumers() {
 
 #[test]
 fn the_ring_buffer_is_read_through_the_async_runtime() {
+    async_reader_sees_ioctls(0);
+}
+
+#[test]
+fn with_batched_wakeups_the_async_reader_still_gets_a_quiet_tail() {
+    // Two records are far below the threshold: the kernel never wakes the reader, its timer must.
+    async_reader_sees_ioctls(cmdqv_tui::ebpf::BATCHED_WAKEUP_BYTES);
+}
+
+fn async_reader_sees_ioctls(wakeup_bytes: u64) {
     if !privileged() {
         return;
     }
@@ -287,6 +297,7 @@ fn the_ring_buffer_is_read_through_the_async_runtime() {
         let tracer = Tracer::load(&TracerConfig {
             pid: std::process::id(),
             syscalls: true,
+            wakeup_bytes,
             ..Default::default()
         })
         .expect("load eBPF object");

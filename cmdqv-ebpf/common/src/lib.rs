@@ -312,6 +312,12 @@ pub fn cmdq_base_window(value: u64) -> Option<(u64, u64)> {
     Some((lo, lo + (16u64 << log2)))
 }
 
+/// The `WAKEUP` map (one u64): 0 = wake a waiting reader on every record (the kernel's default);
+/// N = only once N bytes wait in the ring (records are submitted with BPF_RB_NO_WAKEUP below it,
+/// BPF_RB_FORCE_WAKEUP from it on). Waking a reader per record costs more than the probe itself
+/// in a VM; a reader that sets N must also poll with a timeout to pick up a quiet tail.
+pub const WAKEUP_SLOTS: u32 = 1;
+
 /// Indices into the per-CPU `DROPS` counter array.
 pub const DROP_RINGBUF_FULL: u32 = 0;
 pub const DROP_SLOTS: u32 = 2;
