@@ -262,6 +262,8 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
     ];
     let mut untraced = Vec::new();
     let mut ours: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    // (delivered, dropped) of the last run of each variant.
+    let mut fates = vec![(0u64, 0u64); variants.len()];
     let mut bpft = Vec::new();
     for _ in 0..runs {
         let c = spawn_hook(&exe, n, None, false)?;
@@ -274,6 +276,7 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
                 ));
             }
             ours[i].push(per_call(&r));
+            fates[i] = (delivered, dropped);
         }
         if have_bpftrace {
             let (r, count) = run_bpftrace(&exe, n)?;
@@ -284,17 +287,19 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
         }
     }
     let base = median(untraced);
-    println!("| variant | ns per call | probe cost (ns/hit, minus untraced) |");
-    println!("|---|---|---|");
-    println!("| untraced | {base:.1} | — |");
+    println!(
+        "| variant | ns per call | probe cost (ns/hit, minus untraced) | delivered / dropped (last run) |"
+    );
+    println!("|---|---|---|---|");
+    println!("| untraced | {base:.1} | — | — |");
     let costs: Vec<f64> = ours.into_iter().map(median).collect();
-    for ((label, ..), c) in variants.iter().zip(&costs) {
-        println!("| {label} | {c:.0} | {:.0} |", c - base);
+    for (((label, ..), c), (d, x)) in variants.iter().zip(&costs).zip(&fates) {
+        println!("| {label} | {c:.0} | {:.0} | {d} / {x} |", c - base);
     }
     if !bpft.is_empty() {
         let b = median(bpft);
         println!(
-            "| bpftrace `@c = count()` on the same uprobe | {b:.0} | {:.0} |",
+            "| bpftrace `@c = count()` on the same uprobe | {b:.0} | {:.0} | counted in a map |",
             b - base
         );
         println!(
