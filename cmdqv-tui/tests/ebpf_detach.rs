@@ -1,7 +1,8 @@
-//! Privileged: Ctrl-C (SIGINT) on a headless `cmdqv sim` ends the run through the normal path —
-//! the collection loop returns, the final summary is printed, the sim VMM child is reaped — and
-//! afterwards none of the BPF programs or links the process held exists any more, and no
-//! legacy uprobe_events entry names the binary.
+//! Privileged: Ctrl-C ends a `cmdqv sim` run through the normal path, headless (SIGINT: the
+//! collection loop returns, the final summary is printed, the sim VMM child is reaped) and under
+//! the TUI in a real terminal (tmux: the Ctrl-C key, and a SIGINT from outside); afterwards none
+//! of the BPF programs or links the process held exists any more, and no legacy uprobe_events
+//! entry names the binary.
 //!
 //! Set CMDQV_SKIP_PRIVILEGED=1 to skip it knowingly.
 
@@ -88,21 +89,7 @@ fn ctrl_c_on_headless_sim_stops_cleanly_and_leaves_no_probe_behind() {
     let pid = child.id();
 
     // Wait until the probes are attached (the process holds links) and the VMM runs.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut progs, mut links, mut vmm) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
-    while Instant::now() < deadline {
-        (progs, links) = bpf_ids(pid);
-        vmm = children(pid);
-        if links.len() >= 3 && !vmm.is_empty() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        links.len() >= 3 && !progs.is_empty(),
-        "cmdqv sim never attached its probes (links {links:?}, programs {progs:?})"
-    );
-    assert!(!vmm.is_empty(), "no sim VMM child");
+    let (progs, links, vmm) = wait_attached(pid);
     // Let some events flow so the summary has content.
     std::thread::sleep(Duration::from_millis(500));
 
@@ -133,7 +120,12 @@ fn ctrl_c_on_headless_sim_stops_cleanly_and_leaves_no_probe_behind() {
     });
     assert!(summary.is_object(), "{summary}");
 
-    for v in &vmm {
+    assert_gone(exe, &vmm, &progs, &links);
+}
+
+/// After `cmdqv` exited: its sim VMM is gone, and so is every BPF program and link it held.
+fn assert_gone(exe: &str, vmm: &[u32], progs: &BTreeSet<u32>, links: &BTreeSet<u32>) {
+    for v in vmm {
         let stat = std::fs::read_to_string(format!("/proc/{v}/stat")).unwrap_or_default();
         assert!(
             stat.is_empty() || !stat.contains("cmdqv"),
@@ -172,4 +164,143 @@ fn ctrl_c_on_headless_sim_stops_cleanly_and_leaves_no_probe_behind() {
             "legacy uprobe_events still names {exe}: {events}"
         );
     }
+}
+
+/// Waits until `pid` holds at least three BPF links and has a child (the sim VMM).
+fn wait_attached(pid: u32) -> (BTreeSet<u32>, BTreeSet<u32>, Vec<u32>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut progs, mut links, mut vmm) = (BTreeSet::new(), BTreeSet::new(), Vec::new());
+    while Instant::now() < deadline {
+        (progs, links) = bpf_ids(pid);
+        vmm = children(pid);
+        if links.len() >= 3 && !vmm.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        links.len() >= 3 && !progs.is_empty(),
+        "cmdqv sim never attached its probes (links {links:?}, programs {progs:?})"
+    );
+    assert!(!vmm.is_empty(), "no sim VMM child");
+    (progs, links, vmm)
+}
+
+/// `cmdqv sim` under its TUI in a detached tmux session of a private server; returns the server
+/// name, the cmdqv pid and the file its exit status is written to.
+struct TmuxSim {
+    server: String,
+    pid: u32,
+    status_file: std::path::PathBuf,
+}
+
+impl TmuxSim {
+    fn start(tag: &str) -> Self {
+        let exe = env!("CARGO_BIN_EXE_cmdqv");
+        let server = format!("cmdqv-test-{tag}-{}", std::process::id());
+        let status_file = std::env::temp_dir().join(format!("{server}.status"));
+        let _ = std::fs::remove_file(&status_file);
+        let cmd = format!("{exe} sim; echo $? > {}", status_file.display());
+        let ok = Command::new("tmux")
+            .args([
+                "-L",
+                &server,
+                "new-session",
+                "-d",
+                "-x",
+                "120",
+                "-y",
+                "40",
+                &cmd,
+            ])
+            .status()
+            .expect("tmux (apt-get install tmux; cargo xtask bootstrap installs it)");
+        assert!(ok.success(), "tmux new-session failed");
+        let shell: u32 = {
+            let out = Command::new("tmux")
+                .args(["-L", &server, "display-message", "-p", "#{pane_pid}"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+        };
+        // The pane runs `sh -c "cmdqv sim; echo ..."`: cmdqv is the shell's child.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pid = loop {
+            if let Some(&p) = children(shell).first() {
+                break p;
+            }
+            assert!(Instant::now() < deadline, "cmdqv did not start in tmux");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Self {
+            server,
+            pid,
+            status_file,
+        }
+    }
+
+    /// The exit status cmdqv reported, once it has exited (None after 20 s).
+    fn exit_status(&self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(s) = std::fs::read_to_string(&self.status_file) {
+                if let Ok(v) = s.trim().parse() {
+                    return Some(v);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for TmuxSim {
+    fn drop(&mut self) {
+        // The server is usually gone already (its only session ended with cmdqv).
+        let _ = Command::new("tmux")
+            .args(["-L", &self.server, "kill-server"])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_file(&self.status_file);
+    }
+}
+
+#[test]
+fn ctrl_c_key_in_the_tui_stops_cleanly_and_leaves_no_probe_behind() {
+    if !privileged() {
+        return;
+    }
+    let sim = TmuxSim::start("key");
+    let (progs, links, vmm) = wait_attached(sim.pid);
+    std::thread::sleep(Duration::from_millis(500));
+    let ok = Command::new("tmux")
+        .args(["-L", &sim.server, "send-keys", "C-c"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    assert_eq!(
+        sim.exit_status(),
+        Some(0),
+        "cmdqv sim did not quit on Ctrl-C"
+    );
+    assert_gone(env!("CARGO_BIN_EXE_cmdqv"), &vmm, &progs, &links);
+}
+
+#[test]
+fn sigint_from_outside_quits_the_tui_cleanly_and_leaves_no_probe_behind() {
+    if !privileged() {
+        return;
+    }
+    let sim = TmuxSim::start("sigint");
+    let (progs, links, vmm) = wait_attached(sim.pid);
+    std::thread::sleep(Duration::from_millis(500));
+    // Raw mode turns the terminal's Ctrl-C into a key; a SIGINT can still come from outside.
+    // SAFETY: signalling a process this test started.
+    assert_eq!(unsafe { libc::kill(sim.pid as i32, libc::SIGINT) }, 0);
+    assert_eq!(
+        sim.exit_status(),
+        Some(0),
+        "cmdqv sim did not quit on SIGINT"
+    );
+    assert_gone(env!("CARGO_BIN_EXE_cmdqv"), &vmm, &progs, &links);
 }
