@@ -4,7 +4,14 @@
 //! not load at all"; a probe that cannot attach is reported, never a crash.
 //!
 //! Links are owned by the `aya::Ebpf` value: dropping a [`Tracer`] detaches everything, which is
-//! what happens on exit, on Ctrl-C (the caller returns normally) and on panic (unwinding drops).
+//! what happens on exit, on Ctrl-C (`live::stop_on_signals` turns SIGINT/SIGTERM into a normal
+//! return of the collection loop, which drops the feed) and on panic (unwinding drops). Nothing
+//! is pinned, so even a killed process leaves no probe behind: the kernel closes its fds.
+//!
+//! The ring buffer is read either synchronously ([`Tracer::poll`]) or through tokio
+//! ([`Tracer::into_async`] → [`AsyncTracer::next_batch`]). mmap/munmap records are filtered to
+//! iommufd fds in userspace ([`crate::iommufd_fds`]). The programs use no aya-log: nothing from
+//! the kernel side ever reaches the terminal.
 
 use std::{
     io,
