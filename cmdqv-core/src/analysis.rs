@@ -203,6 +203,8 @@ pub const LOG_CAP: usize = 1000;
 pub const LOG_ERRORS_KEPT: usize = 100;
 /// Recent commands kept per queue.
 pub const RECENT_CAP: usize = 32;
+/// VINTFs whose state is derived from MMIO (the architectural maximum).
+pub const MAX_VINTFS_TRACKED: usize = 64;
 /// Seconds of per-second command rate kept per queue.
 pub const RATE_HISTORY_CAP: usize = 120;
 /// Log2 latency buckets (the last one also holds everything above 2^39 ns).
@@ -230,6 +232,9 @@ pub struct CollectorConfig {
     pub reg_name: Option<RegNameFn>,
     /// `--interval` output: summaries carry an interval number from the first one on.
     pub intervals: bool,
+    /// Derive the SMMU command queue's doorbells from CMDQ_PROD writes and the end of each
+    /// batch from its last command fetch (a traced QEMU reports no queue events of its own).
+    pub smmu_queue_from_mmio: bool,
     /// Notes the user must see (passed through to every summary).
     pub notes: Vec<String>,
 }
@@ -242,6 +247,7 @@ impl CollectorConfig {
             start_ns: None,
             reg_name: None,
             intervals: false,
+            smmu_queue_from_mmio: false,
             notes: Vec::new(),
         }
     }
@@ -664,6 +670,8 @@ pub struct Collector {
     log: VecDeque<Event>,
     /// Error events pushed out of `log`, oldest first.
     old_errors: VecDeque<Event>,
+    /// `smmu_queue_from_mmio`: (PROD of the open batch, commands still to fetch).
+    smmu_batch: Option<(u64, u64)>,
 }
 
 impl Collector {
@@ -683,6 +691,7 @@ impl Collector {
             handover: None,
             log: VecDeque::with_capacity(LOG_CAP - LOG_ERRORS_KEPT),
             old_errors: VecDeque::with_capacity(LOG_ERRORS_KEPT),
+            smmu_batch: None,
         }
     }
 
@@ -822,6 +831,18 @@ impl Collector {
                     },
                     RECENT_CAP,
                 );
+                if queue == MAIN_CMDQ && self.cfg.smmu_queue_from_mmio {
+                    if let Some((prod, left)) = self.smmu_batch {
+                        if left <= 1 {
+                            self.smmu_batch = None;
+                            if let Some(q) = self.main.as_deref_mut() {
+                                Self::queue_op(q, ev.ts_ns, QueueOp::Consumed, prod, prod);
+                            }
+                        } else {
+                            self.smmu_batch = Some((prod, left - 1));
+                        }
+                    }
+                }
             }
             Payload::Queue {
                 op: QueueOp::Handover,
@@ -855,14 +876,103 @@ impl Collector {
                     self.t.ioctl_other.1 += err;
                 }
             }
-            Payload::Mmio { .. }
-            | Payload::KvmMmio { .. }
+            Payload::Mmio {
+                device,
+                offset,
+                value,
+                write,
+                ..
+            } => self.mmio(ev.ts_ns, device, offset, value, write),
+            Payload::KvmMmio { .. }
             | Payload::Mmap { .. }
             | Payload::KFunc { .. }
             | Payload::Iommu { .. }
             | Payload::Lost { .. } => {}
         }
         self.log_event(ev);
+    }
+
+    /// What trapped MMIO says about device state: VINTF configuration and SID tables, error
+    /// maps, and the SMMU command queue's size (from its CMDQ_BASE write).
+    fn mmio(&mut self, ts_ns: u64, device: Device, offset: u64, value: u64, write: bool) {
+        use crate::regs::{RegRef, VintfReg};
+        if device == Device::Smmu {
+            // Page1 aliases page0 on the SMMU.
+            let off = offset & 0xffff;
+            if write && off == crate::regs::smmu::CMDQ_BASE {
+                if let Some(q) = self.queue_mut(MAIN_CMDQ) {
+                    q.set_log2size(value & 0x1f);
+                }
+            }
+            if self.cfg.smmu_queue_from_mmio && write && off == crate::regs::smmu::CMDQ_PROD {
+                let prod = value & 0xf_ffff;
+                let Some(q) = self.queue_mut(MAIN_CMDQ) else {
+                    return;
+                };
+                let cons = q.prod; // the previous batch ended at its PROD
+                let mask = q.index_mask().unwrap_or(0xf_ffff);
+                let n = (prod.wrapping_sub(cons)) & mask;
+                let (p, c) = (prod & mask, cons & mask);
+                Self::queue_op(q, ts_ns, QueueOp::Doorbell, p, c);
+                self.smmu_batch = (n > 0).then_some((p, n));
+            }
+            if self.cfg.smmu_queue_from_mmio && !write && off == crate::regs::smmu::CMDQ_CONS {
+                if let Some(q) = self.queue_mut(MAIN_CMDQ) {
+                    q.cons = value & 0xf_ffff;
+                }
+            }
+            return;
+        }
+        let Some(RegRef::Vintf { vintf, reg }) = crate::regs::decode(offset) else {
+            return;
+        };
+        let v = vintf as usize;
+        if v >= MAX_VINTFS_TRACKED {
+            return;
+        }
+        if self.vintfs.len() <= v {
+            self.vintfs.resize_with(v + 1, VintfSummary::default);
+            for (i, x) in self.vintfs.iter_mut().enumerate() {
+                x.index = i as u32;
+            }
+        }
+        let vs = &mut self.vintfs[v];
+        let value32 = value as u32;
+        match reg {
+            VintfReg::Config => {
+                vs.vmid = (value32 >> 1) as u16;
+                if write {
+                    vs.enabled = value32 & 1 != 0;
+                }
+                // What the guest reads back is what the VMM lets it see (HYP_OWN masked).
+                vs.hyp_own = value32 & (1 << 17) != 0;
+            }
+            VintfReg::Status if !write => vs.enabled = value32 & 1 != 0,
+            VintfReg::SidMatch(s) if write => {
+                vs.sids.retain(|e| e.0 != s as u32);
+                if value32 & 1 != 0 {
+                    vs.sids.push((s as u32, (value32 >> 1) & 0xf_ffff, 0));
+                    vs.sids.sort_unstable();
+                }
+            }
+            VintfReg::SidReplace(s) if write => {
+                if let Some(e) = vs.sids.iter_mut().find(|e| e.0 == s as u32) {
+                    e.2 = value32 & 0xf_ffff;
+                }
+            }
+            VintfReg::LvcmdqErrMap(w) if !write => {
+                let word = (w / 2) as usize;
+                let shift = 32 * (w % 2) as u32;
+                if let Some(m) = vs.lvcmdq_err_map.get_mut(word) {
+                    *m = (*m & !(0xffff_ffffu64 << shift)) | ((value & 0xffff_ffff) << shift);
+                    if w % 2 == 0 && value >> 32 != 0 {
+                        // A 64-bit read covers the next word too.
+                        *m = (*m & 0xffff_ffff) | (value & !0xffff_ffff);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Keep `ev` for the live log. Commands dominate the stream and would push an error out

@@ -1,11 +1,11 @@
-//! The SMMUv3 command codec: 16-byte commands (two little-endian u64 words), opcode in w0[7:0].
+//! The SMMUv3 command codec: 16-byte commands (two little-endian u64 words), opcode in w0\[7:0\].
 //!
 //! Field positions follow Linux's `CMDQ_*` masks and QEMU's `CMD_*` extractors
 //! (../shared/reference/cmdqv-hw.md §9). Decoding never fails: unknown opcodes are a variant.
 //! [`Command::encode`] is the inverse for every field the decoder extracts, so tests and
 //! benchmarks build commands from the same field table.
 
-/// Opcode values (w0[7:0]).
+/// Opcode values (w0\[7:0\]).
 pub mod op {
     pub const PREFETCH_CFG: u8 = 0x01;
     pub const PREFETCH_ADDR: u8 = 0x02;
@@ -91,17 +91,17 @@ fn field(v: u64, hi: u32, lo: u32) -> u64 {
 /// With `tg == 0` it is a single-address invalidation and `num`/`scale` are ignored (§9).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 pub struct VaRange {
-    /// w0[16:12].
+    /// w0\[16:12\].
     pub num: u8,
-    /// w0[24:20].
+    /// w0\[24:20\].
     pub scale: u8,
-    /// w1[0]: leaf-only.
+    /// w1\[0\]: leaf-only.
     pub leaf: bool,
-    /// w1[9:8]: level hint.
+    /// w1\[9:8\]: level hint.
     pub ttl: u8,
-    /// w1[11:10]: granule (0 = not a range).
+    /// w1\[11:10\]: granule (0 = not a range).
     pub tg: u8,
-    /// The address with bits [11:0] clear (VA w1[63:12], IPA w1[51:12]).
+    /// The address with bits \[11:0\] clear (VA w1\[63:12\], IPA w1\[51:12\]).
     pub addr: u64,
 }
 
@@ -146,7 +146,7 @@ impl VaRange {
     }
 }
 
-/// CMD_SYNC completion signal (w0[13:12]).
+/// CMD_SYNC completion signal (w0\[13:12\]).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum SyncCs {
     None = 0,
@@ -171,13 +171,13 @@ impl SyncCs {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct CmdSync {
     pub cs: SyncCs,
-    /// w0[23:22] shareability of the MSI write.
+    /// w0\[23:22\] shareability of the MSI write.
     pub msh: u8,
-    /// w0[27:24] memory attributes of the MSI write.
+    /// w0\[27:24\] memory attributes of the MSI write.
     pub msiattr: u8,
-    /// w0[63:32].
+    /// w0\[63:32\].
     pub msidata: u32,
-    /// w1[51:2] as an address (bits [1:0] clear).
+    /// w1\[51:2\] as an address (bits \[1:0\] clear).
     pub msiaddr: u64,
 }
 

@@ -88,6 +88,13 @@ pub enum IrqLine {
 }
 
 /// Everything observable about the models, as small `Copy` values.
+///
+/// Order: a write's `Mmio` event comes first, then its effects (doorbell, enables, commands,
+/// errors, interrupt); a read's `Mmio` event comes last because it carries the value read (guest
+/// errors found while reading precede it). Page0 accesses of a queue with a [`Page0Backend`]
+/// attached produce only the `Mmio` event: the backend owns the rest.
+///
+/// [`Page0Backend`]: crate::model::Page0Backend
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ModelEvent {
     /// An MMIO access; the register name comes from [`regs::decode`] / [`regs::smmu_reg_name`].
@@ -111,6 +118,14 @@ pub enum ModelEvent {
     },
     /// One command executed successfully at pointer `index` (index + wrap bit).
     CommandConsumed {
+        queue: u16,
+        index: u32,
+        w0: u64,
+        w1: u64,
+    },
+    /// The command at `index` was fetched but not executed: the queue stops on it (a
+    /// [`ModelEvent::QueueError`] follows).
+    CommandFaulted {
         queue: u16,
         index: u32,
         w0: u64,
@@ -440,7 +455,16 @@ where
                         });
                         Ok(())
                     }
-                    Err(e) => Err(e),
+                    Err(e) => {
+                        // The tracer shows the command a queue stopped on.
+                        obs.event(ModelEvent::CommandFaulted {
+                            queue: ctx.queue,
+                            index: cons & ptr_mask,
+                            w0,
+                            w1,
+                        });
+                        Err(e)
+                    }
                 },
                 Err(_) => Err(Cerror::Abt),
             },

@@ -111,7 +111,8 @@ impl Default for ModelConfig {
 /// passthrough layer). While attached, page0 accesses are forwarded and the model does not
 /// consume the queue.
 pub trait Page0Backend: Send {
-    fn read32(&mut self, reg: Page0Reg) -> u32;
+    /// Reads have no side effects (the error maps consult a backed queue's live state).
+    fn read32(&self, reg: Page0Reg) -> u32;
     fn write32(&mut self, reg: Page0Reg, value: u32);
 }
 
@@ -129,7 +130,7 @@ pub struct Page0State {
 /// Page1 register values of one VCMDQ.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Page1State {
-    /// BASE_H:BASE_L (ADDR [47:5], LOG2SIZE [4:0]).
+    /// BASE_H:BASE_L (ADDR \[47:5\], LOG2SIZE \[4:0\]).
     pub base: u64,
     /// CONS_INDX_BASE_DRAM_H:_L.
     pub cons_dram: u64,
@@ -318,8 +319,14 @@ impl Cmdqv {
     }
     /// Replace the model's page0 copy (no side effects: no consumption, no events).
     pub fn set_page0_state(&mut self, q: usize, s: Page0State) {
+        let clear = self.cfg.maps_clear_on_ack;
         if let Some(v) = self.queues.get_mut(q) {
             v.page0 = s;
+            // A queue coming back from hardware with its error acknowledged there keeps no
+            // error-map bit (with the clear-on-ack choice).
+            if clear && (s.gerror ^ s.gerrorn) & gerror::CMDQ_ERR == 0 {
+                v.err_latched = false;
+            }
         }
     }
     pub fn page1_state(&self, q: usize) -> Option<Page1State> {
@@ -367,15 +374,92 @@ impl Cmdqv {
     }
 
     /// Whether VCMDQ `q` shows in the error maps: error latched and the queue still mapped and
-    /// enabled in an enabled VINTF.
+    /// enabled in an enabled VINTF. For a hardware-backed queue, "enabled" and (with
+    /// `maps_clear_on_ack`) "not yet acknowledged" are read from its backend: the guest
+    /// acknowledges through the hardware page, which the model does not see.
     fn in_error_map(&self, q: usize) -> bool {
         let Some((vi, _)) = self.mapping(q) else {
             return false;
         };
         let vq = &self.queues[q];
-        vq.err_latched
-            && vq.page0.config & vcmdq_config::CMDQ_EN != 0
-            && self.vintfs[vi as usize].enabled()
+        if !vq.err_latched || !self.vintfs[vi as usize].enabled() {
+            return false;
+        }
+        match &vq.backing {
+            None => vq.page0.config & vcmdq_config::CMDQ_EN != 0,
+            Some(b) => {
+                let pending = (b.read32(Page0Reg::Gerror) ^ b.read32(Page0Reg::Gerrorn))
+                    & gerror::CMDQ_ERR
+                    != 0;
+                b.read32(Page0Reg::Config) & vcmdq_config::CMDQ_EN != 0
+                    && (pending || !self.cfg.maps_clear_on_ack)
+            }
+        }
+    }
+
+    /// A hardware error reported by the host (a vEVENT carrying VINTF `vintf`'s
+    /// LVCMDQ_ERR_MAP): latch the error of every LVCMDQ in `lvcmdq_map` that is mapped, enabled
+    /// (in its backend when backed) in an enabled VINTF, and pulse the error interrupt unless
+    /// VI_INT_MASK masks the VINTF. Bits for unmapped or disabled queues are dropped, never
+    /// raised (§10.6: the guest's ISR would chase them). Returns the bits accepted.
+    pub fn raise_host_error<O: Observer + ?Sized>(
+        &mut self,
+        vintf: usize,
+        lvcmdq_map: u128,
+        obs: &mut O,
+    ) -> u128 {
+        let Some(vi) = self.vintfs.get(vintf) else {
+            return 0;
+        };
+        if !vi.enabled() {
+            return 0;
+        }
+        let mut accepted = 0u128;
+        for l in 0..MAX_LVCMDQS_PER_VINTF.min(128) {
+            if lvcmdq_map >> l & 1 == 0 {
+                continue;
+            }
+            let Some(q) = vi.lvcmdq(l) else { continue };
+            let vq = &self.queues[q as usize];
+            let (config, ge, gn) = match &vq.backing {
+                Some(b) => (
+                    b.read32(Page0Reg::Config),
+                    b.read32(Page0Reg::Gerror),
+                    b.read32(Page0Reg::Gerrorn),
+                ),
+                None => (vq.page0.config, vq.page0.gerror, vq.page0.gerrorn),
+            };
+            if config & vcmdq_config::CMDQ_EN == 0 {
+                continue;
+            }
+            // An event that arrives after the guest acknowledged (or after the queue moved back
+            // with its error acknowledged) is stale: a bit for it would make Linux's ISR rewrite
+            // the healthy queue's next command (§10.6).
+            if self.cfg.maps_clear_on_ack && (ge ^ gn) & gerror::CMDQ_ERR == 0 {
+                continue;
+            }
+            accepted |= 1 << l;
+        }
+        if accepted == 0 {
+            return 0;
+        }
+        for l in 0..128 {
+            if accepted >> l & 1 != 0 {
+                if let Some(q) = self.vintfs[vintf].lvcmdq(l) {
+                    self.queues[q as usize].err_latched = true;
+                    self.stats.queue_errors += 1;
+                }
+            }
+        }
+        if self.vi_int_mask[vintf / 32] >> (vintf % 32) & 1 != 0 {
+            self.stats.irq_masked += 1;
+        } else {
+            self.stats.irq_pulses += 1;
+            obs.event(ModelEvent::Irq {
+                line: IrqLine::CmdqvError,
+            });
+        }
+        accepted
     }
 
     /// CMDQ_ERR_MAP as 128 bits.
@@ -933,6 +1017,95 @@ impl Cmdqv {
     }
 }
 
+/// One fuzzing run over arbitrary bytes (the `cargo fuzz` target `mmio` calls this; unit tests
+/// smoke it): the first byte picks geometry, personality and options, the next 4 KiB become
+/// guest RAM (256 commands), the rest is a sequence of 11-byte MMIO operations
+/// `[flags, offset: u16 LE, value: u64 LE]` aimed at the register ranges (flags also pick the
+/// size, direction and high offset bits). Returns the number of operations run. Panics only if
+/// a model invariant breaks.
+pub fn fuzz_mmio(data: &[u8]) -> usize {
+    use crate::engine::NullSink;
+    use crate::mem::VecMemory;
+    const RAM: u64 = 0x4000_0000;
+    let Some((&sel, rest)) = data.split_first() else {
+        return 0;
+    };
+    let geometry = match sel & 3 {
+        0 => Geometry::guest(),
+        1 => Geometry {
+            num_vintf_log2: 1,
+            num_vcmdq_log2: 2,
+            num_sid_per_vintf_log2: 4,
+        },
+        _ => Geometry::host(),
+    };
+    let cfg = ModelConfig {
+        geometry,
+        personality: if sel & 4 != 0 {
+            Personality::Host
+        } else {
+            Personality::Guest
+        },
+        reset: if sel & 8 != 0 {
+            ResetValues::Disabled
+        } else {
+            ResetValues::Qemu
+        },
+        access64: if sel & 16 != 0 {
+            Access64::QemuCompat
+        } else {
+            Access64::Split
+        },
+        maps_clear_on_ack: sel & 32 == 0,
+        ..ModelConfig::guest()
+    };
+    let mut m = Cmdqv::new(cfg);
+    let (ram_bytes, ops) = rest.split_at(rest.len().min(4096));
+    let mut mem = VecMemory::new(RAM, 4096);
+    mem.bytes[..ram_bytes.len()].copy_from_slice(ram_bytes);
+    let mut n = 0;
+    for op in ops.chunks_exact(11) {
+        let flags = op[0];
+        let low = u16::from_le_bytes([op[1], op[2]]) as u64;
+        let value = u64::from_le_bytes(op[3..11].try_into().expect("8 bytes"));
+        // Pages: config, global p0/p1, VINTF0..3 p0/p1 (rest of the host region rarely matters).
+        let page = (flags >> 4) as u64 % 11;
+        let offset = page * 0x10000 + low;
+        let size = [4u8, 8, 4, 1, 4, 8, 2, 4][(flags & 7) as usize];
+        // Ring bases tend to land in RAM when the value's high bits say so.
+        let value = if flags & 8 != 0 && value >> 63 == 1 {
+            RAM | (value & 0xfe0) | (value >> 8 & 0x1f)
+        } else {
+            value
+        };
+        if flags & 8 != 0 && value & 1 == 0 && size != 1 {
+            m.read(offset, size, &mut ());
+        } else {
+            m.write(offset, size, value, &mem, &mut NullSink, &mut ());
+        }
+        n += 1;
+        // Invariants cheap enough to check every step.
+        for q in 0..m.geometry().num_vcmdqs() {
+            let p = m.page0_state(q).expect("queue exists");
+            assert!(p.prod <= crate::regs::prod_indx::WR_MASK);
+            assert_eq!(p.status, p.config);
+            if let Some((v, l)) = m.mapping(q) {
+                assert_eq!(
+                    m.vintf(v as usize).and_then(|vi| vi.lvcmdq(l as usize)),
+                    Some(q as u16)
+                );
+            }
+        }
+        let map = m.cmdq_err_map();
+        for q in 0..m.geometry().num_vcmdqs() {
+            if map >> q & 1 == 1 {
+                assert!(m.mapping(q).is_some(), "error bit for unmapped VCMDQ{q}");
+            }
+        }
+    }
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1204,6 +1377,38 @@ mod tests {
     }
 
     #[test]
+    fn host_user_vintfs_without_hyp_own_get_the_guest_filter() {
+        let mut r = Rig::new(ModelConfig::host());
+        r.bring_up(false, 1, 4); // a user VINTF as iommufd's VIOMMU_ALLOC programs it
+        r.put(0, 0, Command::tlbi_nh_va(0, 1, 0x1000, true));
+        r.put(0, 1, Command::TlbiNsnhAll);
+        r.w(LV0 + 4, 2);
+        assert_eq!(r.r(LV0), 1 | (Cerror::Ill as u32) << 24);
+    }
+
+    #[test]
+    fn every_new_error_is_a_new_edge() {
+        let mut r = Rig::new(ModelConfig::guest());
+        r.bring_up(false, 1, 4);
+        r.put(0, 0, Command::decode(0x07, 0));
+        r.put(0, 1, Command::decode(0x00, 0));
+        r.w(LV0 + 4, 2);
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        r.w(LV0 + 0x14, 1); // ack without fixing: the same entry faults again
+        assert_eq!(r.m.stats.irq_pulses, 2);
+        assert_eq!(r.r(LV0 + 0x10), 0);
+        r.put(0, 0, Command::sync_none());
+        r.w(LV0 + 0x14, 0); // fixed: runs into the next illegal entry
+        assert_eq!(r.r(LV0), 1 | 1 << 24);
+        assert_eq!(r.m.stats.irq_pulses, 3);
+        let irqs =
+            r.ev.iter()
+                .filter(|e| matches!(e, ModelEvent::Irq { .. }))
+                .count();
+        assert_eq!(irqs, 3);
+    }
+
+    #[test]
     fn guest_atc_inv_is_translated_through_the_sid_table() {
         let mut r = Rig::new(ModelConfig::guest());
         r.bring_up(false, 1, 4);
@@ -1282,14 +1487,149 @@ mod tests {
         assert_eq!(r.m.stats.guest_error(GuestErrorKind::UnassignedOffset), 2);
     }
 
+    #[test]
+    fn host_errors_raise_maps_only_for_mapped_enabled_queues() {
+        let mut r = Rig::new(ModelConfig::guest());
+        r.bring_up(false, 2, 4);
+        r.w(LV0 + 0x80 + 8, 0); // LVCMDQ1 disabled; LVCMDQ5 was never mapped
+        let mut ev = Vec::new();
+        // No error pending on LVCMDQ0 yet: a stale event raises nothing.
+        assert_eq!(r.m.raise_host_error(0, 0b1, &mut ev), 0);
+        let mut st = r.m.page0_state(0).unwrap();
+        st.gerror ^= 1;
+        r.m.set_page0_state(0, st);
+        assert_eq!(r.m.raise_host_error(0, 0b10_0011, &mut ev), 0b1);
+        assert_eq!(r.r(0x10c0), 0b1); // LVCMDQ_ERR_MAP
+        assert_eq!(r.r(0x14), 1); // VI_ERR_MAP
+        assert_eq!(r.r(0x24), 1); // CMDQ_ERR_MAP
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        assert!(ev.contains(&ModelEvent::Irq {
+            line: IrqLine::CmdqvError
+        }));
+        // Only stray bits: nothing raised, no interrupt.
+        assert_eq!(r.m.raise_host_error(0, 0b10_0010, &mut ev), 0);
+        assert_eq!(r.m.raise_host_error(7, 1, &mut ev), 0);
+        assert_eq!(r.m.stats.irq_pulses, 1);
+        // Masked VINTF: counted, not pulsed.
+        r.w(0x1c, 1);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 1);
+        assert_eq!((r.m.stats.irq_pulses, r.m.stats.irq_masked), (1, 1));
+        // The guest's acknowledgement (GERRORN := GERROR) clears the bit; a late event for the
+        // acknowledged error raises nothing.
+        let g = r.r(LV0 + 0x10) as u64;
+        r.w(LV0 + 0x14, g);
+        assert_eq!(r.r(0x10c0), 0);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 0);
+        // A disabled VINTF takes nothing.
+        r.w(0x1000, 5 << 1);
+        assert_eq!(r.m.raise_host_error(0, 1, &mut ev), 0);
+    }
+
     struct Fake(Vec<(Page0Reg, u32)>);
     impl Page0Backend for Fake {
-        fn read32(&mut self, reg: Page0Reg) -> u32 {
+        fn read32(&self, reg: Page0Reg) -> u32 {
             0x100 + reg.offset() as u32
         }
         fn write32(&mut self, reg: Page0Reg, value: u32) {
             self.0.push((reg, value));
         }
+    }
+
+    /// Every register of the guest geometry, written with all ones on a fresh device, reads
+    /// back exactly its documented writable bits (read-only ones keep their value).
+    #[test]
+    fn every_register_reads_back_its_write_mask() {
+        let g = Geometry::guest();
+        let mut seen = 0;
+        for off in (0..g.mmio_size()).step_by(4) {
+            let Some(reg) = g.decode(off) else { continue };
+            let mut r = Rig::new(ModelConfig::guest());
+            r.w(off, 0xffff_ffff);
+            let want = match reg {
+                RegRef::Config => regs::config::WRITABLE,
+                RegRef::Param => 0x4011,
+                RegRef::Status => 1,
+                RegRef::ViErrMap(_) | RegRef::CmdqErrMap(_) => 0,
+                RegRef::ViIntMask(_) => 0xffff_ffff,
+                RegRef::CmdqAllocMap(_) => alloc_map::WRITABLE,
+                RegRef::Vintf { reg, .. } => match reg {
+                    VintfReg::Config => vintf_config::WRITABLE & !vintf_config::HYP_OWN,
+                    VintfReg::Status => 0,
+                    VintfReg::GlbFiltCfg0 | VintfReg::GlbFiltData0 => 0xffff_ffff,
+                    VintfReg::SidMatch(_) => regs::sid_match::WRITABLE,
+                    VintfReg::SidReplace(_) => regs::sid_replace::PSID_MASK,
+                    VintfReg::LvcmdqErrMap(_) => 0,
+                },
+                // Nothing is mapped on a fresh device: logical slots read 0.
+                RegRef::Vcmdq {
+                    aperture: Aperture::Vintf(_),
+                    ..
+                } => 0,
+                RegRef::Vcmdq {
+                    reg: VcmdqReg::Page0(p),
+                    ..
+                } => match p {
+                    Page0Reg::ConsIndx => cons_indx::WRITABLE,
+                    Page0Reg::ProdIndx => prod_indx::WR_MASK,
+                    Page0Reg::Config => vcmdq_config::CMDQ_EN,
+                    Page0Reg::Status | Page0Reg::Gerror => 0,
+                    Page0Reg::Gerrorn => gerror::MASK,
+                },
+                RegRef::Vcmdq {
+                    reg: VcmdqReg::Page1(p),
+                    ..
+                } => match p {
+                    Page1Reg::BaseL | Page1Reg::ConsIndxBaseDramL => 0xffff_ffff,
+                    Page1Reg::BaseH | Page1Reg::ConsIndxBaseDramH => regs::base::HIGH_WRITABLE,
+                },
+            };
+            assert_eq!(r.r(off), want, "{reg} at {off:#x}");
+            seen += 1;
+        }
+        // 11 globals + 2 ALLOC_MAPs + VINTF0 (4 + 16 + 16 + 4) + 2·10 global + 128·10 logical
+        assert_eq!(seen, 11 + 2 + 40 + 20 + 1280);
+    }
+
+    #[test]
+    fn a_dyn_observer_works_and_the_device_is_send() {
+        fn is_send<T: Send>() {}
+        is_send::<Cmdqv>();
+        let mut m = Cmdqv::new(ModelConfig::guest());
+        let mut log: Vec<ModelEvent> = Vec::new();
+        let obs: &mut dyn Observer = &mut log;
+        m.read(0x4, 4, obs);
+        m.write(0x0, 4, 0, &crate::mem::NoMemory, &mut NullSink, obs);
+        assert_eq!(log.len(), 3); // read, write, CMDQV disable
+        assert!(matches!(
+            log[0],
+            ModelEvent::Mmio {
+                offset: 4,
+                value: 0x4011,
+                write: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn fuzz_entry_point_survives_pseudo_random_input() {
+        // A tiny xorshift keeps this deterministic without a dependency.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut ran = 0;
+        for len in [0usize, 1, 100, 4097, 6000, 20000] {
+            for _ in 0..20 {
+                let data: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                ran += fuzz_mmio(&data);
+            }
+        }
+        assert!(ran > 20 * 1000);
     }
 
     #[test]

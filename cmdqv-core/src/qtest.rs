@@ -37,6 +37,8 @@ pub const DEFAULT_MMIO_BASE: u64 = 0x0910_0000;
 pub const DEFAULT_SMMU_BASE: u64 = 0x0905_0000;
 /// Longest accepted line (a b64write of a full 8 MiB ring is ~11 MiB).
 pub const MAX_LINE: usize = 64 << 20;
+/// Largest guest RAM a qtest machine allocates (a larger `ram_size` is refused by [`serve`]).
+pub const MAX_RAM: u64 = 16 << 30;
 /// Largest `read`/`write`/`b64*`/`memset` transfer.
 pub const MAX_TRANSFER: u64 = 32 << 20;
 
@@ -548,6 +550,15 @@ pub fn serve_with_observer<O: Observer, R: BufRead, W: Write>(
     mut reader: R,
     mut writer: W,
 ) -> io::Result<Stats> {
+    if cfg.ram_size > MAX_RAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "ram_size {:#x} exceeds the qtest machine's limit {MAX_RAM:#x}",
+                cfg.ram_size
+            ),
+        ));
+    }
     let mut server = QtestServer::with_observer(&cfg, obs);
     let mut line = Vec::new();
     let mut out = Vec::new();
@@ -580,6 +591,36 @@ pub fn serve_unix_listen(cfg: QtestConfig, path: &std::path::Path) -> io::Result
     let l = std::os::unix::net::UnixListener::bind(path)?;
     let (s, _) = l.accept()?;
     serve(cfg, io::BufReader::new(s.try_clone()?), s)
+}
+
+/// One fuzzing run of the qtest parser (the `cargo fuzz` target `qtest`): every line of `data`
+/// through a small machine. Returns the number of replies. Panics only on a broken invariant
+/// (one reply line per input line, IRQ reports aside).
+pub fn fuzz_lines(data: &[u8]) -> usize {
+    let cfg = QtestConfig {
+        ram_size: 1 << 16,
+        ..Default::default()
+    };
+    let mut s = QtestServer::new(&cfg);
+    let mut out = Vec::new();
+    let mut n = 0;
+    for line in data.split(|&b| b == b'\n').take(256) {
+        out.clear();
+        s.handle_line(line, &mut out);
+        let replies = out
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty() && !l.starts_with(b"IRQ "))
+            .count();
+        assert_eq!(
+            replies,
+            1,
+            "{:?} -> {:?}",
+            String::from_utf8_lossy(line),
+            String::from_utf8_lossy(&out)
+        );
+        n += 1;
+    }
+    n
 }
 
 #[cfg(test)]
@@ -655,6 +696,19 @@ mod tests {
         assert!(lines[11].starts_with("ERR "));
         assert_eq!(st.errors, 10);
         assert!(st.unassigned >= 2);
+    }
+
+    #[test]
+    fn fuzz_entry_point_answers_every_line_once() {
+        let b = DEFAULT_MMIO_BASE;
+        let script = format!(
+            "readl {b:#x}\nwritel {:#x} 1\nwriteq {:#x} 0x40000004\nread 0x3ffffff0 64\nb64read 0x4000fff0 32\nwrite 0 0\nwritew {:#x} 5\n\u{0}\u{ff}\n",
+            b + 0x1000,
+            b + 0x40000,
+            b + 0x30004
+        );
+        assert_eq!(fuzz_lines(script.as_bytes()), 9);
+        assert_eq!(fuzz_lines(&[0xff, 0xfe, b'\n', b'r']), 2);
     }
 
     #[test]

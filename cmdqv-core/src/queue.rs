@@ -1,9 +1,9 @@
 //! SMMUv3 queue arithmetic: ring size from LOG2SIZE, index and wrap bit, empty/full, increment.
 //!
-//! A pointer for a ring of 2^n entries is `index` in bits [n-1:0] and the wrap bit at bit n
+//! A pointer for a ring of 2^n entries is `index` in bits \[n-1:0\] and the wrap bit at bit n
 //! (../shared/reference/cmdqv-hw.md §7). Bits above the wrap bit are not part of the pointer: the
 //! consumer ignores them in PROD and preserves them in CONS (QEMU's `queue_cons_incr` deposits only
-//! the low n+1 bits), so CONS.ERR at [30:24] survives every increment.
+//! the low n+1 bits), so CONS.ERR at \[30:24\] survives every increment.
 
 /// Hardware maximum LOG2SIZE for VCMDQs and QEMU's SMMU_CMDQS (8 MiB ring of 16-byte entries).
 pub const MAX_LOG2SIZE: u8 = 19;
@@ -41,12 +41,12 @@ impl Ring {
     pub fn wrap_bit(&self) -> u32 {
         1 << self.log2size
     }
-    /// Mask of the index bits [n-1:0].
+    /// Mask of the index bits \[n-1:0\].
     #[inline]
     pub fn idx_mask(&self) -> u32 {
         self.wrap_bit() - 1
     }
-    /// Mask of index + wrap, bits [n:0].
+    /// Mask of index + wrap, bits \[n:0\].
     #[inline]
     pub fn ptr_mask(&self) -> u32 {
         (self.wrap_bit() << 1) - 1
@@ -74,13 +74,13 @@ impl Ring {
     pub fn pending(&self, prod: u32, cons: u32) -> u32 {
         prod.wrapping_sub(cons) & self.ptr_mask()
     }
-    /// `p + 1` in bits [n:0]; bits above (e.g. CONS.ERR) are preserved.
+    /// `p + 1` in bits \[n:0\]; bits above (e.g. CONS.ERR) are preserved.
     #[inline]
     pub fn inc(&self, p: u32) -> u32 {
         let m = self.ptr_mask();
         (p & !m) | (p.wrapping_add(1) & m)
     }
-    /// `p + k` in bits [n:0]; bits above are preserved.
+    /// `p + k` in bits \[n:0\]; bits above are preserved.
     #[inline]
     pub fn add(&self, p: u32, k: u32) -> u32 {
         let m = self.ptr_mask();

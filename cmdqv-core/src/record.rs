@@ -80,6 +80,9 @@ pub struct TraceMeta {
     /// Version of the tool that wrote the file.
     #[serde(default)]
     pub tool_version: String,
+    /// The SMMU queue's batches are derived from MMIO (a traced QEMU); replay does the same.
+    #[serde(default)]
+    pub smmu_queue_from_mmio: bool,
 }
 
 impl TraceMeta {
@@ -93,6 +96,7 @@ impl TraceMeta {
             start_ns: None,
             wall_clock_unix_ns: None,
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            smmu_queue_from_mmio: false,
         }
     }
 }
@@ -773,13 +777,28 @@ pub fn replay_with(
 
 /// [`replay`] from an open reader.
 pub fn replay_reader<R: Read>(
+    reader: TraceReader<R>,
+    reg_name: Option<RegNameFn>,
+) -> Result<(Summary, ReplayInfo), TraceError> {
+    replay_intervals(reader, reg_name, None, &mut |_| {})
+}
+
+/// [`replay_reader`] that also emits one summary per `interval_ns` of trace time (the headless
+/// `--interval` output on replay), then the final one.
+pub fn replay_intervals<R: Read>(
     mut reader: TraceReader<R>,
     reg_name: Option<RegNameFn>,
+    interval_ns: Option<u64>,
+    on_interval: &mut dyn FnMut(&Summary),
 ) -> Result<(Summary, ReplayInfo), TraceError> {
     let meta = reader.meta().clone();
     let mut cfg = CollectorConfig::new(Source::Replay, meta.target.clone());
     cfg.start_ns = meta.start_ns;
     cfg.reg_name = reg_name;
+    cfg.intervals = interval_ns.is_some();
+    cfg.smmu_queue_from_mmio = meta.smmu_queue_from_mmio;
+    let trace_start = meta.start_ns;
+    let mut next_interval: Option<u64> = None;
     let mut c = Collector::new(cfg);
     c.set_probes(meta.probes.clone());
     for q in &meta.queues {
@@ -804,6 +823,19 @@ pub fn replay_reader<R: Read>(
                 info.events += 1;
                 info.first_ts_ns.get_or_insert(ev.ts_ns);
                 info.last_ts_ns = Some(info.last_ts_ns.unwrap_or(0).max(ev.ts_ns));
+                if let Some(iv) = interval_ns.filter(|&iv| iv > 0) {
+                    let due = *next_interval.get_or_insert(trace_start.unwrap_or(ev.ts_ns) + iv);
+                    if ev.ts_ns >= due {
+                        on_interval(&c.snapshot(due));
+                        c.reset_interval(due);
+                        // Skip empty intervals rather than printing one per gap.
+                        let mut n = due + iv;
+                        while n <= ev.ts_ns {
+                            n += iv;
+                        }
+                        next_interval = Some(n);
+                    }
+                }
                 c.ingest(&ev);
             }
             Ok(Record::Meta(m)) => {

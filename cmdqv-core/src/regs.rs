@@ -88,7 +88,7 @@ pub mod config {
     pub const MAX_CLK_BATCH_SHIFT: u32 = 4;
     pub const MAX_CMD_BATCH_SHIFT: u32 = 12;
     pub const CONS_DRAM_EN: u32 = 1 << 20;
-    /// Bits [20:0] are defined; the rest reads 0.
+    /// Bits \[20:0\] are defined; the rest reads 0.
     pub const WRITABLE: u32 = 0x001f_ffff;
     /// QEMU's reset value: enabled, PER_CMD_OFFSET=1, MAX_CLK_BATCH=8, MAX_CMD_BATCH=32 (§7).
     pub const QEMU_RESET: u32 = 0x0002_0083;
@@ -201,9 +201,9 @@ pub mod gerror {
 /// VCMDQ BASE (page1 BASE_L/BASE_H as one 64-bit value) fields.
 pub mod base {
     pub const LOG2SIZE_MASK: u64 = 0x1f;
-    /// ADDR occupies bits [47:5].
+    /// ADDR occupies bits \[47:5\].
     pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_ffe0;
-    /// BASE_H and CONS_INDX_BASE_DRAM_H implement bits [15:0].
+    /// BASE_H and CONS_INDX_BASE_DRAM_H implement bits \[15:0\].
     pub const HIGH_WRITABLE: u32 = 0xffff;
 }
 
@@ -735,7 +735,7 @@ pub mod smmu {
     /// IDR1.CMDQS field position.
     pub const IDR1_CMDQS_SHIFT: u32 = 21;
     pub const IDR1_CMDQS_MASK: u32 = 0x1f;
-    /// CMDQ_BASE: LOG2SIZE [4:0], ADDR [51:5], RA [62].
+    /// CMDQ_BASE: LOG2SIZE \[4:0\], ADDR \[51:5\], RA \[62\].
     pub const Q_BASE_LOG2SIZE_MASK: u64 = 0x1f;
     pub const Q_BASE_ADDR_MASK: u64 = 0x000f_ffff_ffff_ffe0;
     pub const Q_BASE_WRITABLE: u64 = Q_BASE_ADDR_MASK | Q_BASE_LOG2SIZE_MASK | 1 << 62;

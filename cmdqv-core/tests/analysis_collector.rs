@@ -640,3 +640,71 @@ fn iommu_tracepoint_events_get_log_lines_and_a_fault_is_an_error() {
         ]
     );
 }
+
+#[test]
+fn vintf_state_sid_table_and_smmu_queue_size_come_from_trapped_mmio() {
+    let mut c = Collector::new(CollectorConfig::new(cmdqv_core::event::Source::Replay, "t"));
+    let mmio = |ts, device, offset, value, write| {
+        ev(
+            ts,
+            Payload::Mmio {
+                device,
+                offset,
+                value,
+                size: 4,
+                write,
+            },
+        )
+    };
+    // VINTF1 block at 0x1100: CONFIG with VMID 5 and ENABLE, read back with HYP_OWN masked.
+    c.ingest(&mmio(
+        1,
+        Device::Cmdqv,
+        0x1100,
+        (1 << 17) | (5 << 1) | 1,
+        true,
+    ));
+    c.ingest(&mmio(2, Device::Cmdqv, 0x1100, (5 << 1) | 1, false));
+    // SID slot 2: vSID 0x33 → pSID 0x1234.
+    c.ingest(&mmio(3, Device::Cmdqv, 0x1100 + 0x80 + 8, 0x1234, true));
+    c.ingest(&mmio(
+        4,
+        Device::Cmdqv,
+        0x1100 + 0x40 + 8,
+        (0x33 << 1) | 1,
+        true,
+    ));
+    c.ingest(&mmio(5, Device::Cmdqv, 0x1100 + 0x80 + 8, 0x1234, true));
+    // A 64-bit read of LVCMDQ_ERR_MAP words 0..1.
+    c.ingest(&ev(
+        6,
+        Payload::Mmio {
+            device: Device::Cmdqv,
+            offset: 0x11c0,
+            value: 0x1_0000_0002,
+            size: 8,
+            write: false,
+        },
+    ));
+    // SMMU CMDQ_BASE with LOG2SIZE 8.
+    c.ingest(&mmio(7, Device::Smmu, 0x90, 0x4010_0000 | 8, true));
+    let s = c.snapshot(10);
+    assert_eq!(s.vintfs.len(), 2);
+    let v = &s.vintfs[1];
+    assert_eq!((v.index, v.enabled, v.hyp_own, v.vmid), (1, true, false, 5));
+    assert_eq!(v.sids, vec![(2, 0x33, 0x1234)]);
+    assert_eq!(v.lvcmdq_err_map, [0x1_0000_0002, 0]);
+    assert!(!s.vintfs[0].enabled);
+    let main = s
+        .queues
+        .iter()
+        .find(|q| q.name == "smmu-cmdq")
+        .expect("smmu queue row");
+    assert_eq!(main.log2size, 8);
+    // Disabling the VINTF and clearing the SID slot are reflected too.
+    c.ingest(&mmio(8, Device::Cmdqv, 0x1100 + 0x40 + 8, 0, true));
+    c.ingest(&mmio(9, Device::Cmdqv, 0x1100, 0, true));
+    let s = c.snapshot(11);
+    assert!(!s.vintfs[1].enabled);
+    assert!(s.vintfs[1].sids.is_empty());
+}

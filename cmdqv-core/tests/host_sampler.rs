@@ -118,3 +118,83 @@ fn sampler_sees_a_child_vmms_queues_advance_through_pidfd_getfd() {
         "indices did not move: {distinct} distinct values"
     );
 }
+
+const SIM_CHILD_ENV: &str = "CMDQV_SAMPLER_SIM_CHILD";
+
+/// Not a test of its own: the body of the second child (runs only with SIM_CHILD_ENV set). The
+/// real sim VMM with its simulated host runs the trapped-vs-vcmdq scenario: vCPU 1 submits to
+/// hardware-backed LVCMDQ 1 without trapping.
+#[test]
+fn helper_child_sim_vmm() {
+    use cmdqv_core::sim::{emit::Emitter, scenario, vmm};
+    if std::env::var_os(SIM_CHILD_ENV).is_none() {
+        return;
+    }
+    let sc = scenario("trapped-vs-vcmdq").unwrap();
+    let v = vmm::Vmm::new(&sc, Emitter::hooks_only()).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !v.is_backed(1) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            println!("ready");
+            std::io::stdout().flush().unwrap();
+        });
+        vmm::run(&v, &sc, Duration::from_secs(20)).unwrap();
+    });
+}
+
+#[test]
+fn sampler_sees_the_sim_vmms_hardware_backed_lvcmdq_advance() {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "--exact",
+            "helper_child_sim_vmm",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(SIM_CHILD_ENV, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before it was ready"
+        );
+    }
+    let result = (|| {
+        let mut s = Sampler::attach(child.id(), 2).map_err(|e| e.to_string())?;
+        assert!(!s.mapping.is_iommufd());
+        // The scenario's rings hold 2^10 entries.
+        s.set_log2size(0, 10);
+        s.set_log2size(1, 10);
+        let mut consumed = [0u64; 2];
+        let mut distinct = std::collections::HashSet::new();
+        for _ in 0..60 {
+            for q in s.sample() {
+                assert!(q.enabled, "the guest enabled both LVCMDQs: {q:?}");
+                assert!(q.prod < 2048 && q.cons < 2048, "{q:?}");
+                assert_eq!(q.cerror, 0);
+                consumed[q.lidx] += q.consumed;
+                distinct.insert((q.lidx, q.cons));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok::<_, String>((consumed, distinct.len()))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (consumed, distinct) = result.expect("sampler attach");
+    // vCPU 0 uses only the trapped SMMU queue: LVCMDQ 0 is backed but idle.
+    assert_eq!(consumed[0], 0, "{consumed:?}");
+    assert!(consumed[1] > 10, "no progress seen: {consumed:?}");
+    assert!(
+        distinct > 4,
+        "indices did not move: {distinct} distinct values"
+    );
+}

@@ -50,3 +50,92 @@ fn trapped_vs_vcmdq_runs_both_paths() {
     assert!(h.handovers >= 2);
     assert_eq!(executed, st.submitted + 8, "{st:?}");
 }
+
+#[test]
+fn hardware_errors_reach_the_guest_through_vevents_and_it_recovers() {
+    use cmdqv_core::{
+        host::simulated::Injection,
+        regs::Cerror,
+        sim::vmm::{Vmm, VmmOptions},
+    };
+    let sc = scenario("handover").unwrap();
+    let mut o = VmmOptions::for_scenario(&sc);
+    // ABT: Linux acknowledges and the hardware fetches the command again.
+    o.host.inject = Some(Injection {
+        every: 97,
+        cerror: Cerror::Abt,
+    });
+    let v = Vmm::with_options(&sc, Emitter::hooks_only(), o).unwrap();
+    let st = vmm::run(&v, &sc, Duration::from_millis(1200)).expect("bring-up");
+    let p = v.pass_stats();
+    assert_eq!(st.driver_errors, 0, "{st:?} {p:?}");
+    assert!(p.vevents > 0 && st.errors_recovered > 0, "{st:?} {p:?}");
+    assert_eq!(
+        v.executed.load(Ordering::Relaxed),
+        st.submitted + 8,
+        "{st:?} {p:?}"
+    );
+    assert_eq!((st.commands_lost, st.commands_duplicated), (0, 0), "{st:?}");
+    assert_eq!(v.handover_stats().view_mismatches, 0);
+}
+
+#[test]
+fn a_host_without_hardware_queues_leaves_every_queue_emulated_and_working() {
+    use cmdqv_core::sim::vmm::{Vmm, VmmOptions};
+    let sc = scenario("trapped-vs-vcmdq").unwrap();
+    let mut o = VmmOptions::for_scenario(&sc);
+    // A ring larger than the host SMMU's CMDQS allows: every HW_QUEUE_ALLOC fails (EINVAL).
+    o.host.cmdqs = 8;
+    let v = Vmm::with_options(&sc, Emitter::hooks_only(), o).unwrap();
+    let st = vmm::run(&v, &sc, Duration::from_millis(400)).expect("bring-up");
+    assert_eq!(st.driver_errors, 0, "{st:?}");
+    assert!(v.handover_stats().alloc_failures >= 1);
+    assert_eq!(v.pass_stats().allocs, 0);
+    assert_eq!(
+        v.executed.load(Ordering::Relaxed),
+        st.submitted + 8,
+        "{st:?}"
+    );
+}
+
+#[test]
+fn the_same_vmm_on_a_kernel_without_iommufd_runs_emulated_and_says_why() {
+    use cmdqv_core::{
+        host::iommufd::IommufdBackend,
+        sim::vmm::{Vmm, VmmOptions},
+    };
+    // /dev/null opens read-write but answers every iommufd ioctl with ENOTTY, exactly as a
+    // kernel without vIOMMU support does: the real backend behind the same state machine.
+    let sc = scenario("trapped-vs-vcmdq").unwrap();
+    let mut o = VmmOptions::for_scenario(&sc);
+    o.backend = Some(Box::new(IommufdBackend::open("/dev/null").unwrap()));
+    let v = Vmm::with_options(&sc, Emitter::hooks_only(), o).unwrap();
+    let notes = v.notes();
+    assert!(
+        notes.len() == 1 && notes[0].contains("ENOTTY") && notes[0].contains("6.17"),
+        "{notes:?}"
+    );
+    let st = vmm::run(&v, &sc, Duration::from_millis(300)).expect("bring-up");
+    assert_eq!(st.driver_errors, 0, "{st:?}");
+    assert!(!v.is_backed(0) && !v.is_backed(1));
+    assert_eq!(
+        v.executed.load(Ordering::Relaxed),
+        st.submitted + 8,
+        "{st:?}"
+    );
+}
+
+#[test]
+fn hw_errors_scenario_recovers_through_vevents() {
+    let sc = scenario("hw-errors").unwrap();
+    let v = vmm::Vmm::new(&sc, Emitter::hooks_only()).unwrap();
+    let st = vmm::run(&v, &sc, Duration::from_millis(600)).expect("bring-up");
+    let p = v.pass_stats();
+    assert_eq!(st.driver_errors, 0, "{st:?}");
+    assert!(p.vevents > 0 && st.errors_recovered > 0, "{st:?} {p:?}");
+    assert_eq!(
+        v.executed.load(Ordering::Relaxed),
+        st.submitted + 8,
+        "{st:?} {p:?}"
+    );
+}

@@ -115,6 +115,8 @@ pub struct TracerConfig {
     /// then also drains on a timer ([`Tracer::poll`]'s timeout, [`WAKEUP_TICK`] in
     /// [`AsyncTracer`]). Per-record wakeups cost more than the probe itself in a VM (BENCHMARKS.md).
     pub wakeup_bytes: u64,
+    /// Attach the QEMU probe set (see [`crate::qemu_target`]).
+    pub qemu: Option<crate::qemu_target::QemuProbeConfig>,
 }
 
 /// A good [`TracerConfig::wakeup_bytes`] for a live view: ~1100 command records, 1/64 of the ring.
@@ -193,7 +195,7 @@ impl Tracer {
             anyhow::anyhow!("loading the eBPF object failed{hint}: {e}")
         })?;
 
-        let filter = FilterConfig {
+        let mut filter = FilterConfig {
             pid: cfg.pid,
             all_ioctls: cfg.all_ioctls as u32,
             region_ptr: 0,
@@ -201,6 +203,9 @@ impl Tracer {
             gpa_hi: cfg.gpa_hi,
             ..Default::default()
         };
+        if let Some(q) = &cfg.qemu {
+            q.apply(&mut filter);
+        }
         let mut fmap: Array<_, FilterConfig> =
             Array::try_from(ebpf.map_mut("FILTER").context("FILTER map missing")?)?;
         fmap.set(0, filter, 0).context("writing the filter map")?;
@@ -241,6 +246,9 @@ impl Tracer {
         if cfg.kernel {
             probes.extend(attach_kernel_functions(&mut ebpf));
             probes.push(attach_fentry(&mut ebpf));
+        }
+        if let Some(q) = &cfg.qemu {
+            probes.extend(crate::qemu_target::attach_probes(&mut ebpf, q, cfg.pid));
         }
 
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("EVENTS map missing")?)?;
@@ -455,7 +463,13 @@ fn attach_tracepoint(ebpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Prob
     }
 }
 
-fn attach_uprobe(ebpf: &mut Ebpf, prog: &str, sym: &str, bin: &Path, pid: u32) -> ProbeStatus {
+pub(crate) fn attach_uprobe(
+    ebpf: &mut Ebpf,
+    prog: &str,
+    sym: &str,
+    bin: &Path,
+    pid: u32,
+) -> ProbeStatus {
     let label = format!("uprobe:{sym}");
     let Some(p) = ebpf.program_mut(prog) else {
         return status(

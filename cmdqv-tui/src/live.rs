@@ -185,6 +185,8 @@ pub struct Shared {
     pub toggle_recording: AtomicBool,
     pub recording: Mutex<Option<String>>,
     pub stop: AtomicBool,
+    /// The source has no more data (replay done, target exited).
+    pub finished: AtomicBool,
 }
 
 /// Called with each interval's summary.
@@ -358,6 +360,7 @@ pub fn collect(
     }
     let s = collector.snapshot(monotonic_ns());
     *shared.latest.lock().unwrap() = Some(s.clone());
+    shared.finished.store(true, Ordering::Relaxed);
     Ok(s)
 }
 

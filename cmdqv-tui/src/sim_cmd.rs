@@ -35,6 +35,37 @@ pub struct SimOptions {
     pub json: bool,
     pub headless: bool,
     pub refresh_hz: u32,
+    /// Override the scenario's batches per second per vCPU.
+    pub rate: Option<u32>,
+    /// Override the scenario's vCPU count (at most one per LVCMDQ).
+    pub vcpus: Option<u32>,
+}
+
+/// Applies `--rate` / `--vcpus` to a scenario; vCPUs are capped at the LVCMDQs of the VINTF
+/// because each vCPU owns one queue's software state (as Linux picks a queue per CPU).
+pub fn apply_overrides(
+    sc: &mut sim::Scenario,
+    rate: Option<u32>,
+    vcpus: Option<u32>,
+) -> Result<()> {
+    if let Some(r) = rate {
+        if r == 0 || r > 100_000 {
+            bail!("--rate must be 1..=100000 batches per second per vCPU");
+        }
+        sc.rate_hz = r;
+    }
+    if let Some(v) = vcpus {
+        let max = sc.geometry.lvcmdqs_per_vintf() as u32;
+        if v == 0 || v > max {
+            bail!(
+                "--vcpus must be 1..={max} for scenario {} (one LVCMDQ per vCPU)",
+                sc.name
+            );
+        }
+        sc.vcpus = v;
+        sc.lvcmdqs = sc.lvcmdqs.max(v);
+    }
+    Ok(())
 }
 
 /// The sim VMM child; killed and reaped when dropped (on every exit path, panics included).
@@ -76,14 +107,17 @@ type Started = (
 /// child (killed when dropped).
 fn start(opts: &SimOptions) -> Result<Started> {
     let exe = std::env::current_exe().context("locating the cmdqv binary")?;
-    let scenario = sim::scenario(&opts.scenario).with_context(|| {
+    let mut scenario = sim::scenario(&opts.scenario).with_context(|| {
         format!(
             "unknown scenario `{}` (see `cmdqv sim --list`)",
             opts.scenario
         )
     })?;
+    apply_overrides(&mut scenario, opts.rate, opts.vcpus)?;
     let mut cmd = Command::new(&exe);
     cmd.arg("sim-vmm").arg("--scenario").arg(scenario.name);
+    cmd.arg("--rate").arg(scenario.rate_hz.to_string());
+    cmd.arg("--vcpus").arg(scenario.vcpus.to_string());
     if let Some(d) = opts.duration {
         cmd.arg("--duration-ms")
             .arg((d.as_millis() as u64).to_string());
@@ -231,9 +265,16 @@ pub fn run(opts: SimOptions) -> Result<Option<Summary>> {
 
 /// The sim VMM child process (`cmdqv sim-vmm`): waits for `go ebpf|pipe` on stdin, runs the
 /// scenario, and exits when the duration elapses or stdin closes.
-pub fn run_vmm_child(scenario: &str, duration: Option<Duration>) -> Result<()> {
+pub fn run_vmm_child(
+    scenario: &str,
+    duration: Option<Duration>,
+    rate: Option<u32>,
+    vcpus: Option<u32>,
+) -> Result<()> {
     use std::io::BufRead as _;
-    let sc = sim::scenario(scenario).with_context(|| format!("unknown scenario `{scenario}`"))?;
+    let mut sc =
+        sim::scenario(scenario).with_context(|| format!("unknown scenario `{scenario}`"))?;
+    apply_overrides(&mut sc, rate, vcpus)?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let (emit, writer) = match line.trim() {
@@ -245,6 +286,9 @@ pub fn run_vmm_child(scenario: &str, duration: Option<Duration>) -> Result<()> {
         other => bail!("sim VMM: unexpected start command `{other}`"),
     };
     let vmm = Arc::new(sim::vmm::Vmm::new(&sc, emit).context("creating the sim VMM")?);
+    for n in vmm.notes() {
+        eprintln!("cmdqv sim-vmm: {n}");
+    }
     // Stop when the tracer goes away (stdin closes).
     let v = Arc::downgrade(&vmm);
     std::thread::spawn(move || {

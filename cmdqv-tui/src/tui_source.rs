@@ -32,6 +32,10 @@ impl SnapshotSource for SharedSource {
         }
     }
 
+    fn finished(&self) -> bool {
+        self.0.finished.load(Ordering::Relaxed)
+    }
+
     fn recording(&self) -> Option<String> {
         self.0
             .recording

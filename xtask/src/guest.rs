@@ -10,14 +10,15 @@
 //!
 //! ```text
 //! cargo xtask guest [--qemu 7.2|10.0] [--kernel 6.12|6.1] [--out DIR] [--timeout SECS]
+//!                   [--disk-mib N]
 //! cargo xtask guest --prepare-only      # one JSON line: qemu, env, kernel, initrd, disk, argv
 //! cargo xtask guest --bench N           # N untraced + N traced boots (privileged test harness)
 //! ```
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    env, fs,
-    io::{Read as _, Write as _},
+    fs,
+    io::Read as _,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -35,6 +36,8 @@ pub const DONE_MARKER: &str = "CMDQV-GUEST-DONE";
 /// Virtio modules the guest needs (dependencies are resolved from each module's `depends=`).
 /// Ones built into the kernel have no file and are skipped.
 const GUEST_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "virtio_rng", "virtio_net"];
+/// Default size of the zero-filled disk the guest reads whole (16 MiB: ~1.2k commands per boot;
+/// 256 MiB gives about 16 times as many).
 const DISK_MIB: u64 = 16;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -98,6 +101,7 @@ struct Opts {
     timeout: Duration,
     prepare_only: bool,
     bench: Option<u32>,
+    disk_mib: u64,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts> {
@@ -108,6 +112,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         timeout: Duration::from_secs(120),
         prepare_only: false,
         bench: None,
+        disk_mib: DISK_MIB,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -128,11 +133,16 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
                 )
             }
             "--prepare-only" => o.prepare_only = true,
+            "--disk-mib" => {
+                o.disk_mib = val("--disk-mib")?
+                    .parse()
+                    .context("--disk-mib takes a size in MiB")?
+            }
             "--bench" => o.bench = Some(val("--bench")?.parse().context("--bench takes a count")?),
             "-h" | "--help" => {
                 println!(
                     "usage: cargo xtask guest [--qemu 7.2|10.0] [--kernel 6.12|6.1] [--out DIR] \
-                     [--timeout SECS] [--prepare-only] [--bench N]"
+                     [--timeout SECS] [--disk-mib N] [--prepare-only] [--bench N]"
                 );
                 std::process::exit(0);
             }
@@ -145,7 +155,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
 /// Entry point of `cargo xtask guest`.
 pub fn main(args: &[String]) -> Result<()> {
     let o = parse_opts(args)?;
-    let g = prepare(o.qemu, o.kernel, !o.prepare_only)?;
+    let g = prepare(o.qemu, o.kernel, o.disk_mib, !o.prepare_only)?;
     if o.prepare_only {
         println!("{}", g.to_json());
         return Ok(());
@@ -308,7 +318,12 @@ fn guest_dir() -> PathBuf {
 }
 
 /// Prepares (downloads and builds) everything, each step cached behind a stamp file.
-pub fn prepare(qemu: QemuVersion, kernel: KernelVersion, verbose: bool) -> Result<Guest> {
+pub fn prepare(
+    qemu: QemuVersion,
+    kernel: KernelVersion,
+    disk_mib: u64,
+    verbose: bool,
+) -> Result<Guest> {
     let dir = guest_dir();
     fs::create_dir_all(&dir)?;
     let log = |step: &str, msg: &str, t: Instant| {
@@ -360,10 +375,10 @@ pub fn prepare(qemu: QemuVersion, kernel: KernelVersion, verbose: bool) -> Resul
     log("initramfs", &msg, t);
 
     // Disk: zeros, read whole by the guest to generate DMA (and so IOTLB invalidations).
-    let disk = dir.join(format!("disk-{DISK_MIB}M.img"));
+    let disk = dir.join(format!("disk-{disk_mib}M.img"));
     if !disk.exists() {
         let f = fs::File::create(&disk)?;
-        f.set_len(DISK_MIB << 20)?;
+        f.set_len(disk_mib << 20)?;
     }
 
     // QEMU (amd64) plus the libraries this machine lacks.
@@ -940,29 +955,11 @@ pub fn boot(g: &Guest, out: &Path, trace: Option<&Path>, timeout: Duration) -> R
     Ok(BootResult { wall, completed })
 }
 
-/// Untraced boots here, then the traced ones through the privileged test harness (which owns
-/// the eBPF loader), so both are measured by the same clock on the same machine.
+/// Untraced and traced boots, interleaved, through the privileged test harness (which owns the
+/// eBPF loader), so both are measured by the same clock on the same machine.
 fn bench(g: &Guest, n: u32) -> Result<()> {
-    let out = crate::target_dir().join("guest/bench");
-    fs::create_dir_all(&out)?;
-    let mut times = Vec::new();
-    for i in 0..n {
-        let r = boot(g, &out, None, Duration::from_secs(120))?;
-        if !r.completed {
-            bail!("untraced boot {i} did not complete");
-        }
-        println!(
-            "[xtask] guest: bench: untraced boot {} {:.2}s",
-            i + 1,
-            r.wall.as_secs_f64()
-        );
-        times.push(r.wall.as_secs_f64());
-    }
-    let mut f = fs::File::create(out.join("untraced.txt"))?;
-    for t in &times {
-        writeln!(f, "{t:.3}")?;
-    }
-    let path = env::var_os("PATH").unwrap_or_default();
+    // The test harness embeds the eBPF object: bpf-linker and rust-src must be in place.
+    let path = crate::bootstrap(false)?;
     let status = crate::cargo(&path)
         .args([
             "test",
@@ -977,10 +974,12 @@ fn bench(g: &Guest, n: u32) -> Result<()> {
             "bench_tracing_cost",
         ])
         .env("CMDQV_BENCH_RUNS", n.to_string())
-        .env("CMDQV_BENCH_UNTRACED", out.join("untraced.txt"))
+        .env("CMDQV_BENCH_QEMU", g.qemu_version)
         .status()?;
     if !status.success() {
-        bail!("the traced half of the benchmark failed (needs root and the eBPF object)");
+        bail!(
+            "the benchmark failed (it needs root and the eBPF object: run `cargo xtask bootstrap`)"
+        );
     }
     Ok(())
 }

@@ -383,6 +383,63 @@ fn test(path: &OsString) -> Result<()> {
         "[xtask] test: all tests passed ({:.1}s)",
         t.elapsed().as_secs_f64()
     );
+    fuzz_briefly(path)?;
+    Ok(())
+}
+
+/// cargo-fuzz, cached outside the checkout like bpf-linker.
+fn ensure_cargo_fuzz() -> Result<String> {
+    let dir = cache_dir().join("cargo-fuzz");
+    let bin = dir.join("bin/cargo-fuzz");
+    if bin.exists() {
+        return Ok(format!("cached at {}", bin.display()));
+    }
+    let log = cache_dir().join("cargo-fuzz-install.log");
+    std::fs::create_dir_all(cache_dir())?;
+    let f = std::fs::File::create(&log)?;
+    let status = Command::new("cargo")
+        .args(["install", "cargo-fuzz", "--locked", "--root"])
+        .arg(&dir)
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .status()?;
+    if !status.success() || !bin.exists() {
+        bail!("cargo install cargo-fuzz failed (log: {})", log.display());
+    }
+    Ok(format!("installed at {}", bin.display()))
+}
+
+/// Runs every cargo-fuzz target of cmdqv-core for a few seconds (CMDQV_FUZZ_SECS, default 8;
+/// 0 skips): arbitrary MMIO sequences over guest memory, qtest lines, command words, trace files.
+fn fuzz_briefly(path: &OsString) -> Result<()> {
+    let secs: u64 = env::var("CMDQV_FUZZ_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    if secs == 0 {
+        println!("[xtask] fuzz: skipped (CMDQV_FUZZ_SECS=0)");
+        return Ok(());
+    }
+    step("cargo-fuzz", ensure_cargo_fuzz)?;
+    let mut paths = vec![cache_dir().join("cargo-fuzz/bin")];
+    paths.extend(env::split_paths(path));
+    let path = env::join_paths(paths)?;
+    for target in ["mmio", "qtest", "command", "trace_reader"] {
+        let t = Instant::now();
+        run(Command::new("rustup")
+            .current_dir(root().join("cmdqv-core"))
+            .env("PATH", &path)
+            .args(["run", NIGHTLY, "cargo", "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={secs}"))
+            .arg("-print_final_stats=0"))
+        .with_context(|| {
+            format!("fuzz target {target} found a crash (see cmdqv-core/fuzz/artifacts/{target})")
+        })?;
+        println!(
+            "[xtask] fuzz: {target} ran {secs}s without a crash ({:.1}s)",
+            t.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
 }
 
@@ -422,6 +479,10 @@ fn main() -> Result<()> {
             test(&path)?;
         }
         "guest" => guest::main(&args[1..])?,
+        "fuzz" => {
+            let path = bootstrap(false)?;
+            fuzz_briefly(&path)?;
+        }
         "bench" => {
             let path = bootstrap(false)?;
             run(cargo(&path).args(["bench"]).args(&rest))?;

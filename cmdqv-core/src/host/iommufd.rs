@@ -240,6 +240,30 @@ mod tests {
     }
 
     #[test]
+    fn eacces_and_eperm_say_what_access_is_missing() {
+        for errno in [libc::EACCES, libc::EPERM] {
+            let e =
+                HostError::from_ioctl("IOMMU_HW_QUEUE_ALLOC", io::Error::from_raw_os_error(errno));
+            assert!(matches!(e, HostError::Denied { .. }), "{e}");
+            assert_eq!(e.errno(), Some(errno));
+            assert!(e.to_string().contains("permission denied"), "{e}");
+        }
+        // Opening a device node the user may not open: as root every open succeeds, so this
+        // half only runs unprivileged.
+        // SAFETY: plain getter.
+        if unsafe { libc::geteuid() } != 0 {
+            let dir = std::env::temp_dir().join(format!("cmdqv-eacces-{}", std::process::id()));
+            std::fs::write(&dir, b"").unwrap();
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o000))
+                .unwrap();
+            let e = IommufdBackend::open(&dir).err().expect("mode 000");
+            let _ = std::fs::remove_file(&dir);
+            assert!(matches!(e, HostError::Permission { .. }), "{e}");
+            assert_eq!(e.errno(), Some(libc::EACCES));
+        }
+    }
+
+    #[test]
     fn eopnotsupp_names_a_missing_cmdqv() {
         let e = HostError::from_ioctl(
             "IOMMU_VIOMMU_ALLOC",

@@ -2,12 +2,17 @@
 //!
 //! - [`HostBackend`]: the operations a VMM needs (vIOMMU of type Tegra241 CMDQV, VINTF page0
 //!   mmap, hardware queue allocation and destruction, vEVENT queue), implemented by
-//!   [`iommufd::IommufdBackend`] (real ioctls on /dev/iommu) and by the simulated host.
+//!   [`iommufd::IommufdBackend`] (real ioctls on /dev/iommu) and by
+//!   [`simulated::SimulatedHost`] (a memfd page0 and a hardware consumer, kernel rules enforced).
+//! - [`passthrough`]: the state machine that backs a guest VINTF's LVCMDQs with hardware queues
+//!   and carries each queue's state between the model's cache and the hardware page.
 //! - [`Page0`]: a mapped VINTF page0 (64 KiB of LVCMDQ control registers at stride 0x80).
 //! - [`sampler`]: reads a live VMM's VINTF page0 from another process (pidfd_getfd + mmap).
 
 pub mod iommufd;
+pub mod passthrough;
 pub mod sampler;
+pub mod simulated;
 pub mod uapi;
 
 use std::{io, ptr::NonNull};
@@ -69,6 +74,10 @@ pub enum HostError {
         "{op}: not supported (EOPNOTSUPP): this SMMU has no Tegra241 CMDQV, or the device/vIOMMU type is not supported"
     )]
     NoCmdqv { op: &'static str },
+    #[error(
+        "{op}: permission denied ({source}): the VMM needs access to /dev/iommu and the device (root, or the vfio/iommu group's owner)"
+    )]
+    Denied { op: &'static str, source: io::Error },
     #[error("{op} failed: {source}")]
     Ioctl { op: &'static str, source: io::Error },
     #[error("mmap of the VINTF page0 failed: {0}")]
@@ -83,7 +92,23 @@ impl HostError {
         match err.raw_os_error() {
             Some(libc::ENOTTY) => HostError::KernelTooOld { op },
             Some(libc::EOPNOTSUPP) => HostError::NoCmdqv { op },
+            Some(libc::EACCES | libc::EPERM) => HostError::Denied { op, source: err },
             _ => HostError::Ioctl { op, source: err },
+        }
+    }
+
+    /// The errno behind this error, when it came from (or models) a system call.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            HostError::NoDevice { .. } => Some(libc::ENOENT),
+            HostError::Permission { .. } => Some(libc::EACCES),
+            HostError::KernelTooOld { .. } => Some(libc::ENOTTY),
+            HostError::NoCmdqv { .. } => Some(libc::EOPNOTSUPP),
+            HostError::Denied { source, .. } | HostError::Ioctl { source, .. } => {
+                source.raw_os_error()
+            }
+            HostError::Mmap(e) => e.raw_os_error(),
+            HostError::Invalid(_) => None,
         }
     }
 }
@@ -110,6 +135,11 @@ pub trait HostBackend: Send {
     fn alloc_veventq(&mut self, viommu_id: u32, depth: u32) -> Result<u32, HostError>;
     /// Non-blocking: every vEVENT queued now.
     fn read_vevents(&mut self) -> Result<Vec<VEvent>, HostError>;
+    /// Called while the VMM polls a hardware-owned register (STATUS after a CONFIG write).
+    /// Real hardware needs nothing; a simulated host without a hardware thread runs one pass.
+    fn wait_hint(&mut self) {
+        std::hint::spin_loop();
+    }
 }
 
 /// A mapped VINTF page0. Accesses are volatile 32-bit loads/stores, as MMIO requires.

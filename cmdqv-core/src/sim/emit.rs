@@ -173,7 +173,15 @@ impl Observer for ModelObserver<'_> {
                 self.emit
                     .queue(queue as u32, QueueOp::Doorbell, prod as u64, cons as u64)
             }
+            // A faulting command is reported like any command taken from the queue, so the
+            // tracer can show the command an error stopped on.
             ModelEvent::CommandConsumed {
+                queue,
+                index,
+                w0,
+                w1,
+            }
+            | ModelEvent::CommandFaulted {
                 queue,
                 index,
                 w0,

@@ -52,6 +52,9 @@ pub struct Scenario {
     pub error_every: u32,
     /// Every Nth batch is followed by CFGI_STE + CFGI_CD on the trapped SMMU queue (0 = never).
     pub cfgi_every: u32,
+    /// The simulated host's hardware fails every Nth command with CERROR_ABT (0 = never): a
+    /// hardware error the guest learns of through a vEVENT.
+    pub hw_abt_every: u64,
     pub path: Path,
     pub costs: Costs,
 }
@@ -81,6 +84,7 @@ const BASE: Scenario = Scenario {
     asid_every: 50,
     error_every: 0,
     cfgi_every: 200,
+    hw_abt_every: 0,
     path: Path::Emulated,
     costs: Costs {
         trap_ns: 0,
@@ -121,6 +125,13 @@ pub fn scenarios() -> Vec<Scenario> {
             path: Path::Handover {
                 period: Duration::from_millis(250),
             },
+            ..BASE
+        },
+        Scenario {
+            name: "hw-errors",
+            about: "hardware-backed VCMDQs whose simulated host aborts every 50th command fetch: vEVENT, error maps and interrupt in the VMM, Linux's acknowledgement through the mapped page0, the hardware retries",
+            path: Path::Passthrough,
+            hw_abt_every: 50,
             ..BASE
         },
         Scenario {

@@ -1,18 +1,19 @@
 //! The sim VMM: guest RAM, the CMDQV model and the SMMU model behind one device lock (like a
-//! VMM's big lock), a simulated host that backs VCMDQs with "hardware" queues on a shared
-//! VINTF page0 (a memfd, as iommufd's mmap would be), the passthrough state machine that carries
-//! a queue's state between the model's cache and that page, and the vCPU threads running the
-//! synthetic guest driver.
+//! VMM's big lock), a host backend ([`SimulatedHost`] by default: hardware queues on a memfd
+//! VINTF page0, as iommufd's mmap would be, consumed by its own hardware thread), the
+//! passthrough state machine ([`Passthrough`]) that carries a queue's state between the model's
+//! cache and that page, and the vCPU threads running the synthetic guest driver.
 //!
 //! Trapped accesses (everything except a hardware-backed LVCMDQ's logical page0) go through the
-//! device lock and the models, and report through [`Emitter`] (uprobe hooks + optional pipe).
-//! A hardware-backed LVCMDQ's logical page0 is the shared page itself: the guest's PROD store
-//! does not trap, exactly the point of VCMDQ passthrough.
+//! device lock and the models, and report through [`Emitter`] (uprobe hooks + optional pipe);
+//! after each one the passthrough state machine re-evaluates the queues. A hardware-backed
+//! LVCMDQ's logical page0 is the host page itself ([`DirectPath`]): the guest's PROD store does
+//! not trap, exactly the point of VCMDQ passthrough.
 
 use std::{
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -27,12 +28,15 @@ use super::{
 };
 use crate::{
     command::{Command, VaRange},
-    engine::{
-        self, ExecCtx, Invalidation, InvalidationSink, MAIN_CMDQ_ID, QueueKind, QueueRegs, Smmu,
+    engine::{self, Invalidation, InvalidationSink, MAIN_CMDQ_ID, ModelEvent, Observer, Smmu},
+    host::{
+        HostBackend,
+        passthrough::{
+            DirectPath, HwPolicy, PassEvent, PassStats, Passthrough, PassthroughOptions,
+        },
+        simulated::{HostHardware, Injection, SimHostConfig, SimulatedHost},
     },
-    host::{self, PAGE0_LEN, Page0, sampler::SIM_PAGE0_MEMFD},
-    model::{Cmdqv, ModelConfig, Page0Backend, Page0State},
-    queue::Ring,
+    model::{Cmdqv, ModelConfig},
     regs::{self, Aperture, Cerror, Page0Reg, RegRef, VcmdqReg},
 };
 
@@ -52,16 +56,25 @@ fn spin_for(ns: u64) {
     }
 }
 
+/// A sink shared by the model and the host (tests record every execution through it).
+pub type SharedSink = Arc<Mutex<dyn InvalidationSink + Send>>;
+
 /// Counts what the "host SMMU" executed and charges the modelled cost of the trapped path.
 struct VmmSink {
     executed: Arc<AtomicU64>,
     /// Trapped path: forwarding one batch (HWPT_INVALIDATE + the host's CMD_SYNC), charged at
     /// each CMD_SYNC of the main queue.
     forward_ns: u64,
+    tap: Option<SharedSink>,
 }
 
 impl InvalidationSink for VmmSink {
     fn invalidate(&mut self, queue: u16, inv: Invalidation) -> Result<(), Cerror> {
+        if let Some(t) = &self.tap {
+            t.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .invalidate(queue, inv)?;
+        }
         self.executed.fetch_add(1, Ordering::Relaxed);
         if queue == MAIN_CMDQ_ID && matches!(inv, Invalidation::Sync(_)) {
             spin_for(self.forward_ns);
@@ -70,45 +83,39 @@ impl InvalidationSink for VmmSink {
     }
 }
 
+type Log2 = Arc<Vec<AtomicU8>>;
+
+fn lookup(log2: &Log2) -> impl Fn(u16) -> u8 + '_ {
+    move |q: u16| {
+        log2.get(q as usize)
+            .map(|a| a.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+}
+
+/// The simulated hardware's consumption reported like the model's (LVCMDQ index = global
+/// VCMDQ index for VINTF0, as Linux pre-assigns them).
+struct HostObs {
+    emit: Emitter,
+    log2: Log2,
+}
+
+impl Observer for HostObs {
+    fn event(&mut self, ev: ModelEvent) {
+        let f = lookup(&self.log2);
+        ModelObserver {
+            emit: &self.emit,
+            log2size: &f,
+        }
+        .event(ev)
+    }
+}
+
 struct Devices {
     cmdqv: Cmdqv,
     smmu: Smmu,
     sink: VmmSink,
-    /// log2size of each global VCMDQ's ring, for Enable events.
-    log2: Vec<u8>,
-}
-
-/// One LVCMDQ slot of the simulated host's VINTF page0.
-#[derive(Default)]
-struct Slot {
-    /// Global VCMDQ backed by this hardware slot.
-    backed: Option<usize>,
-    ring: Option<Ring>,
-    vmid: u16,
-    sid_match: Vec<u32>,
-    sid_replace: Vec<u32>,
-    last_prod: u32,
-}
-
-/// Forwards a backed queue's page0 accesses (from the trapped global aperture) to the page.
-struct SlotBackend {
-    page: Arc<Page0>,
-    lidx: usize,
-}
-
-impl Page0Backend for SlotBackend {
-    fn read32(&mut self, reg: Page0Reg) -> u32 {
-        self.page.read32(self.lidx, reg.offset() as usize)
-    }
-    fn write32(&mut self, reg: Page0Reg, value: u32) {
-        match reg {
-            // STATUS and GERROR are hardware-owned.
-            Page0Reg::Status | Page0Reg::Gerror => {}
-            _ => {
-                self.page.write32(self.lidx, reg.offset() as usize, value);
-            }
-        }
-    }
+    pass: Passthrough,
 }
 
 /// Passthrough bookkeeping reported at the end.
@@ -119,40 +126,71 @@ pub struct HandoverStats {
     pub alloc_failures: u64,
 }
 
+/// How a [`Vmm`] backs its VCMDQs.
+pub struct VmmOptions {
+    /// When to try hardware (default: [`HwPolicy::Never`] for [`Path::Emulated`] scenarios,
+    /// [`HwPolicy::WhenReady`] otherwise).
+    pub pass: PassthroughOptions,
+    /// The simulated host's configuration (ignored with `backend`).
+    pub host: SimHostConfig,
+    /// Another host backend (e.g. `IommufdBackend` on a real host) instead of the simulated one.
+    pub backend: Option<Box<dyn HostBackend>>,
+    /// Every command executed by the model or the simulated host also goes here.
+    pub tap: Option<SharedSink>,
+}
+
+impl VmmOptions {
+    /// The defaults for a scenario: a simulated host with a hardware thread and the scenario's
+    /// modelled latency.
+    pub fn for_scenario(sc: &Scenario) -> Self {
+        let lv = sc.geometry.lvcmdqs_per_vintf().max(1);
+        Self {
+            pass: PassthroughOptions {
+                policy: if sc.path == Path::Emulated {
+                    HwPolicy::Never
+                } else {
+                    HwPolicy::WhenReady
+                },
+                ..Default::default()
+            },
+            host: SimHostConfig {
+                log2vcmdqs: lv.trailing_zeros().max(1) as u8,
+                log2vsids: sc.geometry.num_sid_per_vintf_log2.max(4),
+                latency_ns: sc.costs.hw_latency_ns,
+                ns_per_cmd: sc.costs.hw_ns_per_cmd,
+                inject: (sc.hw_abt_every > 0).then_some(Injection {
+                    every: sc.hw_abt_every,
+                    cerror: Cerror::Abt,
+                }),
+                ..Default::default()
+            },
+            backend: None,
+            tap: None,
+        }
+    }
+}
+
 pub struct Vmm {
     pub ram: Arc<Ram>,
     dev: Mutex<Devices>,
     pub(crate) emit: Emitter,
     trap_ns: u64,
-    hw_latency_ns: u64,
-    hw_ns_per_cmd: u64,
-    page: Arc<Page0>,
-    slots: Vec<Mutex<Slot>>,
+    direct: Arc<DirectPath>,
+    hardware: Option<HostHardware>,
+    log2: Log2,
     pub executed: Arc<AtomicU64>,
     pub stop: AtomicBool,
     handover: Mutex<HandoverStats>,
+    notes: Mutex<Vec<String>>,
     geometry: regs::Geometry,
-}
-
-fn memfd_page0() -> std::io::Result<memmap2::MmapRaw> {
-    let name = std::ffi::CString::new(SIM_PAGE0_MEMFD).expect("no NUL");
-    // SAFETY: plain syscalls; results checked.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is ours.
-    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    file.set_len(PAGE0_LEN as u64)?;
-    let map = memmap2::MmapOptions::new().len(PAGE0_LEN).map_raw(&file)?;
-    // Keep the fd open for the life of the process, as a VMM keeps its iommufd: the sampler
-    // finds the page through /proc/PID/fd and duplicates it with pidfd_getfd.
-    std::mem::forget(file);
-    Ok(map)
 }
 
 impl Vmm {
     pub fn new(sc: &Scenario, emit: Emitter) -> std::io::Result<Self> {
+        Self::with_options(sc, emit, VmmOptions::for_scenario(sc))
+    }
+
+    pub fn with_options(sc: &Scenario, emit: Emitter, o: VmmOptions) -> std::io::Result<Self> {
         let ram = Arc::new(Ram::new(RAM_BASE, RAM_SIZE)?);
         let mut mc = ModelConfig::guest();
         mc.geometry = sc.geometry;
@@ -161,11 +199,31 @@ impl Vmm {
         smmu.set_cmdqs(12);
         let executed = Arc::new(AtomicU64::new(0));
         let n = cmdqv.geometry().num_vcmdqs();
-        let page = Arc::new(
-            Page0::new(memfd_page0()?, true).map_err(|e| std::io::Error::other(e.to_string()))?,
-        );
-        let lv = sc.geometry.lvcmdqs_per_vintf();
-        Ok(Self {
+        let log2: Log2 = Arc::new((0..n).map(|_| AtomicU8::new(0)).collect());
+        let mut hardware = None;
+        let backend = match o.backend {
+            Some(b) => b,
+            None => {
+                let h = SimulatedHost::new(
+                    o.host,
+                    ram.clone(),
+                    Box::new(VmmSink {
+                        executed: executed.clone(),
+                        forward_ns: 0,
+                        tap: o.tap.clone(),
+                    }),
+                    Some(Box::new(HostObs {
+                        emit: emit.clone(),
+                        log2: log2.clone(),
+                    })),
+                );
+                hardware = Some(h.hardware());
+                Box::new(h)
+            }
+        };
+        let (pass, evs) = Passthrough::attach(backend, o.pass, sc.geometry.lvcmdqs_per_vintf());
+        let direct = pass.direct();
+        let vmm = Self {
             ram,
             dev: Mutex::new(Devices {
                 cmdqv,
@@ -173,24 +231,53 @@ impl Vmm {
                 sink: VmmSink {
                     executed: executed.clone(),
                     forward_ns: sc.costs.batch_forward_ns,
+                    tap: o.tap,
                 },
-                log2: vec![0; n],
+                pass,
             }),
             emit,
             trap_ns: sc.costs.trap_ns,
-            hw_latency_ns: sc.costs.hw_latency_ns,
-            hw_ns_per_cmd: sc.costs.hw_ns_per_cmd,
-            page,
-            slots: (0..lv).map(|_| Mutex::new(Slot::default())).collect(),
+            direct,
+            hardware,
+            log2,
             executed,
             stop: AtomicBool::new(false),
             handover: Mutex::new(HandoverStats::default()),
+            notes: Mutex::new(Vec::new()),
             geometry: sc.geometry,
-        })
+        };
+        {
+            let mut d = vmm.lock();
+            vmm.report(&mut d, evs);
+        }
+        Ok(vmm)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Devices> {
+        self.dev.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn handover_stats(&self) -> HandoverStats {
-        *self.handover.lock().unwrap()
+        *self.handover.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn pass_stats(&self) -> PassStats {
+        self.lock().pass.stats
+    }
+
+    /// Why passthrough is off, if the host refused it.
+    pub fn notes(&self) -> Vec<String> {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The simulated host's hardware (to step it by hand with a manual consumer).
+    pub fn hardware(&self) -> Option<&HostHardware> {
+        self.hardware.as_ref()
+    }
+
+    /// Whether LVCMDQ `lidx` of VINTF0 is hardware-backed now.
+    pub fn is_backed(&self, lidx: usize) -> bool {
+        self.direct.is_backed(lidx)
     }
 
     /// LVCMDQ index of a VINTF0 logical page0 offset.
@@ -205,118 +292,110 @@ impl Vmm {
         }
     }
 
-    fn with_dev<R>(&self, f: impl FnOnce(&mut Devices, &Ram, &mut ModelObserver<'_>) -> R) -> R {
-        let mut d = self.dev.lock().unwrap_or_else(|p| p.into_inner());
-        let log2 = d.log2.clone();
-        let lookup = move |q: u16| log2.get(q as usize).copied().unwrap_or(0);
-        let mut obs = ModelObserver {
-            emit: &self.emit,
-            log2size: &lookup,
-        };
-        f(&mut d, &self.ram, &mut obs)
-    }
-
-    fn refresh_log2(d: &mut Devices) {
-        for q in 0..d.log2.len() {
+    fn refresh_log2(&self, d: &Devices) {
+        for (q, a) in self.log2.iter().enumerate() {
             if let Some(v) = d.cmdqv.vcmdq(q) {
-                d.log2[q] = v.ring().log2size;
+                a.store(v.ring().log2size, Ordering::Relaxed);
             }
         }
     }
 
     // ------------------------------------------------------------------------------------------
-    // Passthrough: the state machine and the simulated host's hardware thread
+    // Passthrough
 
-    /// Moves LVCMDQ `lidx` of VINTF0 to hardware (`want`) or back to emulation, when its
-    /// prerequisites (BASE, ALLOC, CMDQV enabled, VINTF enabled) allow. Carries CONS, PROD,
-    /// CONFIG and the error state across; never loses a PROD update because the slot lock
-    /// excludes the guest's direct page accesses and the hardware thread during the move.
-    pub fn set_backed(&self, lidx: usize, want: bool) {
-        let mut d = self.dev.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(slot_m) = self.slots.get(lidx) else {
-            return;
+    /// Runs the passthrough state machine after a trapped access (or a policy change).
+    fn sync(&self, d: &mut Devices) {
+        let Devices {
+            cmdqv, sink, pass, ..
+        } = d;
+        let f = lookup(&self.log2);
+        let mut obs = ModelObserver {
+            emit: &self.emit,
+            log2size: &f,
         };
-        let mut slot = slot_m.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(v0) = d.cmdqv.vintf(0) else { return };
-        let vintf_on = v0.enabled();
-        let (vmid, sm, sr) = (v0.vmid(), v0.sid_match.clone(), v0.sid_replace.clone());
-        let q = v0.lvcmdq(lidx).map(|q| q as usize);
-        match (slot.backed, want) {
-            (None, true) => {
-                let Some(q) = q else { return };
-                let Some(p1) = d.cmdqv.page1_state(q) else {
-                    return;
-                };
-                let base = p1.base & regs::base::ADDR_MASK;
-                if base == 0 || !d.cmdqv.enabled() || !vintf_on {
-                    return;
+        let mut evs = Vec::new();
+        pass.sync(cmdqv, &*self.ram, sink, &mut obs, &mut evs);
+        self.report(d, evs);
+    }
+
+    fn report(&self, d: &mut Devices, evs: Vec<PassEvent>) {
+        for e in evs {
+            match e {
+                PassEvent::HwAlloc { q, log2size, .. } => {
+                    self.emit
+                        .queue(q as u32, QueueOp::HwAlloc, log2size as u64, 0);
+                    self.count_handover(d, q as usize);
                 }
-                let ring = Ring::new(base, (p1.base & 0x1f) as u32);
-                let st = d.cmdqv.page0_state(q).unwrap_or_default();
-                // The cache goes into the hardware page: CONS, PROD, CONFIG, GERRORN, and the
-                // hardware-owned STATUS/GERROR as the queue had them.
-                let pg = &self.page;
-                pg.write32(lidx, host::page0::CONS_INDX, st.cons);
-                pg.write32(lidx, host::page0::PROD_INDX, st.prod);
-                pg.write32(lidx, host::page0::CONFIG, st.config);
-                pg.write32(lidx, host::page0::STATUS, st.status);
-                pg.write32(lidx, host::page0::GERROR, st.gerror);
-                pg.write32(lidx, host::page0::GERRORN, st.gerrorn);
-                d.cmdqv.set_backing(
-                    q,
-                    Some(Box::new(SlotBackend {
-                        page: self.page.clone(),
-                        lidx,
-                    })),
-                );
-                slot.backed = Some(q);
-                slot.ring = Some(ring);
-                slot.vmid = vmid;
-                slot.sid_match = sm;
-                slot.sid_replace = sr;
-                slot.last_prod = st.prod;
-                self.emit
-                    .queue(q as u32, QueueOp::HwAlloc, ring.log2size as u64, 0);
-                drop(slot);
-                self.count_handover(&mut d, q);
-            }
-            (Some(q), false) => {
-                let pg = &self.page;
-                let st = Page0State {
-                    cons: pg.read32(lidx, host::page0::CONS_INDX),
-                    prod: pg.read32(lidx, host::page0::PROD_INDX),
-                    config: pg.read32(lidx, host::page0::CONFIG),
-                    status: pg.read32(lidx, host::page0::STATUS),
-                    gerror: pg.read32(lidx, host::page0::GERROR),
-                    gerrorn: pg.read32(lidx, host::page0::GERRORN),
-                };
-                d.cmdqv.set_backing(q, None);
-                d.cmdqv.set_page0_state(q, st);
-                for r in [0usize, 4, 8, 0xc, 0x10, 0x14] {
-                    pg.write32(lidx, r, 0);
+                PassEvent::HwAllocFailed {
+                    q, log2size, errno, ..
+                } => {
+                    self.emit
+                        .queue(q as u32, QueueOp::HwAlloc, log2size as u64, errno as u64);
+                    self.handover
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .alloc_failures += 1;
                 }
-                slot.backed = None;
-                slot.ring = None;
-                self.emit.queue(q as u32, QueueOp::HwFree, 0, 0);
-                drop(slot);
-                // Anything the guest queued meanwhile continues, fully emulated.
-                let Devices {
-                    cmdqv, sink, log2, ..
-                } = &mut *d;
-                let lk = log2.clone();
-                let lookup = move |x: u16| lk.get(x as usize).copied().unwrap_or(0);
-                let mut obs = ModelObserver {
-                    emit: &self.emit,
-                    log2size: &lookup,
-                };
-                cmdqv.try_consume(q, &*self.ram, sink, &mut obs);
-                self.count_handover(&mut d, q);
+                PassEvent::HwFree { q, .. } => {
+                    self.emit.queue(q as u32, QueueOp::HwFree, 0, 0);
+                    // The move stopped the hardware queue (its STATUS went to 0, which the
+                    // hardware reported); the guest's queue is as enabled as its CONFIG says.
+                    let en = d.cmdqv.page0_state(q as usize).unwrap_or_default().config & 1;
+                    self.emit.queue(
+                        q as u32,
+                        QueueOp::Enable,
+                        en as u64,
+                        lookup(&self.log2)(q) as u64,
+                    );
+                    self.count_handover(d, q as usize);
+                }
+                PassEvent::AttachFailed { error } | PassEvent::MapFailed { error } => self
+                    .notes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(format!("passthrough off, every VCMDQ emulated: {error}")),
+                _ => {}
             }
-            _ => {}
         }
     }
 
-    /// After a move, both apertures must show the same page0 for the queue.
+    /// Moves LVCMDQ `lidx` of VINTF0 to hardware (`want`, when its prerequisites allow) or keeps
+    /// it emulated. The state machine carries CONS, PROD, CONFIG and the error state across.
+    pub fn set_backed(&self, lidx: usize, want: bool) {
+        let mut d = self.lock();
+        d.pass.set_hold(lidx, !want);
+        self.sync(&mut d);
+    }
+
+    /// Reads the host's vEVENTs and reflects hardware errors into the model (maps, interrupt).
+    pub fn poll_host_events(&self) {
+        let mut d = self.lock();
+        let Devices { cmdqv, pass, .. } = &mut *d;
+        let f = lookup(&self.log2);
+        let mut obs = ModelObserver {
+            emit: &self.emit,
+            log2size: &f,
+        };
+        let mut evs = Vec::new();
+        if let Err(e) = pass.poll_events(cmdqv, &mut obs, &mut evs) {
+            self.notes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(format!("reading vEVENTs: {e}"));
+        }
+        self.report(&mut d, evs);
+    }
+
+    /// The VMM's event loop for vEVENTs: polls until `stop`.
+    pub fn event_thread(&self) {
+        while !self.stop.load(Ordering::Relaxed) {
+            self.poll_host_events();
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+
+    /// After a move, both apertures must show the same page0 for the queue. A hardware-backed
+    /// queue's CONS may move between the two reads, so a difference counts only if it persists.
     fn count_handover(&self, d: &mut Devices, q: usize) {
         let mut h = self.handover.lock().unwrap_or_else(|p| p.into_inner());
         h.handovers += 1;
@@ -329,86 +408,9 @@ impl Vmm {
                 + regs::VINTF_APERTURE_STRIDE * vi as u64
                 + regs::VCMDQ_STRIDE * l as u64
                 + r.offset();
-            if d.cmdqv.read(g, 4, &mut ()) != d.cmdqv.read(lo, 4, &mut ()) {
+            let agree = (0..3).any(|_| d.cmdqv.read(g, 4, &mut ()) == d.cmdqv.read(lo, 4, &mut ()));
+            if !agree {
                 h.view_mismatches += 1;
-            }
-        }
-    }
-
-    /// One pass of the simulated host's hardware over every backed slot: STATUS follows CONFIG,
-    /// new PROD values are noticed (the host-observed doorbell), commands are consumed after the
-    /// modelled latency with the same engine the model uses. Returns commands consumed.
-    pub fn hw_pass(&self) -> u32 {
-        let mut total = 0;
-        for (lidx, slot_m) in self.slots.iter().enumerate() {
-            let mut slot = slot_m.lock().unwrap_or_else(|p| p.into_inner());
-            let (Some(q), Some(ring)) = (slot.backed, slot.ring) else {
-                continue;
-            };
-            let pg = &self.page;
-            let config = pg.read32(lidx, host::page0::CONFIG);
-            let en = config & 1;
-            let status = pg.read32(lidx, host::page0::STATUS);
-            if status & 1 != en {
-                pg.write32(lidx, host::page0::STATUS, (status & !1) | en);
-                self.emit
-                    .queue(q as u32, QueueOp::Enable, en as u64, ring.log2size as u64);
-            }
-            if en == 0 {
-                continue;
-            }
-            let mut regs = QueueRegs {
-                prod: pg.read32(lidx, host::page0::PROD_INDX) & ring.ptr_mask(),
-                cons: pg.read32(lidx, host::page0::CONS_INDX),
-                gerror: pg.read32(lidx, host::page0::GERROR),
-                gerrorn: pg.read32(lidx, host::page0::GERRORN),
-            };
-            if regs.prod == regs.cons & ring.ptr_mask() || regs.error_pending() {
-                continue;
-            }
-            if regs.prod != slot.last_prod {
-                slot.last_prod = regs.prod;
-                self.emit.queue(
-                    q as u32,
-                    QueueOp::Doorbell,
-                    regs.prod as u64,
-                    (regs.cons & ring.ptr_mask()) as u64,
-                );
-            }
-            let pending = ring.pending(regs.prod, regs.cons);
-            spin_for(self.hw_latency_ns + self.hw_ns_per_cmd * pending as u64);
-            let opts = engine::EngineOptions::default();
-            let ctx = ExecCtx {
-                queue: q as u16,
-                kind: QueueKind::VcmdqGuest {
-                    vmid: slot.vmid,
-                    sid_match: &slot.sid_match,
-                    sid_replace: &slot.sid_replace,
-                },
-                opts: &opts,
-            };
-            let lookup = |_q: u16| ring.log2size;
-            let mut obs = ModelObserver {
-                emit: &self.emit,
-                log2size: &lookup,
-            };
-            let mut sink = VmmSink {
-                executed: self.executed.clone(),
-                forward_ns: 0,
-            };
-            let out = engine::consume(&ctx, ring, &mut regs, &*self.ram, &mut sink, &mut obs);
-            pg.write32(lidx, host::page0::CONS_INDX, regs.cons);
-            pg.write32(lidx, host::page0::GERROR, regs.gerror);
-            total += out.consumed;
-        }
-        total
-    }
-
-    /// The hardware thread: polls until `stop`.
-    pub fn hw_thread(&self) {
-        while !self.stop.load(Ordering::Relaxed) {
-            if self.hw_pass() == 0 {
-                std::thread::sleep(Duration::from_micros(20));
             }
         }
     }
@@ -418,32 +420,29 @@ impl GuestPort for Vmm {
     fn read(&self, dev: Dev, off: u64, size: u8) -> u64 {
         if dev == Dev::Cmdqv && size == 4 {
             if let Some((lidx, reg)) = self.logical_page0(off) {
-                if let Some(slot) = self.slots.get(lidx) {
-                    let s = slot.lock().unwrap_or_else(|p| p.into_inner());
-                    if s.backed.is_some() {
-                        return self.page.read32(lidx, reg.offset() as usize) as u64;
-                    }
+                if let Some(v) = self.direct.read(lidx, reg) {
+                    return v as u64;
                 }
             }
         }
         spin_for(self.trap_ns);
-        self.with_dev(|d, _ram, obs| match dev {
-            Dev::Cmdqv => d.cmdqv.read(off, size, obs),
-            Dev::Smmu => d.smmu.read(off, size, obs),
-        })
+        let mut d = self.lock();
+        let f = lookup(&self.log2);
+        let mut obs = ModelObserver {
+            emit: &self.emit,
+            log2size: &f,
+        };
+        match dev {
+            Dev::Cmdqv => d.cmdqv.read(off, size, &mut obs),
+            Dev::Smmu => d.smmu.read(off, size, &mut obs),
+        }
     }
 
     fn write(&self, dev: Dev, off: u64, size: u8, val: u64) {
         if dev == Dev::Cmdqv && size == 4 {
             if let Some((lidx, reg)) = self.logical_page0(off) {
-                if let Some(slot) = self.slots.get(lidx) {
-                    let s = slot.lock().unwrap_or_else(|p| p.into_inner());
-                    if s.backed.is_some() {
-                        if !matches!(reg, Page0Reg::Status | Page0Reg::Gerror) {
-                            self.page.write32(lidx, reg.offset() as usize, val as u32);
-                        }
-                        return;
-                    }
+                if self.direct.write(lidx, reg, val as u32) {
+                    return;
                 }
             }
         }
@@ -455,30 +454,32 @@ impl GuestPort for Vmm {
                 ..
             })
         );
-        let mut d = self.dev.lock().unwrap_or_else(|p| p.into_inner());
-        if page1 {
+        let mut d = self.lock();
+        if page1 && dev == Dev::Cmdqv {
             // Apply first so the Enable that follows reports the new ring size.
             d.cmdqv
-                .write(off, size, val, &*self.ram, &mut d_sink_dummy(), &mut ());
-            Self::refresh_log2(&mut d);
+                .write(off, size, val, &*self.ram, &mut engine::NullSink, &mut ());
+            self.refresh_log2(&d);
             self.emit.mmio(0, off, val, size, true);
+            self.sync(&mut d);
             return;
         }
-        let Devices {
-            cmdqv,
-            smmu,
-            sink,
-            log2,
-        } = &mut *d;
-        let lk = log2.clone();
-        let lookup = move |q: u16| lk.get(q as usize).copied().unwrap_or(0);
-        let mut obs = ModelObserver {
-            emit: &self.emit,
-            log2size: &lookup,
-        };
-        match dev {
-            Dev::Cmdqv => cmdqv.write(off, size, val, &*self.ram, sink, &mut obs),
-            Dev::Smmu => smmu.write(off, size, val, &*self.ram, sink, &mut obs),
+        {
+            let Devices {
+                cmdqv, smmu, sink, ..
+            } = &mut *d;
+            let f = lookup(&self.log2);
+            let mut obs = ModelObserver {
+                emit: &self.emit,
+                log2size: &f,
+            };
+            match dev {
+                Dev::Cmdqv => cmdqv.write(off, size, val, &*self.ram, sink, &mut obs),
+                Dev::Smmu => smmu.write(off, size, val, &*self.ram, sink, &mut obs),
+            }
+        }
+        if dev == Dev::Cmdqv {
+            self.sync(&mut d);
         }
     }
 
@@ -491,11 +492,6 @@ impl GuestPort for Vmm {
     fn relax(&self) {
         std::thread::yield_now();
     }
-}
-
-/// Page1 writes have no invalidation side effects; a sink that must never be called.
-fn d_sink_dummy() -> engine::NullSink {
-    engine::NullSink
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -569,7 +565,7 @@ pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, Str
     let main = Mutex::new(main);
     let totals = Mutex::new(RunStats::default());
     std::thread::scope(|s| {
-        s.spawn(|| vmm.hw_thread());
+        s.spawn(|| vmm.event_thread());
         if let Path::Handover { period } = sc.path {
             s.spawn(move || {
                 let mut on = false;

@@ -287,6 +287,11 @@ pub const QEMU_LEARN_REGION: u32 = 1;
 /// machine the only such reads are the SMMU's command fetches (measured: 1143 of 1143); used
 /// when attaching to a QEMU that programmed CMDQ_BASE before the probes existed.
 pub const QEMU_FETCH_UNWINDOWED: u32 = 2;
+/// `FilterConfig::qemu_flags`: while `region_ptr` is 0 (and `pid` is set), remember each
+/// thread's last MMIO write; when that thread then fetches a command (a 16-byte DMA read), the
+/// write that triggered it was the SMMU's (QEMU consumes the queue inside the CMDQ_PROD, CR0 or
+/// GERRORN write handler), so its MemoryRegion is the SMMU's. For attaching to a running QEMU.
+pub const QEMU_LEARN_FROM_FETCH: u32 = 4;
 /// `CommandEvent::index` of a fetch outside any known queue window.
 pub const INDEX_UNKNOWN: u32 = u32::MAX;
 

@@ -1,0 +1,275 @@
+//! `cmdqv sample --pid PID`: the passthrough sampler for live hosts. With VCMDQ passthrough the
+//! guest's PROD stores never trap, so neither the VMM nor a uprobe sees them; the only place a
+//! queue's progress shows is the VINTF page0 itself. This duplicates the VMM's iommufd (or the
+//! sim VMM's page0 memfd) with pidfd_getfd, maps page0 read-only and prints, per interval and
+//! per active LVCMDQ, PROD, CONS, the entries pending (occupancy) and the commands consumed per
+//! second. Headless only: one text line per queue and interval, or one JSON object per interval.
+
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result};
+use cmdqv_core::host::{
+    LVCMDQ_STRIDE, PAGE0_LEN,
+    sampler::{LvcmdqSample, Sampler},
+};
+use serde::Serialize;
+
+/// What to sample and how.
+#[derive(Clone, Debug)]
+pub struct SampleOptions {
+    pub pid: u32,
+    /// Samples per second (one report per sample).
+    pub rate_hz: f64,
+    /// Stop after this long (default: until the VMM exits).
+    pub duration: Option<Duration>,
+    pub json: bool,
+    /// LVCMDQ slots of page0 to read (the hardware has up to 128 per VINTF).
+    pub lvcmdqs: usize,
+    /// Ring size of every queue, when known (page1, which holds it, is not mapped); without it
+    /// the wrap is estimated from the largest index seen and occupancy has no percentage.
+    pub log2size: Option<u8>,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self {
+            pid: 0,
+            rate_hz: 10.0,
+            duration: None,
+            json: false,
+            lvcmdqs: 128,
+            log2size: None,
+        }
+    }
+}
+
+/// One LVCMDQ in one interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueueReport {
+    pub lidx: usize,
+    pub enabled: bool,
+    pub prod: u32,
+    pub cons: u32,
+    /// Entries between CONS and PROD at the sample.
+    pub pending: u64,
+    /// pending / ring entries, when the ring size is known.
+    pub occupancy: Option<f64>,
+    /// Commands consumed during the interval.
+    pub commands: u64,
+    pub commands_per_s: f64,
+    /// CONS_INDX.ERR (0 = none).
+    pub cerror: u8,
+}
+
+/// One interval.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct IntervalReport {
+    pub pid: u32,
+    /// Seconds since the first sample.
+    pub t_s: f64,
+    pub interval_s: f64,
+    /// Only LVCMDQs that are enabled or have moved.
+    pub queues: Vec<QueueReport>,
+}
+
+fn active(s: &LvcmdqSample) -> bool {
+    s.enabled || s.prod != 0 || s.cons != 0 || s.cerror != 0
+}
+
+fn report(
+    pid: u32,
+    t_s: f64,
+    dt: f64,
+    log2size: Option<u8>,
+    samples: &[LvcmdqSample],
+) -> IntervalReport {
+    IntervalReport {
+        pid,
+        t_s,
+        interval_s: dt,
+        queues: samples
+            .iter()
+            .filter(|s| active(s))
+            .map(|s| QueueReport {
+                lidx: s.lidx,
+                enabled: s.enabled,
+                prod: s.prod,
+                cons: s.cons,
+                pending: s.pending,
+                occupancy: log2size.map(|n| s.pending as f64 / (1u64 << n) as f64),
+                commands: s.consumed,
+                commands_per_s: if dt > 0.0 {
+                    s.consumed as f64 / dt
+                } else {
+                    0.0
+                },
+                cerror: s.cerror,
+            })
+            .collect(),
+    }
+}
+
+fn write_text<W: Write>(out: &mut W, r: &IntervalReport) -> std::io::Result<()> {
+    for q in &r.queues {
+        let occ = q
+            .occupancy
+            .map(|o| format!("{:.1}%", 100.0 * o))
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:>9.3} {:>6} {:>3} {:>#9x} {:>#9x} {:>8} {:>7} {:>11.0} {:>6}",
+            r.t_s,
+            q.lidx,
+            if q.enabled { "on" } else { "off" },
+            q.prod,
+            q.cons,
+            q.pending,
+            occ,
+            q.commands_per_s,
+            q.cerror
+        )?;
+    }
+    Ok(())
+}
+
+/// Attaches to `opts.pid`'s VINTF page0 and writes reports to `out` until the duration ends or
+/// the process exits. Returns the number of intervals reported.
+pub fn run_to<W: Write>(opts: &SampleOptions, out: &mut W) -> Result<u64> {
+    let lvcmdqs = opts.lvcmdqs.clamp(1, PAGE0_LEN / LVCMDQ_STRIDE);
+    let mut s = Sampler::attach(opts.pid, lvcmdqs)
+        .with_context(|| format!("attaching to the VINTF page0 of process {}", opts.pid))?;
+    if let Some(n) = opts.log2size {
+        for l in 0..lvcmdqs {
+            s.set_log2size(l, n);
+        }
+    }
+    let period = Duration::from_secs_f64(1.0 / opts.rate_hz.clamp(0.1, 10_000.0));
+    let start = Instant::now();
+    let end = opts.duration.map(|d| start + d);
+    if !opts.json {
+        writeln!(
+            out,
+            "# pid {} page0 {} @ {:#x} ({} bytes)",
+            opts.pid, s.mapping.path, s.mapping.offset, s.mapping.len
+        )?;
+        writeln!(
+            out,
+            "{:>9} {:>6} {:>3} {:>9} {:>9} {:>8} {:>7} {:>11} {:>6}",
+            "t_s", "lvcmdq", "en", "prod", "cons", "pending", "occ", "cmds/s", "cerror"
+        )?;
+    }
+    // The first sample only sets the baseline.
+    s.sample();
+    let mut last = Instant::now();
+    let mut n = 0u64;
+    loop {
+        let next = last + period;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+        if !std::path::Path::new(&format!("/proc/{}", opts.pid)).exists() {
+            break;
+        }
+        let samples = s.sample();
+        let now = Instant::now();
+        let r = report(
+            opts.pid,
+            (now - start).as_secs_f64(),
+            (now - last).as_secs_f64(),
+            opts.log2size,
+            &samples,
+        );
+        last = now;
+        if opts.json {
+            serde_json::to_writer(&mut *out, &r)?;
+            writeln!(out)?;
+        } else {
+            write_text(out, &r)?;
+        }
+        out.flush()?;
+        n += 1;
+        if end.is_some_and(|e| now >= e) {
+            break;
+        }
+    }
+    Ok(n)
+}
+
+/// `cmdqv sample`: reports to stdout.
+pub fn run(opts: SampleOptions) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let n = run_to(&opts, &mut out)?;
+    if n == 0 {
+        eprintln!(
+            "cmdqv: process {} exited before the first interval",
+            opts.pid
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_show_active_queues_with_rates_and_occupancy() {
+        let s = [
+            LvcmdqSample {
+                lidx: 0,
+                prod: 0,
+                cons: 0,
+                cerror: 0,
+                enabled: false,
+                consumed: 0,
+                pending: 0,
+            },
+            LvcmdqSample {
+                lidx: 1,
+                prod: 12,
+                cons: 8,
+                cerror: 0,
+                enabled: true,
+                consumed: 50,
+                pending: 4,
+            },
+        ];
+        let r = report(7, 1.0, 0.5, Some(4), &s);
+        assert_eq!(r.queues.len(), 1, "idle, disabled LVCMDQ 0 is left out");
+        let q = &r.queues[0];
+        assert_eq!((q.lidx, q.pending, q.commands), (1, 4, 50));
+        assert_eq!(q.commands_per_s, 100.0);
+        assert_eq!(q.occupancy, Some(0.25));
+        let mut text = Vec::new();
+        write_text(&mut text, &r).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("25.0%") && text.contains("0xc"), "{text}");
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["queues"][0]["commands_per_s"], 100.0);
+    }
+
+    #[test]
+    fn a_process_without_page0_is_a_clear_error() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let r = run_to(
+            &SampleOptions {
+                pid: child.id(),
+                duration: Some(Duration::from_millis(10)),
+                ..Default::default()
+            },
+            &mut Vec::new(),
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        let e = format!("{:#}", r.unwrap_err());
+        assert!(e.contains("no VINTF page0"), "{e}");
+    }
+}
