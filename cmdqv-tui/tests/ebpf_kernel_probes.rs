@@ -102,6 +102,14 @@ fn doctor_json_marks_kprobe_and_fentry_unavailable_with_reasons() {
             .find(|x| x["program_type"] == t)
             .unwrap_or_else(|| panic!("doctor reports no {t}: {types:?}"))
     };
+    let iommu = v["checks"]
+        .as_array()
+        .expect("checks array")
+        .iter()
+        .find(|c| c["name"] == "iommu tracepoints")
+        .expect("doctor reports the iommu tracepoints");
+    let here = Path::new("/sys/kernel/tracing/events/iommu/io_page_fault").is_dir();
+    assert_eq!(iommu["ok"], here, "{iommu}");
     for t in ["tracepoint", "uprobe"] {
         assert_eq!(find(t)["available"], true, "{t}: {}", find(t));
     }
