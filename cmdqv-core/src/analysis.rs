@@ -886,6 +886,7 @@ impl Collector {
             Payload::KvmMmio { .. }
             | Payload::Mmap { .. }
             | Payload::KFunc { .. }
+            | Payload::Iommu { .. }
             | Payload::Lost { .. } => {}
         }
         self.log_event(ev);
@@ -1228,6 +1229,7 @@ fn is_error_event(ev: &Event) -> bool {
         }
         Payload::Ioctl { ret, .. } | Payload::Mmap { ret, .. } => ret < 0,
         Payload::Lost { .. } => true,
+        Payload::Iommu { op, .. } => op == crate::event::IommuOp::IoPageFault,
         _ => false,
     }
 }
@@ -1384,6 +1386,34 @@ fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String) {
         Payload::KFunc { func, ret, args } => {
             let dir = if ret { "return" } else { "entry" };
             ("kfunc", format!("kfunc#{func} {dir} args={args:x?}"))
+        }
+        Payload::Iommu {
+            op,
+            iova,
+            paddr,
+            size,
+            unmapped,
+            flags,
+            device,
+        } => {
+            let dev = crate::event::iommu_device_name(&device);
+            match op {
+                crate::event::IommuOp::Map => (
+                    "iommu",
+                    format!("iommu map iova={iova:#x} -> paddr={paddr:#x} size={size:#x}"),
+                ),
+                crate::event::IommuOp::Unmap => (
+                    "iommu",
+                    format!("iommu unmap iova={iova:#x} size={size:#x} unmapped={unmapped:#x}"),
+                ),
+                crate::event::IommuOp::IoPageFault => (
+                    "error",
+                    format!("iommu page fault {dev} iova={iova:#x} flags={flags:#x}"),
+                ),
+                crate::event::IommuOp::Attach => {
+                    ("iommu", format!("iommu attach {dev} to a domain"))
+                }
+            }
         }
         Payload::Lost { count } => ("lost", format!("{count} events lost")),
     }

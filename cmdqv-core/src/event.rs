@@ -100,6 +100,52 @@ impl QueueOp {
     }
 }
 
+/// Which `iommu:*` tracepoint fired, mirroring `cmdqv_ebpf_common::IommuOp`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IommuOp {
+    /// `iommu:map` (iova, paddr, size).
+    Map,
+    /// `iommu:unmap` (iova, size, unmapped).
+    Unmap,
+    /// `iommu:io_page_fault` (device, iova, flags).
+    IoPageFault,
+    /// `iommu:attach_device_to_domain` (device).
+    Attach,
+}
+
+impl IommuOp {
+    pub fn from_raw(v: u32) -> Option<Self> {
+        use cmdqv_ebpf_common::IommuOp as R;
+        Some(match v {
+            x if x == R::Map as u32 => Self::Map,
+            x if x == R::Unmap as u32 => Self::Unmap,
+            x if x == R::IoPageFault as u32 => Self::IoPageFault,
+            x if x == R::Attach as u32 => Self::Attach,
+            _ => return None,
+        })
+    }
+
+    pub fn to_raw(self) -> u32 {
+        use cmdqv_ebpf_common::IommuOp as R;
+        (match self {
+            Self::Map => R::Map,
+            Self::Unmap => R::Unmap,
+            Self::IoPageFault => R::IoPageFault,
+            Self::Attach => R::Attach,
+        }) as u32
+    }
+}
+
+/// Length of the device name carried by [`Payload::Iommu`] (NUL-padded).
+pub const IOMMU_DEV_NAME: usize = cmdqv_ebpf_common::IOMMU_DEV_NAME;
+
+/// The device name of an [`Payload::Iommu`] event (up to the first NUL, lossy UTF-8).
+pub fn iommu_device_name(device: &[u8; IOMMU_DEV_NAME]) -> String {
+    let end = device.iter().position(|&b| b == 0).unwrap_or(device.len());
+    String::from_utf8_lossy(&device[..end]).into_owned()
+}
+
 /// What happened.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]
@@ -157,6 +203,16 @@ pub enum Payload {
         func: u32,
         ret: bool,
         args: [u64; 5],
+    },
+    /// An `iommu:*` tracepoint; fields the tracepoint lacks are 0 (see [`IommuOp`]).
+    Iommu {
+        op: IommuOp,
+        iova: u64,
+        paddr: u64,
+        size: u64,
+        unmapped: u64,
+        flags: i32,
+        device: [u8; IOMMU_DEV_NAME],
     },
     /// The source lost `count` events (ring buffer full, channel overflow, …).
     Lost { count: u64 },
@@ -284,5 +340,22 @@ mod tests {
             assert_eq!(QueueOp::from_raw(op.to_raw()), Some(op));
         }
         assert_eq!(QueueOp::from_raw(0), None);
+    }
+
+    #[test]
+    fn iommu_op_round_trips_and_device_names_stop_at_nul() {
+        for op in [
+            IommuOp::Map,
+            IommuOp::Unmap,
+            IommuOp::IoPageFault,
+            IommuOp::Attach,
+        ] {
+            assert_eq!(IommuOp::from_raw(op.to_raw()), Some(op));
+        }
+        assert_eq!(IommuOp::from_raw(0), None);
+        let mut d = [0u8; IOMMU_DEV_NAME];
+        d[..12].copy_from_slice(b"0000:01:00.0");
+        assert_eq!(iommu_device_name(&d), "0000:01:00.0");
+        assert_eq!(iommu_device_name(&[b'x'; IOMMU_DEV_NAME]), "x".repeat(32));
     }
 }

@@ -272,7 +272,10 @@ impl<W: Write> Exporter<W> {
                     "pid": pid, "tid": 0, "ts": ts,
                 }))?;
             }
-            Payload::Mmio { .. } | Payload::KvmMmio { .. } | Payload::KFunc { .. } => {}
+            Payload::Mmio { .. }
+            | Payload::KvmMmio { .. }
+            | Payload::KFunc { .. }
+            | Payload::Iommu { .. } => {}
         }
         Ok(())
     }

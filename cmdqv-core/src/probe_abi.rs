@@ -7,11 +7,11 @@
 //! panics; every problem is a typed [`DecodeError`].
 
 use cmdqv_ebpf_common::{
-    ABI_VERSION, CommandEvent, EventHeader, EventKind, IOCTL_ARG_BYTES, IoctlEvent, KFuncEvent,
-    KvmMmioEvent, MmapEvent, MmioEvent, QueueEvent,
+    ABI_VERSION, CommandEvent, EventHeader, EventKind, IOCTL_ARG_BYTES, IoctlEvent, IommuEvent,
+    KFuncEvent, KvmMmioEvent, MmapEvent, MmioEvent, QueueEvent,
 };
 
-use crate::event::{Device, Event, Payload, QueueOp};
+use crate::event::{Device, Event, IOMMU_DEV_NAME, IommuOp, Payload, QueueOp};
 
 /// Size of the fixed header of every record.
 pub const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
@@ -46,6 +46,7 @@ pub fn payload_len(kind: EventKind) -> usize {
         EventKind::Queue => size_of::<QueueEvent>(),
         EventKind::Mmap => size_of::<MmapEvent>(),
         EventKind::KFunc => size_of::<KFuncEvent>(),
+        EventKind::Iommu => size_of::<IommuEvent>(),
     };
     total - HEADER_LEN
 }
@@ -286,6 +287,28 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
                 args,
             }
         }
+        EventKind::Iommu => {
+            let raw = r.u32()?;
+            let op = IommuOp::from_raw(raw).ok_or(DecodeError::BadField {
+                field: "iommu.op",
+                value: raw.into(),
+            })?;
+            let flags = r.i32()?;
+            let iova = r.u64()?;
+            let paddr = r.u64()?;
+            let size = r.u64()?;
+            let unmapped = r.u64()?;
+            let device: [u8; IOMMU_DEV_NAME] = r.take()?;
+            Payload::Iommu {
+                op,
+                iova,
+                paddr,
+                size,
+                unmapped,
+                flags,
+                device,
+            }
+        }
     };
     Ok(Event {
         ts_ns: h.ts_ns,
@@ -307,6 +330,7 @@ pub fn encode(ev: &Event) -> Option<Vec<u8>> {
         Payload::Queue { .. } => EventKind::Queue,
         Payload::Mmap { .. } => EventKind::Mmap,
         Payload::KFunc { .. } => EventKind::KFunc,
+        Payload::Iommu { .. } => EventKind::Iommu,
         Payload::Lost { .. } => return None,
     };
     let mut b = Vec::with_capacity(HEADER_LEN + payload_len(kind));
@@ -405,6 +429,23 @@ pub fn encode(ev: &Event) -> Option<Vec<u8>> {
             for a in args {
                 b.extend_from_slice(&a.to_le_bytes());
             }
+        }
+        Payload::Iommu {
+            op,
+            iova,
+            paddr,
+            size,
+            unmapped,
+            flags,
+            device,
+        } => {
+            b.extend_from_slice(&op.to_raw().to_le_bytes());
+            b.extend_from_slice(&flags.to_le_bytes());
+            b.extend_from_slice(&iova.to_le_bytes());
+            b.extend_from_slice(&paddr.to_le_bytes());
+            b.extend_from_slice(&size.to_le_bytes());
+            b.extend_from_slice(&unmapped.to_le_bytes());
+            b.extend_from_slice(&device);
         }
         Payload::Lost { .. } => return None,
     }
@@ -568,13 +609,73 @@ mod tests {
                     args: [1, 2, 3, 4, u64::MAX],
                 },
             ),
+            (
+                as_bytes(&abi::IommuEvent {
+                    hdr: hdr(EventKind::Iommu),
+                    op: abi::IommuOp::IoPageFault as u32,
+                    flags: -2,
+                    iova: 0xfeed_0000,
+                    paddr: 0x8_0000_0000,
+                    size: 0x2000,
+                    unmapped: 0x1000,
+                    device: dev_name(),
+                }),
+                Payload::Iommu {
+                    op: IommuOp::IoPageFault,
+                    iova: 0xfeed_0000,
+                    paddr: 0x8_0000_0000,
+                    size: 0x2000,
+                    unmapped: 0x1000,
+                    flags: -2,
+                    device: dev_name(),
+                },
+            ),
         ]
+    }
+
+    fn dev_name() -> [u8; IOMMU_DEV_NAME] {
+        let mut d = [0u8; IOMMU_DEV_NAME];
+        d[..12].copy_from_slice(b"0009:01:00.0");
+        d
+    }
+
+    #[test]
+    fn every_iommu_op_decodes_and_unknown_ops_are_typed_errors() {
+        for op in [
+            abi::IommuOp::Map,
+            abi::IommuOp::Unmap,
+            abi::IommuOp::IoPageFault,
+            abi::IommuOp::Attach,
+        ] {
+            let mut ev = abi::IommuEvent {
+                hdr: hdr(EventKind::Iommu),
+                op: op as u32,
+                flags: 0,
+                iova: 1,
+                paddr: 2,
+                size: 3,
+                unmapped: 4,
+                device: dev_name(),
+            };
+            match decode(&as_bytes(&ev)).unwrap().payload {
+                Payload::Iommu { op: got, .. } => assert_eq!(got.to_raw(), op as u32),
+                p => panic!("wrong payload {p:?}"),
+            }
+            ev.op = 99;
+            assert_eq!(
+                decode(&as_bytes(&ev)),
+                Err(DecodeError::BadField {
+                    field: "iommu.op",
+                    value: 99
+                })
+            );
+        }
     }
 
     #[test]
     fn every_kind_round_trips_from_the_abi_structs() {
         let all = all_kinds();
-        assert_eq!(all.len(), 7, "one case per EventKind");
+        assert_eq!(all.len(), 8, "one case per EventKind");
         for (bytes, payload) in all {
             let ev = decode(&bytes).unwrap();
             check_meta(&ev);

@@ -7,7 +7,7 @@
 //!          u32 crc32(meta JSON)
 //! record*  u32 body_len  u32 crc32(body)  body
 //! body     u8 tag, then per tag:
-//!          1..=8  an Event: u64 ts_ns, u32 pid, u32 tid, u32 cpu, then the payload's fixed fields
+//!          1..=9  an Event: u64 ts_ns, u32 pid, u32 tid, u32 cpu, then the payload's fixed fields
 //!          0x80   a MetaUpdate as JSON (rare: probe status, drop totals, queue meta, VINTFs)
 //! ```
 //!
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::{
     Collector, CollectorConfig, Handover, ProbeStatus, RegNameFn, Summary, VintfSummary,
 };
-use crate::event::{Device, Event, Payload, QueueOp, Source};
+use crate::event::{Device, Event, IommuOp, Payload, QueueOp, Source};
 
 /// First 8 bytes of every trace file.
 pub const MAGIC: &[u8; 8] = b"CMDQVTRC";
@@ -46,6 +46,7 @@ const TAG_IOCTL: u8 = 5;
 const TAG_MMAP: u8 = 6;
 const TAG_KFUNC: u8 = 7;
 const TAG_LOST: u8 = 8;
+const TAG_IOMMU: u8 = 9;
 const TAG_META: u8 = 0x80;
 
 /// What a queue is, as the VMM knows it.
@@ -176,6 +177,7 @@ pub fn encode_event(ev: &Event, out: &mut Vec<u8>) {
         Payload::Ioctl { .. } => TAG_IOCTL,
         Payload::Mmap { .. } => TAG_MMAP,
         Payload::KFunc { .. } => TAG_KFUNC,
+        Payload::Iommu { .. } => TAG_IOMMU,
         Payload::Lost { .. } => TAG_LOST,
     };
     out.push(tag);
@@ -265,6 +267,23 @@ pub fn encode_event(ev: &Event, out: &mut Vec<u8>) {
             for a in args {
                 out.extend_from_slice(&a.to_le_bytes());
             }
+        }
+        Payload::Iommu {
+            op,
+            iova,
+            paddr,
+            size,
+            unmapped,
+            flags,
+            device,
+        } => {
+            out.extend_from_slice(&op.to_raw().to_le_bytes());
+            out.extend_from_slice(&iova.to_le_bytes());
+            out.extend_from_slice(&paddr.to_le_bytes());
+            out.extend_from_slice(&size.to_le_bytes());
+            out.extend_from_slice(&unmapped.to_le_bytes());
+            out.extend_from_slice(&flags.to_le_bytes());
+            out.extend_from_slice(&device);
         }
         Payload::Lost { count } => out.extend_from_slice(&count.to_le_bytes()),
     }
@@ -391,6 +410,19 @@ pub fn decode_body(body: &[u8]) -> Result<Record, String> {
                 *a = c.u64()?;
             }
             Payload::KFunc { func, ret, args }
+        }
+        TAG_IOMMU => {
+            let raw = c.u32()?;
+            let op = IommuOp::from_raw(raw).ok_or_else(|| format!("unknown iommu op {raw}"))?;
+            Payload::Iommu {
+                op,
+                iova: c.u64()?,
+                paddr: c.u64()?,
+                size: c.u64()?,
+                unmapped: c.u64()?,
+                flags: c.i32()?,
+                device: c.take()?,
+            }
         }
         TAG_LOST => Payload::Lost { count: c.u64()? },
         t => return Err(format!("unknown record tag {t:#04x}")),

@@ -584,6 +584,64 @@ fn an_error_never_blames_a_command_from_an_earlier_pass() {
 }
 
 #[test]
+fn iommu_tracepoint_events_get_log_lines_and_a_fault_is_an_error() {
+    use cmdqv_core::event::IommuOp;
+    let mut c = collector();
+    let mut device = [0u8; 32];
+    device[..12].copy_from_slice(b"0009:01:00.0");
+    let iommu = |op, iova, paddr, size, unmapped, flags| Payload::Iommu {
+        op,
+        iova,
+        paddr,
+        size,
+        unmapped,
+        flags,
+        device,
+    };
+    for (t, p) in [
+        (
+            1,
+            iommu(IommuOp::Map, 0x1000_0000, 0x8_0000_0000, 0x20_0000, 0, 0),
+        ),
+        (
+            2,
+            iommu(IommuOp::Unmap, 0x1000_0000, 0, 0x20_0000, 0x20_0000, 0),
+        ),
+        (3, iommu(IommuOp::IoPageFault, 0xdead_0000, 0, 0, 0, 2)),
+        (4, iommu(IommuOp::Attach, 0, 0, 0, 0, 0)),
+    ] {
+        c.ingest(&ev(t, p));
+    }
+    let s = c.snapshot(10);
+    let lines: Vec<(&str, &str, bool)> = s
+        .log
+        .iter()
+        .map(|l| (l.kind.as_str(), l.text.as_str(), l.is_error))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                "iommu",
+                "iommu map iova=0x10000000 -> paddr=0x800000000 size=0x200000",
+                false
+            ),
+            (
+                "iommu",
+                "iommu unmap iova=0x10000000 size=0x200000 unmapped=0x200000",
+                false
+            ),
+            (
+                "error",
+                "iommu page fault 0009:01:00.0 iova=0xdead0000 flags=0x2",
+                true
+            ),
+            ("iommu", "iommu attach 0009:01:00.0 to a domain", false),
+        ]
+    );
+}
+
+#[test]
 fn vintf_state_sid_table_and_smmu_queue_size_come_from_trapped_mmio() {
     let mut c = Collector::new(CollectorConfig::new(cmdqv_core::event::Source::Replay, "t"));
     let mmio = |ts, device, offset, value, write| {

@@ -118,6 +118,29 @@ pub fn run() -> Report {
             "no KVM: kvm:kvm_mmio will never fire here"
         },
     ));
+    let iommu_tps: Vec<&str> = ebpf::IOMMU_TRACEPOINTS
+        .iter()
+        .map(|(_, _, name)| *name)
+        .filter(|name| {
+            ebpf::tracefs_path()
+                .is_some_and(|t| Path::new(t).join("events/iommu").join(name).is_dir())
+        })
+        .collect();
+    let all_iommu = iommu_tps.len() == ebpf::IOMMU_TRACEPOINTS.len();
+    checks.push(check(
+        "iommu tracepoints",
+        all_iommu,
+        if iommu_tps.is_empty() {
+            "absent".to_string()
+        } else {
+            iommu_tps.join(", ")
+        },
+        if all_iommu {
+            "iommu:map/unmap/io_page_fault/attach_device_to_domain can be traced"
+        } else {
+            "some iommu:* tracepoints are missing: those probes are reported unsupported"
+        },
+    ));
     checks.push(check(
         "nightly (eBPF build)",
         !env!("CMDQV_BUILD_NIGHTLY").is_empty(),

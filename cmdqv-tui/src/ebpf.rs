@@ -4,7 +4,14 @@
 //! not load at all"; a probe that cannot attach is reported, never a crash.
 //!
 //! Links are owned by the `aya::Ebpf` value: dropping a [`Tracer`] detaches everything, which is
-//! what happens on exit, on Ctrl-C (the caller returns normally) and on panic (unwinding drops).
+//! what happens on exit, on Ctrl-C (`live::stop_on_signals` turns SIGINT/SIGTERM into a normal
+//! return of the collection loop, which drops the feed) and on panic (unwinding drops). Nothing
+//! is pinned, so even a killed process leaves no probe behind: the kernel closes its fds.
+//!
+//! The ring buffer is read either synchronously ([`Tracer::poll`]) or through tokio
+//! ([`Tracer::into_async`] → [`AsyncTracer::next_batch`]). mmap/munmap records are filtered to
+//! iommufd fds in userspace ([`crate::iommufd_fds`]). The programs use no aya-log: nothing from
+//! the kernel side ever reaches the terminal.
 
 use std::{
     io,
@@ -23,6 +30,8 @@ use aya::{
     },
 };
 use cmdqv_core::analysis::ProbeStatus;
+
+use crate::iommufd_fds::IommufdFds;
 use cmdqv_ebpf_common::{DROP_RINGBUF_FULL, FilterConfig};
 
 /// The eBPF object built by build.rs (empty when built with AYA_BUILD_SKIP=1).
@@ -35,6 +44,15 @@ pub const SYSCALL_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("cmdqv_mmap_enter", "syscalls", "sys_enter_mmap"),
     ("cmdqv_mmap_exit", "syscalls", "sys_exit_mmap"),
     ("cmdqv_munmap_enter", "syscalls", "sys_enter_munmap"),
+];
+
+/// The generic `iommu:*` tracepoints: (program, category, name). map/unmap report only for a
+/// chosen pid (they also fire for every DMA-API mapping on the host); faults and attaches always.
+pub const IOMMU_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("cmdqv_iommu_map", "iommu", "map"),
+    ("cmdqv_iommu_unmap", "iommu", "unmap"),
+    ("cmdqv_iommu_fault", "iommu", "io_page_fault"),
+    ("cmdqv_iommu_attach", "iommu", "attach_device_to_domain"),
 ];
 
 /// The sim VMM's exported trace points: (program, symbol).
@@ -80,17 +98,32 @@ pub struct TracerConfig {
     pub all_ioctls: bool,
     /// Attach the syscall tracepoints (ioctl, mmap, munmap).
     pub syscalls: bool,
+    /// Deliver mmap/munmap records of every fd, not only iommufd ones (tests and debugging).
+    /// By default [`crate::iommufd_fds::IommufdFds`] keeps only iommufd mappings.
+    pub all_mmaps: bool,
     /// Attach `kvm:kvm_mmio`, filtered to `[gpa_lo, gpa_hi)` when `gpa_hi != 0`.
     pub kvm_mmio: bool,
     pub gpa_lo: u64,
     pub gpa_hi: u64,
+    /// Attach the `iommu:*` tracepoints (reported unsupported where the kernel has none).
+    pub iommu: bool,
     /// Attach the sim VMM uprobes to this binary (only in `pid` if non-zero).
     pub sim_vmm: Option<PathBuf>,
     /// Try kprobes on the CMDQV/iommufd kernel functions.
     pub kernel: bool,
+    /// 0: the kernel wakes the reader on every record. N: only once N bytes wait; the reader
+    /// then also drains on a timer ([`Tracer::poll`]'s timeout, [`WAKEUP_TICK`] in
+    /// [`AsyncTracer`]). Per-record wakeups cost more than the probe itself in a VM (BENCHMARKS.md).
+    pub wakeup_bytes: u64,
     /// Attach the QEMU probe set (see [`crate::qemu_target`]).
     pub qemu: Option<crate::qemu_target::QemuProbeConfig>,
 }
+
+/// A good [`TracerConfig::wakeup_bytes`] for a live view: ~1100 command records, 1/64 of the ring.
+pub const BATCHED_WAKEUP_BYTES: u64 = 64 << 10;
+
+/// How often an [`AsyncTracer`] with batched wakeups drains without being woken.
+pub const WAKEUP_TICK: Duration = Duration::from_millis(20);
 
 /// A loaded, attached set of probes and the ring buffer they write to.
 pub struct Tracer {
@@ -99,6 +132,10 @@ pub struct Tracer {
     drops: PerCpuArray<MapData, u64>,
     ebpf: Ebpf,
     probes: Vec<ProbeStatus>,
+    /// Userspace filter of mmap/munmap records (None with `all_mmaps`).
+    fds: Option<IommufdFds>,
+    /// The kernel does not wake the reader per record (`wakeup_bytes` != 0).
+    batched_wakeups: bool,
 }
 
 /// Why a probe did not attach, in the words the UI shows.
@@ -172,6 +209,12 @@ impl Tracer {
         let mut fmap: Array<_, FilterConfig> =
             Array::try_from(ebpf.map_mut("FILTER").context("FILTER map missing")?)?;
         fmap.set(0, filter, 0).context("writing the filter map")?;
+        if cfg.wakeup_bytes != 0 {
+            let mut w: Array<_, u64> =
+                Array::try_from(ebpf.map_mut("WAKEUP").context("WAKEUP map missing")?)?;
+            w.set(0, cfg.wakeup_bytes, 0)
+                .context("writing the wakeup map")?;
+        }
 
         let mut probes = Vec::new();
         if cfg.syscalls {
@@ -189,6 +232,12 @@ impl Tracer {
                 "kvm_mmio",
             ));
         }
+        if cfg.iommu {
+            ensure_tracefs();
+            for (prog, cat, name) in IOMMU_TRACEPOINTS {
+                probes.push(attach_tracepoint(&mut ebpf, prog, cat, name));
+            }
+        }
         if let Some(bin) = &cfg.sim_vmm {
             for (prog, sym) in SIM_VMM_UPROBES {
                 probes.push(attach_uprobe(&mut ebpf, prog, sym, bin, cfg.pid));
@@ -196,6 +245,7 @@ impl Tracer {
         }
         if cfg.kernel {
             probes.extend(attach_kernel_functions(&mut ebpf));
+            probes.push(attach_fentry(&mut ebpf));
         }
         if let Some(q) = &cfg.qemu {
             probes.extend(crate::qemu_target::attach_probes(&mut ebpf, q, cfg.pid));
@@ -208,6 +258,8 @@ impl Tracer {
             drops,
             ebpf,
             probes,
+            fds: (!cfg.all_mmaps).then(IommufdFds::default),
+            batched_wakeups: cfg.wakeup_bytes != 0,
         })
     }
 
@@ -229,14 +281,35 @@ impl Tracer {
         self.ring.as_raw_fd()
     }
 
-    /// Drains every waiting record into `f` without blocking; returns how many were read.
+    /// mmap/munmap records left out because their fd is not an iommufd (not a loss).
+    pub fn filtered(&self) -> u64 {
+        self.fds.as_ref().map_or(0, IommufdFds::filtered)
+    }
+
+    /// Drains every waiting record into `f` without blocking; returns how many were delivered.
     pub fn drain(&mut self, mut f: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
-            f(&item);
-            n += 1;
+            if self.fds.as_mut().is_none_or(|k| k.keep_raw(&item)) {
+                f(&item);
+                n += 1;
+            }
         }
         n
+    }
+
+    /// The same tracer read through the tokio runtime (epoll on the ring buffer's fd). Call it
+    /// inside a runtime with I/O enabled (tokio panics otherwise). On error the tracer is dropped,
+    /// which detaches its probes.
+    pub fn into_async(self) -> io::Result<AsyncTracer> {
+        // SAFETY: the fd is the ring buffer map's, owned by `self.ring`: it stays open and the
+        // same for as long as the Tracer lives, and the Tracer lives inside the AsyncFd.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(self, tokio::io::Interest::READABLE)
+        };
+        Ok(AsyncTracer {
+            fd: fd.map_err(|e| e.into_parts().1)?,
+        })
     }
 
     /// Waits up to `timeout` for records, then drains them.
@@ -261,6 +334,61 @@ impl Tracer {
     /// The underlying object (for doctor-style experiments).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         &mut self.ebpf
+    }
+}
+
+impl AsRawFd for Tracer {
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
+    }
+}
+
+/// A [`Tracer`] whose ring buffer is read through the async runtime: `next_batch` waits for
+/// readiness without a thread blocked in poll(2). Must be created and used inside a tokio
+/// runtime with I/O enabled. Dropping it drops the tracer (and detaches every probe).
+pub struct AsyncTracer {
+    fd: tokio::io::unix::AsyncFd<Tracer>,
+}
+
+impl AsyncTracer {
+    /// Waits until records are waiting, hands each to `f`, and returns how many were delivered
+    /// (at least one). Cancel-safe: a record is never half-delivered.
+    pub async fn next_batch(&mut self, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+        let tick = self.fd.get_ref().batched_wakeups.then_some(WAKEUP_TICK);
+        loop {
+            let ready = match tick {
+                // Batched wakeups: a quiet tail below the threshold never wakes us; drain on a timer.
+                Some(t) => tokio::time::timeout(t, self.fd.readable_mut()).await.ok(),
+                None => Some(self.fd.readable_mut().await),
+            };
+            let n = match ready {
+                Some(guard) => {
+                    let mut guard = guard?;
+                    let n = guard.get_inner_mut().drain(&mut f);
+                    // The ring is empty now; tokio only clears readiness if no wakeup came in
+                    // since the guard was taken, so a record submitted meanwhile is not missed.
+                    guard.clear_ready();
+                    n
+                }
+                None => self.fd.get_mut().drain(&mut f),
+            };
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+    }
+
+    pub fn get_ref(&self) -> &Tracer {
+        self.fd.get_ref()
+    }
+
+    pub fn get_mut(&mut self) -> &mut Tracer {
+        self.fd.get_mut()
+    }
+
+    /// Back to the synchronous tracer (deregisters from the runtime, keeps the probes).
+    pub fn into_inner(self) -> Tracer {
+        self.fd.into_inner()
     }
 }
 
@@ -430,6 +558,47 @@ fn attach_kernel_functions(ebpf: &mut Ebpf) -> Vec<ProbeStatus> {
         }
     }
     out
+}
+
+/// The fentry variant of the iommufd ioctl probe (cheaper than a kprobe where the kernel allows
+/// BPF trampolines). Refusals are data: "unsupported" or "symbol-not-found", with the reason.
+fn attach_fentry(ebpf: &mut Ebpf) -> ProbeStatus {
+    const FUNC: &str = "iommufd_fops_ioctl";
+    let label = format!("fentry:{FUNC}");
+    let btf = match Btf::from_sys_fs() {
+        Ok(b) => b,
+        Err(e) => return status(label, "unsupported", format!("no kernel BTF: {e}")),
+    };
+    let Some(Ok(p)) = ebpf
+        .program_mut("cmdqv_kfunc_fentry")
+        .map(<&mut FEntry>::try_from)
+    else {
+        return status(label, "failed", "program cmdqv_kfunc_fentry missing");
+    };
+    let res = p.load(FUNC, &btf).and_then(|()| p.attach().map(|_| ()));
+    match res {
+        Ok(()) => status(label, "attached", "ok"),
+        Err(e) => {
+            let text = format!("{e:?}");
+            let (s, r) = classify(&e);
+            let (s, r) = if !kernel_has_function(FUNC) || text.contains("NotFound") {
+                (
+                    "symbol-not-found",
+                    format!("{FUNC} is not in this kernel (no iommufd built in): {r}"),
+                )
+            } else if s == "permission-denied" {
+                (
+                    "unsupported",
+                    format!(
+                        "the kernel refuses fentry programs even to root (lockdown or no BPF trampoline): {r}"
+                    ),
+                )
+            } else {
+                (s, r)
+            };
+            status(label, s, r)
+        }
+    }
 }
 
 /// Result of trying one program type (for `cmdqv doctor`).

@@ -1,8 +1,10 @@
 //! The `cmdqv` application as a library, so integration tests and benches can drive its pieces:
 //! the eBPF loader ([`ebpf`]), `cmdqv doctor` ([`doctor`]) and the live terminal UI ([`tui`]).
 
+pub mod bench_probes;
 pub mod doctor;
 pub mod ebpf;
+pub mod iommufd_fds;
 pub mod live;
 pub mod output;
 pub mod qemu_cmd;

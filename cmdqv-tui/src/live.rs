@@ -142,6 +142,40 @@ impl Feed for PipeFeed {
     }
 }
 
+/// Set by the SIGINT/SIGTERM handler of [`stop_on_signals`].
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(sig: libc::c_int) {
+    // Only async-signal-safe work here: one atomic swap, or _exit on the second signal.
+    if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        // SAFETY: _exit is async-signal-safe. The kernel still closes every fd, so even this
+        // path leaves no probe attached (links and programs are fd-owned, nothing is pinned).
+        unsafe { libc::_exit(128 + sig) };
+    }
+}
+
+/// Makes Ctrl-C (SIGINT) and SIGTERM ask the collection loop to stop instead of killing the
+/// process: [`collect`] returns, the feed (and with it the [`Tracer`] and every probe link) is
+/// dropped, the trace file is flushed and the final summary printed. The TUI quits too. A second
+/// signal exits at once.
+pub fn stop_on_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction with a handler that only touches an atomic; no SA_RESTART
+        // so blocking calls see EINTR and loops notice the flag promptly.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_stop_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Whether a stop signal arrived (see [`stop_on_signals`]).
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
 /// State shared between the collection thread and the UI.
 #[derive(Default)]
 pub struct Shared {
@@ -294,7 +328,8 @@ pub fn collect(
         }
         let timed_out = cfg.duration.is_some_and(|d| start.elapsed() >= d);
         let dead = cfg.alive.as_mut().is_some_and(|f| !f());
-        if status == FeedStatus::Ended || timed_out || dead || shared.stop.load(Ordering::Relaxed) {
+        let stop = shared.stop.load(Ordering::Relaxed) || interrupted();
+        if status == FeedStatus::Ended || timed_out || dead || stop {
             // Drain what is already buffered so nothing in flight is lost.
             let _ = feed.poll(Duration::from_millis(50), &mut |item| {
                 if let FeedItem::Raw(b) = item {

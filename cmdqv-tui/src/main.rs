@@ -174,6 +174,41 @@ enum Cmd {
         perfetto: PathBuf,
         file: PathBuf,
     },
+    /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
+    #[command(hide = true)]
+    BenchProbes {
+        /// Hook calls per cost run (a uprobe hit costs ~10 µs in a VM: keep it ≤ 1e5).
+        #[arg(long, default_value_t = 100_000)]
+        calls: u64,
+        /// Repetitions of each cost run (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Offered rates in events/s, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "10000,50000,100000,200000"
+        )]
+        rates: Vec<u64>,
+        /// Seconds per offered rate.
+        #[arg(long, default_value_t = 1.0)]
+        rate_secs: f64,
+        /// Do not compare with bpftrace.
+        #[arg(long)]
+        no_bpftrace: bool,
+    },
+    /// (internal) The benchmark's target: calls the cmdqv_vmm_command hook N times.
+    #[command(hide = true)]
+    BenchHook {
+        #[arg(long)]
+        calls: u64,
+        /// Pace the calls at this many per second (default: a tight loop).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Wait for a line on stdin first (so probes can attach).
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 fn main() {
@@ -333,6 +368,22 @@ fn real_main() -> Result<()> {
                 "cmdqv: wrote {} ({info:?}); open it in ui.perfetto.dev",
                 perfetto.display()
             );
+        }
+        Cmd::BenchProbes {
+            calls,
+            runs,
+            rates,
+            rate_secs,
+            no_bpftrace,
+        } => cmdqv_tui::bench_probes::run(&cmdqv_tui::bench_probes::BenchOptions {
+            calls,
+            runs,
+            rates,
+            rate_secs,
+            bpftrace: !no_bpftrace,
+        })?,
+        Cmd::BenchHook { calls, rate, wait } => {
+            cmdqv_tui::bench_probes::run_hook(calls, rate, wait)?
         }
     }
     Ok(())

@@ -135,7 +135,15 @@ fn start(opts: &SimOptions) -> Result<Started> {
     if opts.no_ebpf {
         notes.push("events come from the sim VMM itself (in-process fallback, --no-ebpf), not from eBPF probes".into());
     } else {
-        match Tracer::load(&TracerConfig { pid, syscalls: true, sim_vmm: Some(exe.clone()), ..Default::default() }) {
+        match Tracer::load(&TracerConfig {
+            pid,
+            syscalls: true,
+            iommu: true,
+            sim_vmm: Some(exe.clone()),
+            // The collector drains every 20 ms anyway: no need for a wakeup per record.
+            wakeup_bytes: crate::ebpf::BATCHED_WAKEUP_BYTES,
+            ..Default::default()
+        }) {
             Ok(t) => {
                 let uprobes_ok = t
                     .probes()
@@ -190,6 +198,8 @@ fn start(opts: &SimOptions) -> Result<Started> {
 
 /// Runs `cmdqv sim` headless or under the TUI.
 pub fn run(opts: SimOptions) -> Result<Option<Summary>> {
+    // Ctrl-C / SIGTERM end the run through the normal path (probes detached, summary printed).
+    live::stop_on_signals();
     let (feed, source, probes, notes, child) = start(&opts)?;
     let pid = child.id();
     let target = format!("sim:{} (pid {pid})", opts.scenario);

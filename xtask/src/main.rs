@@ -7,6 +7,8 @@
 //! - `test`: fmt check, clippy (host crates, and the eBPF crate for its target), every test
 //!   including the privileged ones.
 //! - `bench`: the benchmarks behind BENCHMARKS.md.
+//! - `bench-probes [-- ARGS]`: the eBPF probe benchmark (our uprobe vs bpftrace, delivery at
+//!   offered rates); installs bpftrace if missing (root), builds, runs `cmdqv bench-probes`.
 //!
 //! Each bootstrap step prints one line: what it did and how long it took. Failures say what is
 //! missing and how to fix it.
@@ -485,12 +487,24 @@ fn main() -> Result<()> {
             let path = bootstrap(false)?;
             run(cargo(&path).args(["bench"]).args(&rest))?;
         }
+        "bench-probes" => {
+            let path = bootstrap(false)?;
+            step("bpftrace", || ensure_tools(&[("bpftrace", "bpftrace")]))?;
+            let bin = build(&path)?;
+            println!(
+                "[xtask] bench-probes: {} bench-probes {}",
+                bin.display(),
+                rest.join(" ")
+            );
+            run(Command::new(&bin).arg("bench-probes").args(&rest))?;
+        }
         _ => {
             println!(
-                "usage: cargo xtask <bootstrap|build|run [-- ARGS]|test|bench>\n\
+                "usage: cargo xtask <bootstrap|build|run [-- ARGS]|test|bench|bench-probes [-- ARGS]>\n\
                  \n  run    build and start the live view (default: the simulated host)\
                  \n  test   fmt, clippy (host + eBPF), all tests incl. privileged ones\
-                 \n  build  release build; prints the cmdqv binary path last"
+                 \n  build  release build; prints the cmdqv binary path last\
+                 \n  bench-probes  eBPF probe cost vs bpftrace, delivery at offered rates"
             );
         }
     }

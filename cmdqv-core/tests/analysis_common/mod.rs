@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use cmdqv_core::command::op;
-use cmdqv_core::event::{Device, Event, MAIN_CMDQ, Payload, QueueOp};
+use cmdqv_core::event::{Device, Event, IommuOp, MAIN_CMDQ, Payload, QueueOp};
 
 pub const PID: u32 = 4321;
 
@@ -103,6 +103,31 @@ pub fn every_kind() -> Vec<Event> {
             },
         ),
         ev(9, Payload::Lost { count: 12 }),
+        ev(
+            9,
+            Payload::Iommu {
+                op: IommuOp::Map,
+                iova: 0x1000_0000,
+                paddr: 0x8_0000_0000,
+                size: 0x20_0000,
+                unmapped: 0,
+                flags: 0,
+                device: [0; 32],
+            },
+        ),
+        ev(9, {
+            let mut device = [0u8; 32];
+            device[..12].copy_from_slice(b"0009:01:00.0");
+            Payload::Iommu {
+                op: IommuOp::IoPageFault,
+                iova: 0xdead_0000,
+                paddr: 0,
+                size: 0,
+                unmapped: 0,
+                flags: 2,
+                device,
+            }
+        }),
     ];
     for (i, op) in [
         QueueOp::Consumed,
@@ -376,6 +401,28 @@ pub fn any_event() -> impl proptest::strategy::Strategy<Value = Event> {
         (any::<u32>(), any::<bool>(), any::<[u64; 5]>())
             .prop_map(|(func, ret, args)| Payload::KFunc { func, ret, args }),
         any::<u64>().prop_map(|count| Payload::Lost { count }),
+        (
+            prop_oneof![
+                Just(IommuOp::Map),
+                Just(IommuOp::Unmap),
+                Just(IommuOp::IoPageFault),
+                Just(IommuOp::Attach)
+            ],
+            any::<[u64; 4]>(),
+            any::<i32>(),
+            any::<[u8; 32]>()
+        )
+            .prop_map(|(op, [iova, paddr, size, unmapped], flags, device)| {
+                Payload::Iommu {
+                    op,
+                    iova,
+                    paddr,
+                    size,
+                    unmapped,
+                    flags,
+                    device,
+                }
+            }),
     ];
     (
         any::<u64>(),

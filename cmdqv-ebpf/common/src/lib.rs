@@ -33,6 +33,8 @@ pub enum EventKind {
     Mmap = 6,
     /// A kernel function probe (kprobe/fentry) hit.
     KFunc = 7,
+    /// An `iommu:*` tracepoint (map, unmap, io_page_fault, attach_device_to_domain).
+    Iommu = 8,
 }
 
 impl EventKind {
@@ -45,6 +47,7 @@ impl EventKind {
             5 => Self::Queue,
             6 => Self::Mmap,
             7 => Self::KFunc,
+            8 => Self::Iommu,
             _ => return None,
         })
     }
@@ -208,6 +211,40 @@ pub struct KFuncEvent {
     pub args: [u64; 5],
 }
 
+/// Which `iommu:*` tracepoint an [`IommuEvent`] comes from.
+#[repr(u32)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum IommuOp {
+    /// `iommu:map`: iova, paddr, size.
+    Map = 1,
+    /// `iommu:unmap`: iova, size, unmapped (bytes actually unmapped).
+    Unmap = 2,
+    /// `iommu:io_page_fault`: device, iova, flags.
+    IoPageFault = 3,
+    /// `iommu:attach_device_to_domain`: device.
+    Attach = 4,
+}
+
+/// Bytes of the device name kept from `iommu:*` tracepoints (NUL-padded, truncated).
+pub const IOMMU_DEV_NAME: usize = 32;
+
+/// An `iommu:*` tracepoint hit (header + 72 bytes). Fields a tracepoint lacks are 0.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IommuEvent {
+    pub hdr: EventHeader,
+    /// [`IommuOp`]
+    pub op: u32,
+    /// io_page_fault: IOMMU_FAULT_* flags.
+    pub flags: i32,
+    pub iova: u64,
+    pub paddr: u64,
+    pub size: u64,
+    pub unmapped: u64,
+    /// Device name (io_page_fault, attach), NUL-padded.
+    pub device: [u8; IOMMU_DEV_NAME],
+}
+
 // The layout is the contract: assert every size on both sides.
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
 const _: () = assert!(core::mem::size_of::<IoctlEvent>() == 24 + 32 + IOCTL_ARG_BYTES);
@@ -217,6 +254,7 @@ const _: () = assert!(core::mem::size_of::<CommandEvent>() == 48);
 const _: () = assert!(core::mem::size_of::<QueueEvent>() == 48);
 const _: () = assert!(core::mem::size_of::<MmapEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<KFuncEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<IommuEvent>() == 24 + 40 + IOMMU_DEV_NAME);
 const _: () = assert!(core::mem::size_of::<FilterConfig>() == 56);
 
 /// In-kernel filter configuration, one entry in an `Array` map.
@@ -278,6 +316,12 @@ pub fn cmdq_base_window(value: u64) -> Option<(u64, u64)> {
     }
     Some((lo, lo + (16u64 << log2)))
 }
+
+/// The `WAKEUP` map (one u64): 0 = wake a waiting reader on every record (the kernel's default);
+/// N = only once N bytes wait in the ring (records are submitted with BPF_RB_NO_WAKEUP below it,
+/// BPF_RB_FORCE_WAKEUP from it on). Waking a reader per record costs more than the probe itself
+/// in a VM; a reader that sets N must also poll with a timeout to pick up a quiet tail.
+pub const WAKEUP_SLOTS: u32 = 1;
 
 /// Indices into the per-CPU `DROPS` counter array.
 pub const DROP_RINGBUF_FULL: u32 = 0;

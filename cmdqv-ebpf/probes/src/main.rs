@@ -5,9 +5,11 @@
 #![no_std]
 #![no_main]
 
+mod iommu;
 mod qemu;
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
         bpf_probe_read_user_buf,
@@ -22,7 +24,7 @@ use aya_ebpf::{
 use cmdqv_ebpf_common::{
     ABI_VERSION, CommandEvent, DROP_RINGBUF_FULL, DROP_SLOTS, EventHeader, EventKind, FilterConfig,
     IOCTL_ARG_BYTES, IOMMUFD_TYPE, IoctlEvent, KFuncEvent, KvmMmioEvent, MmapEvent, MmioEvent,
-    MmioOrigin, QueueEvent,
+    MmioOrigin, QueueEvent, WAKEUP_SLOTS,
 };
 
 #[map]
@@ -97,12 +99,31 @@ fn count_drop() {
     }
 }
 
+#[map]
+static WAKEUP: Array<u64> = Array::with_max_entries(WAKEUP_SLOTS, 0);
+
+/// Submit flags: per-record wakeups unless userspace asked for batched ones (see WAKEUP_SLOTS).
+#[inline(always)]
+fn submit_flags() -> u64 {
+    let threshold = match WAKEUP.get(0) {
+        Some(t) => *t,
+        None => 0,
+    };
+    if threshold == 0 {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= threshold {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
 #[inline(always)]
 pub(crate) fn emit<T: 'static>(ev: T) {
     match EVENTS.reserve::<T>(0) {
         Some(mut entry) => {
             entry.write(ev);
-            entry.submit(0);
+            entry.submit(submit_flags());
         }
         None => count_drop(),
     }

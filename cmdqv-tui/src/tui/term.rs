@@ -84,6 +84,14 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
     terminal.clear()?;
     let mut app = App::new(opts);
     run_loop(&mut terminal, source.as_mut(), &mut app, |timeout| {
+        // SIGINT/SIGTERM from outside (raw mode turns the terminal's Ctrl-C into a key): quit
+        // the way the Ctrl-C key does.
+        if crate::live::interrupted() {
+            return Ok(Some(Event::Key(crossterm::event::KeyEvent::new(
+                crossterm::event::KeyCode::Char('c'),
+                crossterm::event::KeyModifiers::CONTROL,
+            ))));
+        }
         if event::poll(timeout)? {
             event::read().map(Some)
         } else {
