@@ -500,11 +500,14 @@ fn main() -> Result<()> {
         }
         _ => {
             println!(
-                "usage: cargo xtask <bootstrap|build|run [-- ARGS]|test|bench|bench-probes [-- ARGS]>\n\
+                "usage: cargo xtask <bootstrap|build|run [-- ARGS]|test|fuzz|bench|bench-probes [-- ARGS]|guest [OPTIONS]>\n\
                  \n  run    build and start the live view (default: the simulated host)\
-                 \n  test   fmt, clippy (host + eBPF), all tests incl. privileged ones\
+                 \n  test   fmt, clippy (host + eBPF), all tests incl. privileged ones, brief fuzzing\
                  \n  build  release build; prints the cmdqv binary path last\
-                 \n  bench-probes  eBPF probe cost vs bpftrace, delivery at offered rates"
+                 \n  fuzz   every cargo-fuzz target for CMDQV_FUZZ_SECS (default 8) seconds\
+                 \n  bench  criterion benchmarks (model, collector, TUI frame)\
+                 \n  bench-probes  eBPF probe cost vs bpftrace, delivery at offered rates\
+                 \n  guest  a real arm64 Linux guest on QEMU's SMMUv3 (--qemu 7.2|10.0, --prepare-only, --bench N)"
             );
         }
     }
