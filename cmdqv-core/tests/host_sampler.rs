@@ -13,8 +13,10 @@ use cmdqv_core::host::{PAGE0_LEN, page0, sampler::Sampler};
 
 const CHILD_ENV: &str = "CMDQV_SAMPLER_CHILD";
 
-/// Not a test of its own: the body of the child process (runs only with CHILD_ENV set).
+/// Not a test of its own: the body of the child process, run (ignored tests included) by the
+/// sampler test below with CHILD_ENV set.
 #[test]
+#[ignore = "child-process body of sampler_sees_a_child_vmms_queues_advance_through_pidfd_getfd"]
 fn helper_child_vmm() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
@@ -66,6 +68,7 @@ fn sampler_sees_a_child_vmms_queues_advance_through_pidfd_getfd() {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
+            "--ignored",
             "--exact",
             "helper_child_vmm",
             "--nocapture",
@@ -125,6 +128,7 @@ const SIM_CHILD_ENV: &str = "CMDQV_SAMPLER_SIM_CHILD";
 /// real sim VMM with its simulated host runs the trapped-vs-vcmdq scenario: vCPU 1 submits to
 /// hardware-backed LVCMDQ 1 without trapping.
 #[test]
+#[ignore = "child-process body of sampler_sees_the_sim_vmms_hardware_backed_lvcmdq_advance"]
 fn helper_child_sim_vmm() {
     use cmdqv_core::sim::{emit::Emitter, scenario, vmm};
     if std::env::var_os(SIM_CHILD_ENV).is_none() {
@@ -149,6 +153,7 @@ fn sampler_sees_the_sim_vmms_hardware_backed_lvcmdq_advance() {
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new(exe)
         .args([
+            "--ignored",
             "--exact",
             "helper_child_sim_vmm",
             "--nocapture",
