@@ -42,5 +42,9 @@ fn main() -> anyhow::Result<()> {
         root_dir: &root_dir,
         ..Default::default()
     };
+    // aya-build forwards every stderr line of the inner cargo as a build-script warning; keep
+    // that cargo quiet so only real diagnostics show up (as `warning: cmdqv-tui@…: …`).
+    // SAFETY: build scripts are single-threaded at this point.
+    unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
     aya_build::build_ebpf([pkg], aya_build::Toolchain::default())
 }

@@ -437,3 +437,41 @@ fn trapped_vs_vcmdq_under_ebpf_shows_the_trapped_path_slower() {
         "trapped {trapped} ns vs VCMDQ {direct} ns"
     );
 }
+
+#[test]
+fn sim_interval_prints_one_numbered_summary_per_interval() {
+    let _one_at_a_time = SIM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let out = Command::new(bin())
+        .args([
+            "sim",
+            "--no-ebpf",
+            "--headless",
+            "--duration",
+            "2s",
+            "--interval",
+            "500ms",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // ~4 interval summaries plus the final one.
+    assert!(lines.len() >= 4, "{} summaries", lines.len());
+    let numbered: Vec<u64> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| l["interval"].as_u64().unwrap())
+        .collect();
+    assert!(
+        numbered.windows(2).all(|w| w[1] == w[0] + 1),
+        "{numbered:?}"
+    );
+    for l in &lines[..lines.len() - 1] {
+        let c = queue(l, "vcmdq0")["commands"].as_u64().unwrap();
+        assert!(c > 0, "every interval has traffic: {l}");
+    }
+}
