@@ -37,7 +37,7 @@ fn main() {
     let rss0 = rss_mib();
     let mut max_rss = rss0;
     println!("{:>12} {:>10} {:>9}", "events", "RSS MiB", "seconds");
-    let mut ev = |c: &mut Collector, payload: Payload, ts: &mut u64, n: &mut u64| {
+    let ev = |c: &mut Collector, payload: Payload, ts: &mut u64, n: &mut u64| {
         *ts += 10_000; // 100 k events/s of trace time
         *n += 1;
         c.ingest(&Event {
@@ -112,7 +112,7 @@ fn main() {
         );
         prod[slot] = p;
         // Hostile variety: queue ids past the cap, errors, ioctls with every command number.
-        if r % 97 == 0 {
+        if r.is_multiple_of(97) {
             ev(
                 &mut c,
                 Payload::Command {
