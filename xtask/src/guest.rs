@@ -102,6 +102,8 @@ struct Opts {
     prepare_only: bool,
     bench: Option<u32>,
     disk_mib: u64,
+    /// Boot without `cmdqv qemu` (QEMU's own trace log only).
+    untraced: bool,
 }
 
 fn parse_opts(args: &[String]) -> Result<Opts> {
@@ -113,6 +115,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
         prepare_only: false,
         bench: None,
         disk_mib: DISK_MIB,
+        untraced: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -133,6 +136,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
                 )
             }
             "--prepare-only" => o.prepare_only = true,
+            "--untraced" => o.untraced = true,
             "--disk-mib" => {
                 o.disk_mib = val("--disk-mib")?
                     .parse()
@@ -142,7 +146,7 @@ fn parse_opts(args: &[String]) -> Result<Opts> {
             "-h" | "--help" => {
                 println!(
                     "usage: cargo xtask guest [--qemu 7.2|10.0] [--kernel 6.12|6.1] [--out DIR] \
-                     [--timeout SECS] [--disk-mib N] [--prepare-only] [--bench N]"
+                     [--timeout SECS] [--disk-mib N] [--prepare-only] [--untraced] [--bench N]"
                 );
                 std::process::exit(0);
             }
@@ -168,6 +172,9 @@ pub fn main(args: &[String]) -> Result<()> {
     });
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let trace = out.join("qemu-trace.log");
+    if !o.untraced {
+        return traced_by_cmdqv(&g, &out, &trace, o.timeout);
+    }
     let t = Instant::now();
     let r = boot(&g, &out, Some(&trace), o.timeout)?;
     say(
@@ -203,6 +210,84 @@ pub fn main(args: &[String]) -> Result<()> {
             o.timeout.as_secs(),
             out.join("console.log").display()
         );
+    }
+    Ok(())
+}
+
+/// Boots the guest under `cmdqv record … qemu`, so the cmdqv trace file and QEMU's own trace log
+/// of the same run sit side by side, and compares their per-opcode command counts.
+fn traced_by_cmdqv(g: &Guest, out: &Path, trace: &Path, timeout: Duration) -> Result<()> {
+    let path = crate::bootstrap(false)?;
+    let cmdqv = crate::build(&path)?;
+    let rec = out.join("boot.cmdqv");
+    let _ = fs::remove_file(trace);
+    let t = Instant::now();
+    let o = Command::new(&cmdqv)
+        .env("LD_LIBRARY_PATH", &g.lib_path)
+        .arg("record")
+        .arg("-o")
+        .arg(&rec)
+        .args(["qemu", "--json", "--duration"])
+        .arg(format!("{}s", timeout.as_secs()))
+        .arg("--console")
+        .arg(out.join("console.log"))
+        .arg("--")
+        .arg(&g.qemu)
+        .args(g.argv())
+        .args(["-trace", "smmuv3_cmdq_*", "-trace", "smmuv3_*_mmio", "-D"])
+        .arg(trace)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cmdqv qemu")?;
+    if !o.status.success() {
+        bail!(
+            "cmdqv qemu failed (console: {})",
+            out.join("console.log").display()
+        );
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}")
+        .to_string();
+    fs::write(out.join("cmdqv-summary.json"), &summary)?;
+    say(
+        "boot",
+        &format!("traced by cmdqv qemu; trace file {}", rec.display()),
+        t,
+    );
+    // cmdqv's count of commands on the SMMU queue vs QEMU's smmuv3_cmdq_opcode lines.
+    let ours = summary
+        .split("\"name\":\"smmu-cmdq\"")
+        .nth(1)
+        .and_then(|r| r.split("\"commands\":").nth(1))
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or(0);
+    let log = fs::read_to_string(trace).unwrap_or_default();
+    let theirs = log
+        .lines()
+        .filter(|l| l.contains("smmuv3_cmdq_opcode"))
+        .count() as u64;
+    println!(
+        "[xtask] guest: cmdqv decoded {ours} commands, QEMU's trace log {} has {theirs}{}",
+        trace.display(),
+        if ours == theirs {
+            " (equal)"
+        } else {
+            " (DIFFERENT)"
+        }
+    );
+    println!(
+        "[xtask] guest: replay with `{} replay {}` or export with `… export --perfetto out.json {}`",
+        cmdqv.display(),
+        rec.display(),
+        rec.display()
+    );
+    if ours != theirs {
+        bail!("cmdqv and QEMU disagree on the number of commands");
     }
     Ok(())
 }
