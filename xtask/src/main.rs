@@ -426,18 +426,39 @@ fn fuzz_briefly(path: &OsString) -> Result<()> {
     let path = env::join_paths(paths)?;
     for target in ["mmio", "qtest", "command", "trace_reader"] {
         let t = Instant::now();
-        run(Command::new("rustup")
+        // libFuzzer's progress goes to a log; on a crash its tail is shown.
+        let log = target_dir().join(format!("fuzz-{target}.log"));
+        std::fs::create_dir_all(target_dir())?;
+        let f = std::fs::File::create(&log)?;
+        let status = Command::new("rustup")
             .current_dir(root().join("cmdqv-core"))
             .env("PATH", &path)
             .args(["run", NIGHTLY, "cargo", "fuzz", "run", target, "--"])
             .arg(format!("-max_total_time={secs}"))
-            .arg("-print_final_stats=0"))
-        .with_context(|| {
-            format!("fuzz target {target} found a crash (see cmdqv-core/fuzz/artifacts/{target})")
-        })?;
+            .arg("-print_final_stats=1")
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .status()?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let runs = text
+            .lines()
+            .find_map(|l| l.strip_prefix("stat::number_of_executed_units:"))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| "?".into());
+        if !status.success() {
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            for l in tail.iter().rev() {
+                println!("{l}");
+            }
+            bail!(
+                "fuzz target {target} failed (log {}; crash inputs in cmdqv-core/fuzz/artifacts/{target})",
+                log.display()
+            );
+        }
         println!(
-            "[xtask] fuzz: {target} ran {secs}s without a crash ({:.1}s)",
-            t.elapsed().as_secs_f64()
+            "[xtask] fuzz: {target}: {runs} inputs in {secs}s, no crash ({:.1}s; log {})",
+            t.elapsed().as_secs_f64(),
+            log.display()
         );
     }
     Ok(())
