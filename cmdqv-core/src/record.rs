@@ -137,8 +137,9 @@ pub struct Truncation {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
+    // The io::Error is in the message, not the error chain, so `{:#}` does not print it twice.
     #[error("trace file I/O error: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("not a cmdqv trace file (bad magic)")]
     BadMagic,
     #[error("trace file version {found} is not supported (this build reads version {VERSION})")]
@@ -161,6 +162,12 @@ pub enum TraceError {
     BadLength { offset: u64, len: u32 },
     #[error("record at offset {offset}: {reason}")]
     BadRecord { offset: u64, reason: String },
+}
+
+impl From<io::Error> for TraceError {
+    fn from(e: io::Error) -> Self {
+        TraceError::Io(e)
+    }
 }
 
 // ----------------------------------------------------------------------------------------------
