@@ -893,6 +893,9 @@ impl Smmu {
                 self.consume(mem, sink, obs);
             }
             sr::CMDQ_CONS => self.cmdq_cons = v & cons_indx::WRITABLE,
+            // GBPA.UPDATE (bit 31) completes at once, as in QEMU: Linux's arm_smmu_update_gbpa
+            // polls until it reads back clear.
+            sr::GBPA => self.other[(off / 4) as usize] = v & !(1 << 31),
             _ => self.other[(off / 4) as usize] = v,
         }
     }
@@ -1299,6 +1302,27 @@ mod tests {
             on: true
         }));
         s
+    }
+
+    #[test]
+    fn smmu_bring_up_handshakes_complete_as_linux_polls_for_them() {
+        let mem = VecMemory::new(RAM, 0x1000);
+        let mut s = Smmu::new();
+        // arm_smmu_update_gbpa: write with UPDATE set, poll until UPDATE reads back clear.
+        s.write(
+            sr::GBPA,
+            4,
+            (1 << 31) | (1 << 20),
+            &mem,
+            &mut NullSink,
+            &mut (),
+        );
+        assert_eq!(s.read(sr::GBPA, 4, &mut ()), 1 << 20);
+        // arm_smmu_write_reg_sync: IRQ_CTRL → IRQ_CTRLACK, CR0 → CR0ACK.
+        s.write(sr::IRQ_CTRL, 4, 0x5, &mem, &mut NullSink, &mut ());
+        assert_eq!(s.read(sr::IRQ_CTRLACK, 4, &mut ()), 0x5);
+        s.write(sr::CR0, 4, 0xd, &mem, &mut NullSink, &mut ());
+        assert_eq!(s.read(sr::CR0ACK, 4, &mut ()), 0xd);
     }
 
     #[test]
