@@ -14,6 +14,9 @@ use cmdqv_tui::{doctor, live::parse_duration, output};
     about = "Trace and model NVIDIA Tegra241 CMDQV (SMMUv3 VCMDQ) traffic"
 )]
 struct Cli {
+    /// No colours in the terminal UI (the NO_COLOR environment variable does the same).
+    #[arg(long, global = true)]
+    no_color: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -220,6 +223,10 @@ fn main() {
 
 fn real_main() -> Result<()> {
     let cli = Cli::parse();
+    if cli.no_color {
+        // SAFETY: set before any thread is started.
+        unsafe { std::env::set_var("NO_COLOR", "1") };
+    }
     match cli.cmd {
         Cmd::Doctor { json } => {
             let report = doctor::run();
