@@ -163,34 +163,20 @@ pub fn run() -> Report {
             "probes available"
         },
     ));
-    let program_types = if priv_ok {
+    let checked = if priv_ok {
         ebpf::check_program_types()
-            .into_iter()
-            .map(|t| ProgramType {
-                program_type: t.program_type.into(),
-                available: t.available,
-                reason: t.reason,
-                meaning: t.meaning,
-            })
-            .collect()
     } else {
-        [
-            "tracepoint",
-            "raw_tracepoint",
-            "tp_btf",
-            "uprobe",
-            "kprobe",
-            "fentry",
-        ]
+        ebpf::all_unavailable("insufficient privileges", "run as root to use eBPF probes")
+    };
+    let program_types = checked
         .into_iter()
         .map(|t| ProgramType {
-            program_type: t.into(),
-            available: false,
-            reason: "insufficient privileges".into(),
-            meaning: "run as root to use eBPF probes".into(),
+            program_type: t.program_type.into(),
+            available: t.available,
+            reason: t.reason,
+            meaning: t.meaning,
         })
-        .collect()
-    };
+        .collect();
     Report {
         checks,
         program_types,

@@ -601,6 +601,29 @@ fn attach_fentry(ebpf: &mut Ebpf) -> ProbeStatus {
     }
 }
 
+/// The program types `cmdqv doctor` checks, in the order it reports them.
+pub const PROGRAM_TYPES: [&str; 6] = [
+    "tracepoint",
+    "raw_tracepoint",
+    "tp_btf",
+    "uprobe",
+    "kprobe",
+    "fentry",
+];
+
+/// Every program type reported unavailable for one reason.
+pub fn all_unavailable(reason: &str, meaning: &str) -> Vec<TypeCheck> {
+    PROGRAM_TYPES
+        .iter()
+        .map(|t| TypeCheck {
+            program_type: t,
+            available: false,
+            reason: reason.into(),
+            meaning: meaning.into(),
+        })
+        .collect()
+}
+
 /// Result of trying one program type (for `cmdqv doctor`).
 pub struct TypeCheck {
     pub program_type: &'static str,
@@ -619,40 +642,16 @@ pub fn check_program_types() -> Vec<TypeCheck> {
     {
         Ok(Some(e)) => e,
         Ok(None) => {
-            for t in [
-                "tracepoint",
-                "raw_tracepoint",
-                "tp_btf",
-                "uprobe",
-                "kprobe",
-                "fentry",
-            ] {
-                out.push(TypeCheck {
-                    program_type: t,
-                    available: false,
-                    reason: "binary built without the eBPF object".into(),
-                    meaning: "rebuild with `cargo xtask build`".into(),
-                });
-            }
-            return out;
+            return all_unavailable(
+                "binary built without the eBPF object",
+                "rebuild with `cargo xtask build`",
+            );
         }
         Err(e) => {
-            for t in [
-                "tracepoint",
-                "raw_tracepoint",
-                "tp_btf",
-                "uprobe",
-                "kprobe",
-                "fentry",
-            ] {
-                out.push(TypeCheck {
-                    program_type: t,
-                    available: false,
-                    reason: format!("object does not load: {e}"),
-                    meaning: "no eBPF: `cmdqv sim` falls back to in-process events".into(),
-                });
-            }
-            return out;
+            return all_unavailable(
+                &format!("object does not load: {e}"),
+                "no eBPF: `cmdqv sim` falls back to in-process events",
+            );
         }
     };
     let r = |res: Result<(), ProgramError>| match res {
