@@ -9,8 +9,9 @@
 //! `read ADDR SIZE`, `write ADDR SIZE 0xHEX`, `b64read ADDR SIZE`, `b64write ADDR SIZE B64`,
 //! `memset ADDR SIZE PATTERN`, `endianness`, `irq_intercept_in/out PATH`.
 //! Replies follow QEMU's `system/qtest.c`: `OK`, `OK 0x%016x` for readX, `OK 0x<hex bytes>` for
-//! `read`, `OK <base64>` for `b64read`. Where QEMU would assert (bad numbers, missing
-//! arguments) or answer `FAIL Unknown command`, the model answers `ERR <reason>` and goes on.
+//! `read`, `OK <base64>` for `b64read`, `FAIL Unknown command '<word>'` for a command it does not
+//! know. Where QEMU would assert (bad numbers, missing arguments), the model answers
+//! `ERR <reason>` and goes on.
 //! After `irq_intercept_*`, every interrupt pulse is reported before the reply as
 //! `IRQ raise N` / `IRQ lower N` (N: 0 = CMDQV error, 1 = SMMU GERROR, 2 = SMMU CMD_SYNC).
 //!
@@ -371,7 +372,11 @@ impl<O: Observer> QtestServer<O> {
             }
             Err(e) => {
                 self.stats.errors += 1;
-                let _ = writeln!(out, "ERR {e}");
+                if e.starts_with("FAIL ") {
+                    let _ = writeln!(out, "{e}");
+                } else {
+                    let _ = writeln!(out, "ERR {e}");
+                }
             }
         }
     }
@@ -491,7 +496,8 @@ impl<O: Observer> QtestServer<O> {
                 self.intercept = true;
                 reply.push_str("OK");
             }
-            other => return Err(format!("unknown command '{}'", other.escape_debug())),
+            // QEMU's own wording (system/qtest.c), so a libqtest client sees the same line.
+            other => return Err(format!("FAIL Unknown command '{other}'")),
         }
         Ok(reply)
     }
@@ -690,10 +696,11 @@ mod tests {
         );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 12, "{out}");
-        assert!(lines[..9].iter().all(|l| l.starts_with("ERR ")), "{out}");
+        assert_eq!(lines[0], "FAIL Unknown command 'bogus'");
+        assert!(lines[1..9].iter().all(|l| l.starts_with("ERR ")), "{out}");
         assert_eq!(lines[9], "OK");
         assert_eq!(lines[10], "OK 0x0000000000000000");
-        assert!(lines[11].starts_with("ERR "));
+        assert_eq!(lines[11], "FAIL Unknown command '\u{1}'");
         assert_eq!(st.errors, 10);
         assert!(st.unassigned >= 2);
     }
@@ -739,5 +746,13 @@ mod tests {
             "OK\nOK\nOK\nOK\nOK\nOK\nIRQ raise 0\nIRQ lower 0\nOK\nOK 0x0000000001000000\n"
         );
         assert_eq!(st.irq_reports, 1);
+    }
+
+    #[test]
+    fn unknown_commands_fail_like_qemu() {
+        // system/qtest.c: qtest_sendf(chr, "FAIL Unknown command '%s'\n", words[0]);
+        let (out, st) = run("bogus 1 2\nendianness\n");
+        assert_eq!(out, "FAIL Unknown command 'bogus'\nOK little\n");
+        assert_eq!(st.errors, 1);
     }
 }
