@@ -170,40 +170,25 @@ impl Machine {
         Region::None { next }
     }
 
-    /// A CPU access of 1, 2, 4 or 8 bytes (little-endian).
+    /// A CPU access of 1, 2, 4 or 8 bytes (little-endian), split the way QEMU's memory core
+    /// splits it (see [`Machine::read_bytes`]): an 8-byte access at a 4-aligned device address
+    /// is two 4-byte device accesses.
     pub fn read<O: Observer + ?Sized>(&mut self, addr: u64, size: u8, obs: &mut O) -> u64 {
-        match self.region(addr) {
-            Region::Cmdqv { off, .. } => self.cmdqv.read(off, size, obs),
-            Region::Smmu { off, .. } => self.smmu.as_mut().map_or(0, |s| s.read(off, size, obs)),
-            _ => {
-                let mut b = [0u8; 8];
-                self.read_bytes(addr, &mut b[..size.min(8) as usize], obs);
-                u64::from_le_bytes(b)
-            }
-        }
+        let mut b = [0u8; 8];
+        self.read_bytes(addr, &mut b[..size.min(8) as usize], obs);
+        u64::from_le_bytes(b)
     }
 
-    /// A CPU write of 1, 2, 4 or 8 bytes (little-endian).
+    /// A CPU write of 1, 2, 4 or 8 bytes (little-endian), split like [`Machine::read`].
     pub fn write<O: Observer + ?Sized>(&mut self, addr: u64, size: u8, value: u64, obs: &mut O) {
-        match self.region(addr) {
-            Region::Cmdqv { off, .. } => {
-                self.cmdqv
-                    .write(off, size, value, &self.ram, &mut self.sink, obs)
-            }
-            Region::Smmu { off, .. } => {
-                if let Some(s) = self.smmu.as_mut() {
-                    s.write(off, size, value, &self.ram, &mut self.sink, obs)
-                }
-            }
-            _ => {
-                let b = value.to_le_bytes();
-                self.write_bytes(addr, &b[..size.min(8) as usize], obs);
-            }
-        }
+        let b = value.to_le_bytes();
+        self.write_bytes(addr, &b[..size.min(8) as usize], obs);
     }
 
-    /// Bulk read: RAM copied directly, devices accessed in the largest aligned 8/4-byte pieces
-    /// (1 byte where nothing else fits, which the device counts as a bad size), holes read 0.
+    /// Bulk read: RAM copied directly, devices accessed in pieces as QEMU's
+    /// `memory_access_size` cuts them (at most 8 bytes, bounded by the address's alignment,
+    /// rounded down to a power of two; a 1- or 2-byte piece is a bad size the device counts and
+    /// reads as 0), holes read 0.
     pub fn read_bytes<O: Observer + ?Sized>(&mut self, addr: u64, buf: &mut [u8], obs: &mut O) {
         let mut i = 0usize;
         // Each iteration consumes at least one byte: bounded by buf.len().
@@ -270,14 +255,16 @@ impl Machine {
     }
 }
 
+/// QEMU's `memory_access_size` for a device that accepts up to 8 bytes: the largest power of two
+/// that is at most `rem`, at most 8 and no larger than the alignment of `a`.
 fn piece(a: u64, rem: u64) -> u8 {
-    if a.is_multiple_of(8) && rem >= 8 {
-        8
-    } else if a.is_multiple_of(4) && rem >= 4 {
-        4
-    } else {
-        1
+    let mut l = rem.min(8);
+    let align = a & a.wrapping_neg();
+    if align != 0 && align < l {
+        l = align;
     }
+    // pow2floor; l is 1..=8 here (rem >= 1)
+    (1u64 << (63 - l.max(1).leading_zeros())) as u8
 }
 
 fn le_value(b: &[u8]) -> u64 {
@@ -754,5 +741,31 @@ mod tests {
         let (out, st) = run("bogus 1 2\nendianness\n");
         assert_eq!(out, "FAIL Unknown command 'bogus'\nOK little\n");
         assert_eq!(st.errors, 1);
+    }
+
+    #[test]
+    fn device_accesses_split_like_qemus_memory_core() {
+        // QEMU's memory_access_size bounds an access by the address's alignment: an 8-byte
+        // access at a 4-aligned (not 8-aligned) MMIO address becomes two 4-byte accesses.
+        let s = DEFAULT_SMMU_BASE;
+        let b = DEFAULT_MMIO_BASE;
+        let input = format!(
+            "writel {:#x} 0x1234\nwritel {:#x} 5\nreadq {:#x}\nwriteq {:#x} 0x0000000700004321\nreadl {:#x}\nreadl {:#x}\nwriteq {:#x} 0x0000000200000001\nreadl {:#x}\nreadl {:#x}\nread {:#x} 8\n",
+            s + 0x94,
+            s + 0x98,
+            s + 0x94,
+            s + 0x94,
+            s + 0x94,
+            s + 0x98,
+            b + 0x1c,
+            b + 0x1c,
+            b + 0x20,
+            b + 0x1c,
+        );
+        let (out, _) = run(&input);
+        assert_eq!(
+            out,
+            "OK\nOK\nOK 0x0000000500001234\nOK\nOK 0x0000000000004321\nOK 0x0000000000000007\nOK\nOK 0x0000000000000001\nOK 0x0000000000000002\nOK 0x0100000002000000\n"
+        );
     }
 }
