@@ -768,4 +768,150 @@ mod tests {
             "OK\nOK\nOK 0x0000000500001234\nOK\nOK 0x0000000000004321\nOK 0x0000000000000007\nOK\nOK 0x0000000000000001\nOK 0x0000000000000002\nOK 0x0100000002000000\n"
         );
     }
+
+    #[test]
+    fn linux_smmu_bring_up_through_qtest() {
+        // arm_smmu_device_hw_probe + arm_smmu_device_reset, as qtest lines against the SMMU page.
+        let s = DEFAULT_SMMU_BASE;
+        let mut q = QtestServer::new(&QtestConfig::default());
+        let mut cmd = |line: String| -> String {
+            let mut out = Vec::new();
+            q.handle_line(line.as_bytes(), &mut out);
+            String::from_utf8(out).unwrap().trim_end().to_string()
+        };
+        let rd = |r: String| u64::from_str_radix(r.strip_prefix("OK 0x").unwrap(), 16).unwrap();
+        let idr0 = rd(cmd(format!("readl {:#x}", s)));
+        assert_eq!(idr0 >> 21 & 3, 2, "TTENDIAN little");
+        assert_eq!(idr0 >> 2 & 3, 2, "TTF AArch64");
+        assert_ne!(idr0 & 3, 0, "S1P or S2P");
+        let idr1 = rd(cmd(format!("readl {:#x}", s + 4)));
+        assert_eq!(idr1 & 0x7 << 28, 0, "no TABLES/QUEUES_PRESET, REL");
+        assert!((idr1 >> 21 & 0x1f) > 6, "CMDQS > log2(CMDQ_BATCH_ENTRIES)");
+        let idr5 = rd(cmd(format!("readl {:#x}", s + 0x14)));
+        assert_ne!(idr5 & 0x50, 0, "a granule the kernel can use");
+        // disable, program tables and queues
+        assert_eq!(cmd(format!("writel {:#x} 0", s + 0x20)), "OK");
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x24))), 0);
+        let ring = 0x4000_1000u64;
+        cmd(format!(
+            "writeq {:#x} {:#x}",
+            s + 0x80,
+            0x4000_8000u64 | 1 << 62
+        ));
+        cmd(format!("writel {:#x} 0x8", s + 0x88));
+        cmd(format!("writeq {:#x} {:#x}", s + 0x90, ring | 1 << 62 | 8));
+        assert_eq!(
+            rd(cmd(format!("readq {:#x}", s + 0x90))),
+            ring | 1 << 62 | 8
+        );
+        cmd(format!("writel {:#x} 0", s + 0x98));
+        cmd(format!("writel {:#x} 0", s + 0x9c));
+        cmd(format!("writel {:#x} 0x8", s + 0x20));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x24))), 0x8);
+        // CFGI_ALL + CMD_SYNC(CS=SEV), TLBI_NSNH_ALL + CMD_SYNC: CONS must reach PROD
+        let cmds = [
+            (0x04u64, 31u64),
+            (0x46 | 2 << 12, 0),
+            (0x30, 0),
+            (0x46 | 2 << 12, 0),
+        ];
+        for (i, (w0, w1)) in cmds.iter().enumerate() {
+            let a = ring + 16 * i as u64;
+            cmd(format!("writeq {a:#x} {w0:#x}"));
+            cmd(format!("writeq {:#x} {w1:#x}", a + 8));
+        }
+        cmd(format!("writel {:#x} 2", s + 0x98));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x9c))), 2);
+        cmd(format!("writel {:#x} 4", s + 0x98));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x9c))), 4);
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x60))), 0, "no GERROR");
+        // event queue: base by writeq, PROD/CONS through page1
+        cmd(format!(
+            "writeq {:#x} {:#x}",
+            s + 0xa0,
+            0x4000_4000u64 | 1 << 62 | 7
+        ));
+        cmd(format!("writel {:#x} 0", s + 0x100a8));
+        cmd(format!("writel {:#x} 0x3", s + 0x100ac));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0xac))), 3);
+        cmd(format!("writel {:#x} 0xc", s + 0x20));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x24))), 0xc);
+        // IRQs, then SMMUEN
+        cmd(format!("writel {:#x} 0x5", s + 0x50));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x54))), 0x5);
+        cmd(format!("writel {:#x} 0xd", s + 0x20));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x24))), 0xd);
+        // arm_smmu_update_gbpa: UPDATE reads back clear
+        cmd(format!(
+            "writel {:#x} {:#x}",
+            s + 0x44,
+            1u64 << 31 | 1 << 20
+        ));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x44))), 1 << 20);
+    }
+
+    #[test]
+    fn linux_cmdqv_reset_sequence_through_qtest() {
+        // tegra241_cmdqv_hw_reset (§10.2) on QEMU's guest geometry: 1 VINTF, 2 VCMDQs.
+        let b = DEFAULT_MMIO_BASE;
+        let mut q = QtestServer::new(&QtestConfig::default());
+        let mut cmd = |line: String| -> String {
+            let mut out = Vec::new();
+            q.handle_line(line.as_bytes(), &mut out);
+            String::from_utf8(out).unwrap().trim_end().to_string()
+        };
+        let rd = |r: String| u64::from_str_radix(r.strip_prefix("OK 0x").unwrap(), 16).unwrap();
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 4))), 0x4011);
+        let config = rd(cmd(format!("readl {b:#x}")));
+        assert_eq!(config, 0x0002_0083);
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 8))), 1);
+        cmd(format!("writel {b:#x} {:#x}", config & !1));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 8))), 0);
+        cmd(format!("writel {b:#x} {config:#x}"));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 8))), 1);
+        // ALLOC=0 for every global queue
+        for qi in 0..2u64 {
+            cmd(format!("writel {:#x} {:#x}", b + 0x200 + 4 * qi, qi << 1));
+        }
+        // VINTF0 deinit: LVCMDQs descending, all slots already unmapped: reads 0, writes dropped
+        for l in (0..2u64).rev() {
+            let p0 = b + 0x30000 + 0x80 * l;
+            let p1 = b + 0x40000 + 0x80 * l;
+            cmd(format!("writel {:#x} 0", p0 + 8));
+            assert_eq!(rd(cmd(format!("readl {:#x}", p0 + 0xc))), 0);
+            cmd(format!("writel {:#x} 0", p0 + 4));
+            cmd(format!("writel {:#x} 0", p0));
+            cmd(format!("writeq {p1:#x} 0"));
+            cmd(format!("writeq {:#x} 0", p1 + 8));
+            assert_eq!(rd(cmd(format!("readl {:#x}", p0 + 0x10))), 0);
+            assert_eq!(rd(cmd(format!("readl {:#x}", p0 + 0x14))), 0);
+            cmd(format!("writel {:#x} {:#x}", b + 0x200 + 4 * l, l << 1));
+        }
+        cmd(format!("writel {:#x} 0", b + 0x1000));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x1004))) & 1, 0);
+        // VINTF0 hw_init(hyp_own = true): HYP_OWN is stripped in a guest
+        cmd(format!("writel {:#x} {:#x}", b + 0x1000, 1u64 << 17));
+        cmd(format!("writel {:#x} {:#x}", b + 0x1000, 1u64 << 17 | 1));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x1004))) & 1, 1);
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x1000))), 1);
+        // LVCMDQs ascending: map, base, enable
+        for l in 0..2u64 {
+            let p0 = b + 0x30000 + 0x80 * l;
+            let p1 = b + 0x40000 + 0x80 * l;
+            cmd(format!("writel {:#x} {:#x}", b + 0x200 + 4 * l, l << 1 | 1));
+            let base = 0x4001_0000 + 0x1000 * l;
+            cmd(format!("writeq {p1:#x} {:#x}", base | 8));
+            assert_eq!(rd(cmd(format!("readq {p1:#x}"))), base | 8);
+            cmd(format!("writel {:#x} 1", p0 + 8));
+            assert_eq!(rd(cmd(format!("readl {:#x}", p0 + 0xc))), 1);
+        }
+        assert_eq!(rd(cmd(format!("readq {:#x}", b + 0x10c0))), 0);
+        // a guest batch: TLBI_NH_ASID + CMD_SYNC(CS=NONE) on LVCMDQ0
+        let ring = 0x4001_0000u64;
+        cmd(format!("writeq {ring:#x} {:#x}", 0x11u64 | 5 << 48));
+        cmd(format!("writeq {:#x} 0x46", ring + 16));
+        cmd(format!("writel {:#x} 2", b + 0x30004));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x30000))), 2);
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x14))), 0);
+    }
 }
