@@ -13,7 +13,8 @@
 //! know. Where QEMU would assert (bad numbers, missing arguments), the model answers
 //! `ERR <reason>` and goes on.
 //! After `irq_intercept_*`, every interrupt pulse is reported before the reply as
-//! `IRQ raise N` / `IRQ lower N` (N: 0 = CMDQV error, 1 = SMMU GERROR, 2 = SMMU CMD_SYNC).
+//! `IRQ raise N` / `IRQ lower N` (N: 0 = CMDQV error, the CMDQV's only IRQ; 2 = SMMU CMD_SYNC,
+//! 3 = SMMU GERROR, QEMU's `SMMUIrq` sysbus indices).
 //!
 //! Sub-word MMIO accesses are answered the way QEMU's memory core answers a device that only
 //! accepts 4/8 bytes: reads `OK 0x0000000000000000`, writes dropped — and the model counts them.
@@ -345,7 +346,7 @@ impl<O: Observer> QtestServer<O> {
         for line in self.irqs.drain(..) {
             let n = match line {
                 IrqLine::CmdqvError => 0,
-                IrqLine::SmmuGerror => 1,
+                IrqLine::SmmuGerror => 3,
                 IrqLine::SmmuCmdSync => 2,
             };
             self.stats.irq_reports += 1;
@@ -913,5 +914,21 @@ mod tests {
         cmd(format!("writel {:#x} 2", b + 0x30004));
         assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x30000))), 2);
         assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x14))), 0);
+    }
+
+    #[test]
+    fn smmu_irq_numbers_are_qemus_sysbus_indices() {
+        // hw/arm/smmuv3.h: SMMU_IRQ_EVTQ 0, SMMU_IRQ_PRIQ 1, SMMU_IRQ_CMD_SYNC 2, SMMU_IRQ_GERROR 3.
+        let s = DEFAULT_SMMU_BASE;
+        let input = format!(
+            "irq_intercept_out /machine/smmuv3 sysbus-irq\nwriteq {:#x} {:#x}\nwritel {:#x} 1\nwritel {:#x} 8\nwrite 0x40000000 16 0x07\nwritel {:#x} 1\n",
+            s + 0x90,
+            RAM_BASE | 4,
+            s + 0x50,
+            s + 0x20,
+            s + 0x98,
+        );
+        let (out, _) = run(&input);
+        assert_eq!(out, "OK\nOK\nOK\nOK\nOK\nIRQ raise 3\nIRQ lower 3\nOK\n");
     }
 }
