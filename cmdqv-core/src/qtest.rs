@@ -274,15 +274,30 @@ fn le_value(b: &[u8]) -> u64 {
     u64::from_le_bytes(v)
 }
 
-/// Parse like `qemu_strtou64(.., base 0)`: `0x` hex, leading `0` octal, else decimal.
+/// Parse like `qemu_strtou64(.., base 0)` (strtoull): an optional `+`/`-` sign, then `0x` hex,
+/// leading `0` octal, else decimal; a minus sign negates the value in u64 (so `-1` is
+/// `0xffffffffffffffff`).
 fn parse_u64(s: &str) -> Option<u64> {
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()
-    } else if s.len() > 1 && s.starts_with('0') {
-        u64::from_str_radix(&s[1..], 8).ok()
-    } else {
-        s.parse().ok()
+    let (neg, s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    // from_str_radix would accept a second sign; strtoull does not.
+    if s.starts_with(['+', '-']) {
+        return None;
     }
+    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        if h.starts_with(['+', '-']) {
+            return None;
+        }
+        u64::from_str_radix(h, 16).ok()?
+    } else if s.len() > 1 && s.starts_with('0') {
+        u64::from_str_radix(&s[1..], 8).ok()?
+    } else {
+        s.parse().ok()?
+    };
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
 fn hex_nibble(c: u8) -> Option<u8> {
@@ -930,5 +945,20 @@ mod tests {
         );
         let (out, _) = run(&input);
         assert_eq!(out, "OK\nOK\nOK\nOK\nOK\nIRQ raise 3\nIRQ lower 3\nOK\n");
+    }
+
+    #[test]
+    fn numbers_parse_like_qemu_strtou64() {
+        assert_eq!(parse_u64("0x10"), Some(16));
+        assert_eq!(parse_u64("010"), Some(8));
+        assert_eq!(parse_u64("10"), Some(10));
+        assert_eq!(parse_u64("+10"), Some(10));
+        assert_eq!(parse_u64("-1"), Some(u64::MAX));
+        assert_eq!(parse_u64("-0x10"), Some(16u64.wrapping_neg()));
+        assert_eq!(parse_u64("0x+5"), None);
+        assert_eq!(parse_u64("--1"), None);
+        assert_eq!(parse_u64("08"), None);
+        let (out, _) = run("writel 0x40000000 -1\nreadq 0x40000000\n");
+        assert_eq!(out, "OK\nOK 0x00000000ffffffff\n");
     }
 }
