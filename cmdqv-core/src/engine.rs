@@ -681,7 +681,9 @@ pub const SMMU_MMIO_SIZE: u64 = 0x20000;
 #[derive(Clone, Debug)]
 pub struct Smmu {
     pub idr: [u32; 6],
+    /// CR0 as written (QEMU keeps every bit); CR0ACK is it without the reserved bits.
     pub cr0: u32,
+    pub cr0ack: u32,
     pub irq_ctrl: u32,
     pub gerror: u32,
     pub gerrorn: u32,
@@ -717,6 +719,7 @@ impl Smmu {
         Self {
             idr: [idr0, idr1, 0, idr3, 0, idr5],
             cr0: 0,
+            cr0ack: 0,
             irq_ctrl: 0,
             gerror: 0,
             gerrorn: 0,
@@ -798,7 +801,8 @@ impl Smmu {
         match off {
             sr::IDR0..=sr::IDR5 => self.idr[(off / 4) as usize],
             sr::AIDR => 0x1, // SMMUv3.1, as QEMU
-            sr::CR0 | sr::CR0ACK => self.cr0,
+            sr::CR0 => self.cr0,
+            sr::CR0ACK => self.cr0ack,
             sr::IRQ_CTRL | sr::IRQ_CTRLACK => self.irq_ctrl,
             sr::GERROR => self.gerror,
             sr::GERRORN => self.gerrorn,
@@ -863,7 +867,8 @@ impl Smmu {
             }
             sr::CR0 => {
                 let was = self.cr0 & sr::CR0_CMDQEN;
-                self.cr0 = v & sr::CR0_WRITABLE;
+                self.cr0 = v;
+                self.cr0ack = v & !sr::CR0_RESERVED;
                 if was != self.cr0 & sr::CR0_CMDQEN {
                     obs.event(ModelEvent::Enable {
                         target: EnableTarget::SmmuCmdq,
@@ -872,7 +877,7 @@ impl Smmu {
                 }
                 self.consume(mem, sink, obs);
             }
-            sr::IRQ_CTRL => self.irq_ctrl = v & 0x7,
+            sr::IRQ_CTRL => self.irq_ctrl = v,
             sr::GERRORN => {
                 let toggled = self.gerrorn ^ v;
                 if toggled & !(self.gerror ^ self.gerrorn) != 0 {
@@ -1432,5 +1437,17 @@ mod tests {
         assert_eq!(s.read(sr::GBPA, 4, &mut ()), 0x1000);
         s.write(sr::GBPA, 4, 1 << 31 | 1 << 20, &mem, &mut NullSink, &mut ());
         assert_eq!(s.read(sr::GBPA, 4, &mut ()), 1 << 20);
+    }
+
+    #[test]
+    fn smmu_cr0_reads_back_raw_and_cr0ack_drops_reserved_bits() {
+        // smmu_writel A_CR0: s->cr[0] = data; s->cr0ack = data & ~SMMU_CR0_RESERVED (0xFFFFFC20).
+        let mem = VecMemory::new(RAM, 0x100);
+        let mut s = Smmu::new();
+        s.write(sr::CR0, 4, 0xffff_ffe0 | 0x7, &mem, &mut NullSink, &mut ());
+        assert_eq!(s.read(sr::CR0, 4, &mut ()), 0xffff_ffe7);
+        assert_eq!(s.read(sr::CR0ACK, 4, &mut ()), 0x3c7);
+        s.write(sr::IRQ_CTRL, 4, 0xf5, &mem, &mut NullSink, &mut ());
+        assert_eq!(s.read(sr::IRQ_CTRLACK, 4, &mut ()), 0xf5);
     }
 }
