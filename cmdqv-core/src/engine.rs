@@ -946,9 +946,10 @@ impl Smmu {
         self.cmdq_cons = q.cons;
         self.gerror = q.gerror;
         self.stats.commands += out.consumed as u64;
-        if out.sync_irqs > 0 {
-            // One event per pass: back-to-back pulses on an edge line are indistinguishable.
-            self.stats.cmd_sync_irqs += out.sync_irqs as u64;
+        // One event per CMD_SYNC, as QEMU pulses the line once per CMD_SYNC (a qtest client with
+        // the IRQ intercepted sees every pulse). Bounded by the ring size.
+        self.stats.cmd_sync_irqs += out.sync_irqs as u64;
+        for _ in 0..out.sync_irqs {
             obs.event(ModelEvent::Irq {
                 line: IrqLine::SmmuCmdSync,
             });

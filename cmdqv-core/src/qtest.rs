@@ -1026,4 +1026,22 @@ mod tests {
         assert_eq!(glib_base64_decode(b"AQI"), Vec::<u8>::new());
         assert_eq!(glib_base64_decode(b"AQIDBA=="), vec![1, 2, 3, 4]);
     }
+
+    #[test]
+    fn every_cmd_sync_irq_is_reported() {
+        // smmuv3_cmdq_consume pulses SMMU_IRQ_CMD_SYNC once per CMD_SYNC with CS=IRQ.
+        let s = DEFAULT_SMMU_BASE;
+        let input = format!(
+            "irq_intercept_out /machine/smmuv3 sysbus-irq\nwriteq {:#x} {:#x}\nwritel {:#x} 8\nwrite 0x40000000 32 0x4610000000000000000000000000000046100000000000000000000000000000\nwritel {:#x} 2\n",
+            s + 0x90,
+            RAM_BASE | 4,
+            s + 0x20,
+            s + 0x98,
+        );
+        let (out, _) = run(&input);
+        assert_eq!(
+            out,
+            "OK\nOK\nOK\nOK\nIRQ raise 2\nIRQ lower 2\nIRQ raise 2\nIRQ lower 2\nOK\n"
+        );
+    }
 }
