@@ -669,6 +669,9 @@ pub struct SmmuStats {
     pub guest_errors: [u64; GuestErrorKind::COUNT],
 }
 
+/// SMMU_GBPA after reset: SHCFG = "use incoming", ABORT = 0 (QEMU `SMMU_GBPA_RESET_VAL`).
+pub const GBPA_RESET: u32 = 0x1000;
+
 /// Size of the SMMU MMIO region the model answers (page0 + its page1 alias).
 pub const SMMU_MMIO_SIZE: u64 = 0x20000;
 
@@ -678,7 +681,9 @@ pub const SMMU_MMIO_SIZE: u64 = 0x20000;
 #[derive(Clone, Debug)]
 pub struct Smmu {
     pub idr: [u32; 6],
+    /// CR0 as written (QEMU keeps every bit); CR0ACK is it without the reserved bits.
     pub cr0: u32,
+    pub cr0ack: u32,
     pub irq_ctrl: u32,
     pub gerror: u32,
     pub gerrorn: u32,
@@ -698,23 +703,30 @@ impl Default for Smmu {
 }
 
 impl Smmu {
-    /// An SMMU with QEMU-like ID registers: stage 1+2, AArch64 tables, 16-bit ASID/VMID,
-    /// range invalidation, 16-bit SIDs, CMDQS = EVENTQS = 19, 44-bit OAS, 4K/64K granules.
+    /// An SMMU with QEMU's ID registers and reset values (`smmuv3_init_regs`, stage "nested"):
+    /// stage 1+2, AArch64 tables, 16-bit ASID/VMID, no stall, terminate = abort, 2-level stream
+    /// table, HAD/XNX/RIL/BBML=2, 16-bit SIDs, CMDQS = EVENTQS = 19, 44-bit OAS, 4K/16K/64K
+    /// granules, AIDR = SMMUv3.1; CMDQ_BASE/EVENTQ_BASE LOG2SIZE = 19, GBPA = 0x1000.
     pub fn new() -> Self {
-        let idr0 = 1 << 0 | 1 << 1 | 2 << 2 | 1 << 4 | 1 << 12 | 1 << 18 | 2 << 21 | 1 << 27;
+        let idr0 = 1 << 0 | 1 << 1 | 2 << 2 | 1 << 4 | 1 << 12 | 1 << 18 | 2 << 21 | 1 << 24;
+        let idr0 = idr0 | 1 << 26 | 1 << 27;
         let idr1 = 16 | (19 << 16) | (19 << sr::IDR1_CMDQS_SHIFT);
-        let idr3 = 1 << 10; // RIL
-        let idr5 = 4 | 1 << 4 | 1 << 6;
+        let idr3 = 1 << 2 | 1 << 4 | 1 << 10 | 2 << 11; // HAD, XNX, RIL, BBML
+        let idr5 = 4 | 1 << 4 | 1 << 5 | 1 << 6;
+        let mut other = [0; 64];
+        other[(sr::EVENTQ_BASE / 4) as usize] = 19;
+        other[(sr::GBPA / 4) as usize] = GBPA_RESET;
         Self {
             idr: [idr0, idr1, 0, idr3, 0, idr5],
             cr0: 0,
+            cr0ack: 0,
             irq_ctrl: 0,
             gerror: 0,
             gerrorn: 0,
-            cmdq_base: 0,
+            cmdq_base: 19,
             cmdq_prod: 0,
             cmdq_cons: 0,
-            other: [0; 64],
+            other,
             stats: SmmuStats::default(),
             opts: EngineOptions::default(),
         }
@@ -788,8 +800,9 @@ impl Smmu {
     fn read32(&self, off: u64) -> u32 {
         match off {
             sr::IDR0..=sr::IDR5 => self.idr[(off / 4) as usize],
-            sr::AIDR => 0x2, // SMMUv3.2
-            sr::CR0 | sr::CR0ACK => self.cr0,
+            sr::AIDR => 0x1, // SMMUv3.1, as QEMU
+            sr::CR0 => self.cr0,
+            sr::CR0ACK => self.cr0ack,
             sr::IRQ_CTRL | sr::IRQ_CTRLACK => self.irq_ctrl,
             sr::GERROR => self.gerror,
             sr::GERRORN => self.gerrorn,
@@ -854,7 +867,8 @@ impl Smmu {
             }
             sr::CR0 => {
                 let was = self.cr0 & sr::CR0_CMDQEN;
-                self.cr0 = v & sr::CR0_WRITABLE;
+                self.cr0 = v;
+                self.cr0ack = v & !sr::CR0_RESERVED;
                 if was != self.cr0 & sr::CR0_CMDQEN {
                     obs.event(ModelEvent::Enable {
                         target: EnableTarget::SmmuCmdq,
@@ -863,7 +877,7 @@ impl Smmu {
                 }
                 self.consume(mem, sink, obs);
             }
-            sr::IRQ_CTRL => self.irq_ctrl = v & 0x7,
+            sr::IRQ_CTRL => self.irq_ctrl = v,
             sr::GERRORN => {
                 let toggled = self.gerrorn ^ v;
                 if toggled & !(self.gerror ^ self.gerrorn) != 0 {
@@ -894,8 +908,13 @@ impl Smmu {
             }
             sr::CMDQ_CONS => self.cmdq_cons = v & cons_indx::WRITABLE,
             // GBPA.UPDATE (bit 31) completes at once, as in QEMU: Linux's arm_smmu_update_gbpa
-            // polls until it reads back clear.
-            sr::GBPA => self.other[(off / 4) as usize] = v & !(1 << 31),
+            // polls until it reads back clear. A write without UPDATE is ignored (QEMU; the
+            // only behaviour SMMUv3.2 permits).
+            sr::GBPA => {
+                if v & 1 << 31 != 0 {
+                    self.other[(off / 4) as usize] = v & !(1 << 31)
+                }
+            }
             _ => self.other[(off / 4) as usize] = v,
         }
     }
@@ -927,9 +946,10 @@ impl Smmu {
         self.cmdq_cons = q.cons;
         self.gerror = q.gerror;
         self.stats.commands += out.consumed as u64;
-        if out.sync_irqs > 0 {
-            // One event per pass: back-to-back pulses on an edge line are indistinguishable.
-            self.stats.cmd_sync_irqs += out.sync_irqs as u64;
+        // One event per CMD_SYNC, as QEMU pulses the line once per CMD_SYNC (a qtest client with
+        // the IRQ intercepted sees every pulse). Bounded by the ring size.
+        self.stats.cmd_sync_irqs += out.sync_irqs as u64;
+        for _ in 0..out.sync_irqs {
             obs.event(ModelEvent::Irq {
                 line: IrqLine::SmmuCmdSync,
             });
@@ -1391,5 +1411,44 @@ mod tests {
         s.set_cmdqs(12);
         s.write(sr::CMDQ_BASE, 4, RAM | 19, &mem, &mut NullSink, &mut ());
         assert_eq!(s.cmdq_ring().log2size, 12);
+    }
+
+    #[test]
+    fn smmu_reset_values_match_qemu_init_regs() {
+        // hw/arm/smmuv3.c smmuv3_init_regs / smmu_writel (GBPA).
+        let mem = VecMemory::new(RAM, 0x100);
+        let mut s = Smmu::new();
+        let idr0 = s.read(sr::IDR0, 4, &mut ()) as u32;
+        assert_eq!(idr0 >> 24 & 3, 1, "STALL_MODEL = 1 (no stall)");
+        assert_eq!(idr0 >> 26 & 1, 1, "TERM_MODEL = 1 (abort)");
+        // IDR3: HAD, XNX (stage 2 advertised), RIL, BBML = 2
+        assert_eq!(
+            s.read(sr::IDR3, 4, &mut ()),
+            1 << 2 | 1 << 4 | 1 << 10 | 2 << 11
+        );
+        // IDR5: OAS 44 bits, 4K/16K/64K granules
+        assert_eq!(s.read(sr::IDR5, 4, &mut ()), 4 | 1 << 4 | 1 << 5 | 1 << 6);
+        assert_eq!(s.read(sr::AIDR, 4, &mut ()), 1);
+        // queue bases come out of reset with LOG2SIZE = CMDQS / EVENTQS = 19
+        assert_eq!(s.read(sr::CMDQ_BASE, 8, &mut ()), 19);
+        assert_eq!(s.read(sr::EVENTQ_BASE, 8, &mut ()), 19);
+        // GBPA resets to "use incoming" (0x1000); a write without UPDATE is ignored
+        assert_eq!(s.read(sr::GBPA, 4, &mut ()), 0x1000);
+        s.write(sr::GBPA, 4, 1 << 20, &mem, &mut NullSink, &mut ());
+        assert_eq!(s.read(sr::GBPA, 4, &mut ()), 0x1000);
+        s.write(sr::GBPA, 4, 1 << 31 | 1 << 20, &mem, &mut NullSink, &mut ());
+        assert_eq!(s.read(sr::GBPA, 4, &mut ()), 1 << 20);
+    }
+
+    #[test]
+    fn smmu_cr0_reads_back_raw_and_cr0ack_drops_reserved_bits() {
+        // smmu_writel A_CR0: s->cr[0] = data; s->cr0ack = data & ~SMMU_CR0_RESERVED (0xFFFFFC20).
+        let mem = VecMemory::new(RAM, 0x100);
+        let mut s = Smmu::new();
+        s.write(sr::CR0, 4, 0xffff_ffe0 | 0x7, &mem, &mut NullSink, &mut ());
+        assert_eq!(s.read(sr::CR0, 4, &mut ()), 0xffff_ffe7);
+        assert_eq!(s.read(sr::CR0ACK, 4, &mut ()), 0x3c7);
+        s.write(sr::IRQ_CTRL, 4, 0xf5, &mem, &mut NullSink, &mut ());
+        assert_eq!(s.read(sr::IRQ_CTRLACK, 4, &mut ()), 0xf5);
     }
 }

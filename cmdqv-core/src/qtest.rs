@@ -9,10 +9,12 @@
 //! `read ADDR SIZE`, `write ADDR SIZE 0xHEX`, `b64read ADDR SIZE`, `b64write ADDR SIZE B64`,
 //! `memset ADDR SIZE PATTERN`, `endianness`, `irq_intercept_in/out PATH`.
 //! Replies follow QEMU's `system/qtest.c`: `OK`, `OK 0x%016x` for readX, `OK 0x<hex bytes>` for
-//! `read`, `OK <base64>` for `b64read`. Where QEMU would assert (bad numbers, missing
-//! arguments) or answer `FAIL Unknown command`, the model answers `ERR <reason>` and goes on.
+//! `read`, `OK <base64>` for `b64read`, `FAIL Unknown command '<word>'` for a command it does not
+//! know. Where QEMU would assert (bad numbers, missing arguments), the model answers
+//! `ERR <reason>` and goes on.
 //! After `irq_intercept_*`, every interrupt pulse is reported before the reply as
-//! `IRQ raise N` / `IRQ lower N` (N: 0 = CMDQV error, 1 = SMMU GERROR, 2 = SMMU CMD_SYNC).
+//! `IRQ raise N` / `IRQ lower N` (N: 0 = CMDQV error, the CMDQV's only IRQ; 2 = SMMU CMD_SYNC,
+//! 3 = SMMU GERROR, QEMU's `SMMUIrq` sysbus indices).
 //!
 //! Sub-word MMIO accesses are answered the way QEMU's memory core answers a device that only
 //! accepts 4/8 bytes: reads `OK 0x0000000000000000`, writes dropped — and the model counts them.
@@ -169,40 +171,25 @@ impl Machine {
         Region::None { next }
     }
 
-    /// A CPU access of 1, 2, 4 or 8 bytes (little-endian).
+    /// A CPU access of 1, 2, 4 or 8 bytes (little-endian), split the way QEMU's memory core
+    /// splits it (see [`Machine::read_bytes`]): an 8-byte access at a 4-aligned device address
+    /// is two 4-byte device accesses.
     pub fn read<O: Observer + ?Sized>(&mut self, addr: u64, size: u8, obs: &mut O) -> u64 {
-        match self.region(addr) {
-            Region::Cmdqv { off, .. } => self.cmdqv.read(off, size, obs),
-            Region::Smmu { off, .. } => self.smmu.as_mut().map_or(0, |s| s.read(off, size, obs)),
-            _ => {
-                let mut b = [0u8; 8];
-                self.read_bytes(addr, &mut b[..size.min(8) as usize], obs);
-                u64::from_le_bytes(b)
-            }
-        }
+        let mut b = [0u8; 8];
+        self.read_bytes(addr, &mut b[..size.min(8) as usize], obs);
+        u64::from_le_bytes(b)
     }
 
-    /// A CPU write of 1, 2, 4 or 8 bytes (little-endian).
+    /// A CPU write of 1, 2, 4 or 8 bytes (little-endian), split like [`Machine::read`].
     pub fn write<O: Observer + ?Sized>(&mut self, addr: u64, size: u8, value: u64, obs: &mut O) {
-        match self.region(addr) {
-            Region::Cmdqv { off, .. } => {
-                self.cmdqv
-                    .write(off, size, value, &self.ram, &mut self.sink, obs)
-            }
-            Region::Smmu { off, .. } => {
-                if let Some(s) = self.smmu.as_mut() {
-                    s.write(off, size, value, &self.ram, &mut self.sink, obs)
-                }
-            }
-            _ => {
-                let b = value.to_le_bytes();
-                self.write_bytes(addr, &b[..size.min(8) as usize], obs);
-            }
-        }
+        let b = value.to_le_bytes();
+        self.write_bytes(addr, &b[..size.min(8) as usize], obs);
     }
 
-    /// Bulk read: RAM copied directly, devices accessed in the largest aligned 8/4-byte pieces
-    /// (1 byte where nothing else fits, which the device counts as a bad size), holes read 0.
+    /// Bulk read: RAM copied directly, devices accessed in pieces as QEMU's
+    /// `memory_access_size` cuts them (at most 8 bytes, bounded by the address's alignment,
+    /// rounded down to a power of two; a 1- or 2-byte piece is a bad size the device counts and
+    /// reads as 0), holes read 0.
     pub fn read_bytes<O: Observer + ?Sized>(&mut self, addr: u64, buf: &mut [u8], obs: &mut O) {
         let mut i = 0usize;
         // Each iteration consumes at least one byte: bounded by buf.len().
@@ -269,14 +256,16 @@ impl Machine {
     }
 }
 
+/// QEMU's `memory_access_size` for a device that accepts up to 8 bytes: the largest power of two
+/// that is at most `rem`, at most 8 and no larger than the alignment of `a`.
 fn piece(a: u64, rem: u64) -> u8 {
-    if a.is_multiple_of(8) && rem >= 8 {
-        8
-    } else if a.is_multiple_of(4) && rem >= 4 {
-        4
-    } else {
-        1
+    let mut l = rem.min(8);
+    let align = a & a.wrapping_neg();
+    if align != 0 && align < l {
+        l = align;
     }
+    // pow2floor; l is 1..=8 here (rem >= 1)
+    (1u64 << (63 - l.max(1).leading_zeros())) as u8
 }
 
 fn le_value(b: &[u8]) -> u64 {
@@ -285,19 +274,68 @@ fn le_value(b: &[u8]) -> u64 {
     u64::from_le_bytes(v)
 }
 
-/// Parse like `qemu_strtou64(.., base 0)`: `0x` hex, leading `0` octal, else decimal.
+/// Parse like `qemu_strtou64(.., base 0)` (strtoull): an optional `+`/`-` sign, then `0x` hex,
+/// leading `0` octal, else decimal; a minus sign negates the value in u64 (so `-1` is
+/// `0xffffffffffffffff`).
 fn parse_u64(s: &str) -> Option<u64> {
-    if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u64::from_str_radix(h, 16).ok()
-    } else if s.len() > 1 && s.starts_with('0') {
-        u64::from_str_radix(&s[1..], 8).ok()
-    } else {
-        s.parse().ok()
+    let (neg, s) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    // from_str_radix would accept a second sign; strtoull does not.
+    if s.starts_with(['+', '-']) {
+        return None;
     }
+    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        if h.starts_with(['+', '-']) {
+            return None;
+        }
+        u64::from_str_radix(h, 16).ok()?
+    } else if s.len() > 1 && s.starts_with('0') {
+        u64::from_str_radix(&s[1..], 8).ok()?
+    } else {
+        s.parse().ok()?
+    };
+    Some(if neg { v.wrapping_neg() } else { v })
 }
 
-fn hex_nibble(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
+/// GLib's `g_base64_decode_inplace`, which QEMU's `b64write` uses: characters outside the
+/// alphabet are skipped, `=` counts as a zero digit that trims the group's output, and a trailing
+/// partial group of fewer than 4 digits yields nothing. Never an error.
+fn glib_base64_decode(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    let (mut v, mut i, mut last) = (0u32, 0, [0u8; 2]);
+    for &c in s {
+        let rank = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => 0,
+            _ => continue,
+        };
+        last = [c, last[0]];
+        v = v << 6 | rank as u32;
+        i += 1;
+        if i == 4 {
+            out.push((v >> 16) as u8);
+            if last[1] != b'=' {
+                out.push((v >> 8) as u8);
+            }
+            if last[0] != b'=' {
+                out.push(v as u8);
+            }
+            i = 0;
+        }
+    }
+    out
+}
+
+/// QEMU's `hex2nib`: the digit's value, or -1 for a character that is not a hex digit.
+fn hex2nib(c: u8) -> i32 {
+    (c as char).to_digit(16).map_or(-1, |d| d as i32)
 }
 
 /// An observer that remembers interrupt pulses for `IRQ raise/lower` reports and forwards
@@ -357,7 +395,7 @@ impl<O: Observer> QtestServer<O> {
         for line in self.irqs.drain(..) {
             let n = match line {
                 IrqLine::CmdqvError => 0,
-                IrqLine::SmmuGerror => 1,
+                IrqLine::SmmuGerror => 3,
                 IrqLine::SmmuCmdSync => 2,
             };
             self.stats.irq_reports += 1;
@@ -371,7 +409,11 @@ impl<O: Observer> QtestServer<O> {
             }
             Err(e) => {
                 self.stats.errors += 1;
-                let _ = writeln!(out, "ERR {e}");
+                if e.starts_with("FAIL ") {
+                    let _ = writeln!(out, "{e}");
+                } else {
+                    let _ = writeln!(out, "ERR {e}");
+                }
             }
         }
     }
@@ -457,9 +499,10 @@ impl<O: Observer> QtestServer<O> {
                 let mut buf = vec![0u8; n as usize];
                 for (i, b) in buf.iter_mut().enumerate() {
                     if i * 2 + 4 <= data.len() {
-                        let hi = hex_nibble(data[i * 2 + 2]).ok_or("write: invalid hex digit")?;
-                        let lo = hex_nibble(data[i * 2 + 3]).ok_or("write: invalid hex digit")?;
-                        *b = hi << 4 | lo;
+                        // As QEMU: no check; a non-hex digit is -1, so `0xzz` writes 0xff.
+                        let hi = hex2nib(data[i * 2 + 2]);
+                        let lo = hex2nib(data[i * 2 + 3]);
+                        *b = ((hi << 4) as u8) | lo as u8;
                     }
                 }
                 m.write_bytes(a, &buf, &mut tap);
@@ -471,7 +514,7 @@ impl<O: Observer> QtestServer<O> {
                 if data.len() < 3 {
                     return Err("invalid argument size".into());
                 }
-                let mut buf = B64.decode(data).map_err(|e| format!("b64write: {e}"))?;
+                let mut buf = glib_base64_decode(data.as_bytes());
                 // QEMU logs a length mismatch and writes SIZE bytes; missing bytes are zero here.
                 buf.resize(n as usize, 0);
                 m.write_bytes(a, &buf, &mut tap);
@@ -491,7 +534,8 @@ impl<O: Observer> QtestServer<O> {
                 self.intercept = true;
                 reply.push_str("OK");
             }
-            other => return Err(format!("unknown command '{}'", other.escape_debug())),
+            // QEMU's own wording (system/qtest.c), so a libqtest client sees the same line.
+            other => return Err(format!("FAIL Unknown command '{other}'")),
         }
         Ok(reply)
     }
@@ -690,11 +734,23 @@ mod tests {
         );
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 12, "{out}");
-        assert!(lines[..9].iter().all(|l| l.starts_with("ERR ")), "{out}");
+        assert_eq!(lines[0], "FAIL Unknown command 'bogus'");
+        // line 5 (`write .. 0xzz`) is OK: QEMU writes hex2nib's -1 nibbles, it does not refuse
+        // lines 5 and 6 are OK: QEMU writes hex2nib's -1 nibbles and GLib's base64 decoder
+        // skips characters outside the alphabet; neither refuses.
+        assert_eq!(lines[5], "OK");
+        assert_eq!(lines[6], "OK");
+        assert!(
+            lines[1..9]
+                .iter()
+                .enumerate()
+                .all(|(i, l)| i == 4 || i == 5 || l.starts_with("ERR ")),
+            "{out}"
+        );
         assert_eq!(lines[9], "OK");
         assert_eq!(lines[10], "OK 0x0000000000000000");
-        assert!(lines[11].starts_with("ERR "));
-        assert_eq!(st.errors, 10);
+        assert_eq!(lines[11], "FAIL Unknown command '\u{1}'");
+        assert_eq!(st.errors, 8);
         assert!(st.unassigned >= 2);
     }
 
@@ -739,5 +795,253 @@ mod tests {
             "OK\nOK\nOK\nOK\nOK\nOK\nIRQ raise 0\nIRQ lower 0\nOK\nOK 0x0000000001000000\n"
         );
         assert_eq!(st.irq_reports, 1);
+    }
+
+    #[test]
+    fn unknown_commands_fail_like_qemu() {
+        // system/qtest.c: qtest_sendf(chr, "FAIL Unknown command '%s'\n", words[0]);
+        let (out, st) = run("bogus 1 2\nendianness\n");
+        assert_eq!(out, "FAIL Unknown command 'bogus'\nOK little\n");
+        assert_eq!(st.errors, 1);
+    }
+
+    #[test]
+    fn device_accesses_split_like_qemus_memory_core() {
+        // QEMU's memory_access_size bounds an access by the address's alignment: an 8-byte
+        // access at a 4-aligned (not 8-aligned) MMIO address becomes two 4-byte accesses.
+        let s = DEFAULT_SMMU_BASE;
+        let b = DEFAULT_MMIO_BASE;
+        let input = format!(
+            "writel {:#x} 0x1234\nwritel {:#x} 5\nreadq {:#x}\nwriteq {:#x} 0x0000000700004321\nreadl {:#x}\nreadl {:#x}\nwriteq {:#x} 0x0000000200000001\nreadl {:#x}\nreadl {:#x}\nread {:#x} 8\n",
+            s + 0x94,
+            s + 0x98,
+            s + 0x94,
+            s + 0x94,
+            s + 0x94,
+            s + 0x98,
+            b + 0x1c,
+            b + 0x1c,
+            b + 0x20,
+            b + 0x1c,
+        );
+        let (out, _) = run(&input);
+        assert_eq!(
+            out,
+            "OK\nOK\nOK 0x0000000500001234\nOK\nOK 0x0000000000004321\nOK 0x0000000000000007\nOK\nOK 0x0000000000000001\nOK 0x0000000000000002\nOK 0x0100000002000000\n"
+        );
+    }
+
+    #[test]
+    fn linux_smmu_bring_up_through_qtest() {
+        // arm_smmu_device_hw_probe + arm_smmu_device_reset, as qtest lines against the SMMU page.
+        let s = DEFAULT_SMMU_BASE;
+        let mut q = QtestServer::new(&QtestConfig::default());
+        let mut cmd = |line: String| -> String {
+            let mut out = Vec::new();
+            q.handle_line(line.as_bytes(), &mut out);
+            String::from_utf8(out).unwrap().trim_end().to_string()
+        };
+        let rd = |r: String| u64::from_str_radix(r.strip_prefix("OK 0x").unwrap(), 16).unwrap();
+        let idr0 = rd(cmd(format!("readl {:#x}", s)));
+        assert_eq!(idr0 >> 21 & 3, 2, "TTENDIAN little");
+        assert_eq!(idr0 >> 2 & 3, 2, "TTF AArch64");
+        assert_ne!(idr0 & 3, 0, "S1P or S2P");
+        let idr1 = rd(cmd(format!("readl {:#x}", s + 4)));
+        assert_eq!(idr1 & 0x7 << 28, 0, "no TABLES/QUEUES_PRESET, REL");
+        assert!((idr1 >> 21 & 0x1f) > 6, "CMDQS > log2(CMDQ_BATCH_ENTRIES)");
+        let idr5 = rd(cmd(format!("readl {:#x}", s + 0x14)));
+        assert_ne!(idr5 & 0x50, 0, "a granule the kernel can use");
+        // disable, program tables and queues
+        assert_eq!(cmd(format!("writel {:#x} 0", s + 0x20)), "OK");
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x24))), 0);
+        let ring = 0x4000_1000u64;
+        cmd(format!(
+            "writeq {:#x} {:#x}",
+            s + 0x80,
+            0x4000_8000u64 | 1 << 62
+        ));
+        cmd(format!("writel {:#x} 0x8", s + 0x88));
+        cmd(format!("writeq {:#x} {:#x}", s + 0x90, ring | 1 << 62 | 8));
+        assert_eq!(
+            rd(cmd(format!("readq {:#x}", s + 0x90))),
+            ring | 1 << 62 | 8
+        );
+        cmd(format!("writel {:#x} 0", s + 0x98));
+        cmd(format!("writel {:#x} 0", s + 0x9c));
+        cmd(format!("writel {:#x} 0x8", s + 0x20));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x24))), 0x8);
+        // CFGI_ALL + CMD_SYNC(CS=SEV), TLBI_NSNH_ALL + CMD_SYNC: CONS must reach PROD
+        let cmds = [
+            (0x04u64, 31u64),
+            (0x46 | 2 << 12, 0),
+            (0x30, 0),
+            (0x46 | 2 << 12, 0),
+        ];
+        for (i, (w0, w1)) in cmds.iter().enumerate() {
+            let a = ring + 16 * i as u64;
+            cmd(format!("writeq {a:#x} {w0:#x}"));
+            cmd(format!("writeq {:#x} {w1:#x}", a + 8));
+        }
+        cmd(format!("writel {:#x} 2", s + 0x98));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x9c))), 2);
+        cmd(format!("writel {:#x} 4", s + 0x98));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x9c))), 4);
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x60))), 0, "no GERROR");
+        // event queue: base by writeq, PROD/CONS through page1
+        cmd(format!(
+            "writeq {:#x} {:#x}",
+            s + 0xa0,
+            0x4000_4000u64 | 1 << 62 | 7
+        ));
+        cmd(format!("writel {:#x} 0", s + 0x100a8));
+        cmd(format!("writel {:#x} 0x3", s + 0x100ac));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0xac))), 3);
+        cmd(format!("writel {:#x} 0xc", s + 0x20));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x24))), 0xc);
+        // IRQs, then SMMUEN
+        cmd(format!("writel {:#x} 0x5", s + 0x50));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x54))), 0x5);
+        cmd(format!("writel {:#x} 0xd", s + 0x20));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x24))), 0xd);
+        // arm_smmu_update_gbpa: UPDATE reads back clear
+        cmd(format!(
+            "writel {:#x} {:#x}",
+            s + 0x44,
+            1u64 << 31 | 1 << 20
+        ));
+        assert_eq!(rd(cmd(format!("readl {:#x}", s + 0x44))), 1 << 20);
+    }
+
+    #[test]
+    fn linux_cmdqv_reset_sequence_through_qtest() {
+        // tegra241_cmdqv_hw_reset (§10.2) on QEMU's guest geometry: 1 VINTF, 2 VCMDQs.
+        let b = DEFAULT_MMIO_BASE;
+        let mut q = QtestServer::new(&QtestConfig::default());
+        let mut cmd = |line: String| -> String {
+            let mut out = Vec::new();
+            q.handle_line(line.as_bytes(), &mut out);
+            String::from_utf8(out).unwrap().trim_end().to_string()
+        };
+        let rd = |r: String| u64::from_str_radix(r.strip_prefix("OK 0x").unwrap(), 16).unwrap();
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 4))), 0x4011);
+        let config = rd(cmd(format!("readl {b:#x}")));
+        assert_eq!(config, 0x0002_0083);
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 8))), 1);
+        cmd(format!("writel {b:#x} {:#x}", config & !1));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 8))), 0);
+        cmd(format!("writel {b:#x} {config:#x}"));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 8))), 1);
+        // ALLOC=0 for every global queue
+        for qi in 0..2u64 {
+            cmd(format!("writel {:#x} {:#x}", b + 0x200 + 4 * qi, qi << 1));
+        }
+        // VINTF0 deinit: LVCMDQs descending, all slots already unmapped: reads 0, writes dropped
+        for l in (0..2u64).rev() {
+            let p0 = b + 0x30000 + 0x80 * l;
+            let p1 = b + 0x40000 + 0x80 * l;
+            cmd(format!("writel {:#x} 0", p0 + 8));
+            assert_eq!(rd(cmd(format!("readl {:#x}", p0 + 0xc))), 0);
+            cmd(format!("writel {:#x} 0", p0 + 4));
+            cmd(format!("writel {:#x} 0", p0));
+            cmd(format!("writeq {p1:#x} 0"));
+            cmd(format!("writeq {:#x} 0", p1 + 8));
+            assert_eq!(rd(cmd(format!("readl {:#x}", p0 + 0x10))), 0);
+            assert_eq!(rd(cmd(format!("readl {:#x}", p0 + 0x14))), 0);
+            cmd(format!("writel {:#x} {:#x}", b + 0x200 + 4 * l, l << 1));
+        }
+        cmd(format!("writel {:#x} 0", b + 0x1000));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x1004))) & 1, 0);
+        // VINTF0 hw_init(hyp_own = true): HYP_OWN is stripped in a guest
+        cmd(format!("writel {:#x} {:#x}", b + 0x1000, 1u64 << 17));
+        cmd(format!("writel {:#x} {:#x}", b + 0x1000, 1u64 << 17 | 1));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x1004))) & 1, 1);
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x1000))), 1);
+        // LVCMDQs ascending: map, base, enable
+        for l in 0..2u64 {
+            let p0 = b + 0x30000 + 0x80 * l;
+            let p1 = b + 0x40000 + 0x80 * l;
+            cmd(format!("writel {:#x} {:#x}", b + 0x200 + 4 * l, l << 1 | 1));
+            let base = 0x4001_0000 + 0x1000 * l;
+            cmd(format!("writeq {p1:#x} {:#x}", base | 8));
+            assert_eq!(rd(cmd(format!("readq {p1:#x}"))), base | 8);
+            cmd(format!("writel {:#x} 1", p0 + 8));
+            assert_eq!(rd(cmd(format!("readl {:#x}", p0 + 0xc))), 1);
+        }
+        assert_eq!(rd(cmd(format!("readq {:#x}", b + 0x10c0))), 0);
+        // a guest batch: TLBI_NH_ASID + CMD_SYNC(CS=NONE) on LVCMDQ0
+        let ring = 0x4001_0000u64;
+        cmd(format!("writeq {ring:#x} {:#x}", 0x11u64 | 5 << 48));
+        cmd(format!("writeq {:#x} 0x46", ring + 16));
+        cmd(format!("writel {:#x} 2", b + 0x30004));
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x30000))), 2);
+        assert_eq!(rd(cmd(format!("readl {:#x}", b + 0x14))), 0);
+    }
+
+    #[test]
+    fn smmu_irq_numbers_are_qemus_sysbus_indices() {
+        // hw/arm/smmuv3.h: SMMU_IRQ_EVTQ 0, SMMU_IRQ_PRIQ 1, SMMU_IRQ_CMD_SYNC 2, SMMU_IRQ_GERROR 3.
+        let s = DEFAULT_SMMU_BASE;
+        let input = format!(
+            "irq_intercept_out /machine/smmuv3 sysbus-irq\nwriteq {:#x} {:#x}\nwritel {:#x} 1\nwritel {:#x} 8\nwrite 0x40000000 16 0x07\nwritel {:#x} 1\n",
+            s + 0x90,
+            RAM_BASE | 4,
+            s + 0x50,
+            s + 0x20,
+            s + 0x98,
+        );
+        let (out, _) = run(&input);
+        assert_eq!(out, "OK\nOK\nOK\nOK\nOK\nIRQ raise 3\nIRQ lower 3\nOK\n");
+    }
+
+    #[test]
+    fn numbers_parse_like_qemu_strtou64() {
+        assert_eq!(parse_u64("0x10"), Some(16));
+        assert_eq!(parse_u64("010"), Some(8));
+        assert_eq!(parse_u64("10"), Some(10));
+        assert_eq!(parse_u64("+10"), Some(10));
+        assert_eq!(parse_u64("-1"), Some(u64::MAX));
+        assert_eq!(parse_u64("-0x10"), Some(16u64.wrapping_neg()));
+        assert_eq!(parse_u64("0x+5"), None);
+        assert_eq!(parse_u64("--1"), None);
+        assert_eq!(parse_u64("08"), None);
+        let (out, _) = run("writel 0x40000000 -1\nreadq 0x40000000\n");
+        assert_eq!(out, "OK\nOK 0x00000000ffffffff\n");
+    }
+
+    #[test]
+    fn write_with_bad_hex_digits_stores_what_qemu_stores() {
+        // system/qtest.c "write": data[i] = hex2nib(hi) << 4 | hex2nib(lo), hex2nib = -1 on a
+        // non-hex character, no error.
+        let (out, _) = run("write 0x40000000 3 0xzz1zz1\nread 0x40000000 3\n");
+        assert_eq!(out, "OK\nOK 0xfffff1\n");
+    }
+
+    #[test]
+    fn b64write_decodes_leniently_like_glib() {
+        // g_base64_decode_inplace skips characters outside the alphabet and never fails.
+        let (out, _) = run(
+            "b64write 0x40000000 3 AQ!ID\nread 0x40000000 3\nb64write 0x40000010 2 AQI=\nread 0x40000010 2\n",
+        );
+        assert_eq!(out, "OK\nOK 0x010203\nOK\nOK 0x0102\n");
+        assert_eq!(glib_base64_decode(b"AQI"), Vec::<u8>::new());
+        assert_eq!(glib_base64_decode(b"AQIDBA=="), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn every_cmd_sync_irq_is_reported() {
+        // smmuv3_cmdq_consume pulses SMMU_IRQ_CMD_SYNC once per CMD_SYNC with CS=IRQ.
+        let s = DEFAULT_SMMU_BASE;
+        let input = format!(
+            "irq_intercept_out /machine/smmuv3 sysbus-irq\nwriteq {:#x} {:#x}\nwritel {:#x} 8\nwrite 0x40000000 32 0x4610000000000000000000000000000046100000000000000000000000000000\nwritel {:#x} 2\n",
+            s + 0x90,
+            RAM_BASE | 4,
+            s + 0x20,
+            s + 0x98,
+        );
+        let (out, _) = run(&input);
+        assert_eq!(
+            out,
+            "OK\nOK\nOK\nOK\nIRQ raise 2\nIRQ lower 2\nIRQ raise 2\nIRQ lower 2\nOK\n"
+        );
     }
 }

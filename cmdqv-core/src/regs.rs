@@ -730,6 +730,8 @@ pub mod smmu {
     pub const CR0_CMDQEN: u32 = 1 << 3;
     pub const CR0_ATSCHK: u32 = 1 << 4;
     pub const CR0_WRITABLE: u32 = 0x1f;
+    /// CR0 bits CR0ACK never reflects (QEMU `SMMU_CR0_RESERVED`).
+    pub const CR0_RESERVED: u32 = 0xffff_fc20;
     /// IRQ_CTRL.GERROR_IRQEN.
     pub const IRQ_CTRL_GERROR_IRQEN: u32 = 1 << 0;
     /// IDR1.CMDQS field position.
