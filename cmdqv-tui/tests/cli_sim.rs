@@ -363,7 +363,10 @@ fn model_qtest_answers_like_qemu_and_rejects_bad_lines() {
         lines[4], "OK",
         "a 2-byte MMIO write is a counted guest error, answered like QEMU"
     );
-    assert!(lines[5].starts_with("ERR"), "{lines:?}");
+    assert_eq!(
+        lines[5], "FAIL Unknown command 'frobnicate'",
+        "as QEMU's system/qtest.c answers"
+    );
     assert_eq!(lines.len(), 7, "{lines:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
