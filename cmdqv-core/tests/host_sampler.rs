@@ -13,6 +13,36 @@ use cmdqv_core::host::{PAGE0_LEN, page0, sampler::Sampler};
 
 const CHILD_ENV: &str = "CMDQV_SAMPLER_CHILD";
 
+/// Re-runs this test binary as a child executing the ignored test `name` (with `env` set), and
+/// waits until it prints "ready". The child's stdout stays open (returned) for its lifetime.
+fn spawn_ready(
+    name: &str,
+    env: &str,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            name,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(env, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("ready") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before it was ready"
+        );
+    }
+    (child, out)
+}
+
 /// Not a test of its own: the body of the child process, run (ignored tests included) by the
 /// sampler test below with CHILD_ENV set.
 #[test]
@@ -65,28 +95,7 @@ fn helper_child_vmm() {
 
 #[test]
 fn sampler_sees_a_child_vmms_queues_advance_through_pidfd_getfd() {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "helper_child_vmm",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("ready") {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "child exited before it was ready"
-        );
-    }
+    let (mut child, _stdout) = spawn_ready("helper_child_vmm", CHILD_ENV);
     let result = (|| {
         let mut s = Sampler::attach(child.id(), 2).map_err(|e| e.to_string())?;
         assert!(!s.mapping.is_iommufd());
@@ -150,28 +159,7 @@ fn helper_child_sim_vmm() {
 
 #[test]
 fn sampler_sees_the_sim_vmms_hardware_backed_lvcmdq_advance() {
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--ignored",
-            "--exact",
-            "helper_child_sim_vmm",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(SIM_CHILD_ENV, "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("ready") {
-        line.clear();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "child exited before it was ready"
-        );
-    }
+    let (mut child, _stdout) = spawn_ready("helper_child_sim_vmm", SIM_CHILD_ENV);
     let result = (|| {
         let mut s = Sampler::attach(child.id(), 2).map_err(|e| e.to_string())?;
         assert!(!s.mapping.is_iommufd());

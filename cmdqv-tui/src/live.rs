@@ -224,6 +224,34 @@ fn open_recorder(path: &PathBuf, meta: &TraceMeta) -> Result<Recorder> {
     })
 }
 
+/// One item from a feed: decoded (a record that does not decode is counted as a drop), ingested
+/// and, while recording, written to the trace file (a write error is kept for the caller).
+fn take(
+    item: FeedItem<'_>,
+    collector: &mut Collector,
+    recorder: &mut Option<Recorder>,
+    decode_errors: &mut u64,
+    record_error: &mut Option<String>,
+) {
+    let ev = match item {
+        FeedItem::Raw(b) => match cmdqv_core::probe_abi::decode(b) {
+            Ok(ev) => ev,
+            Err(_) => {
+                *decode_errors += 1;
+                collector.add_drops(1);
+                return;
+            }
+        },
+        FeedItem::Event(ev) => ev,
+    };
+    collector.ingest(&ev);
+    if let Some(r) = recorder.as_mut() {
+        if let Err(e) = r.w.write(&ev) {
+            *record_error = Some(format!("recording to {} failed: {e}", r.path));
+        }
+    }
+}
+
 /// Runs a collection loop until the duration elapses, the feed ends, the target dies or
 /// `shared.stop` is set. Returns the final summary.
 pub fn collect(
@@ -248,31 +276,15 @@ pub fn collect(
     let mut decode_errors = 0u64;
     let mut record_error: Option<String> = None;
     loop {
-        let status = {
-            let collector = &mut collector;
-            let recorder = &mut recorder;
-            let decode_errors = &mut decode_errors;
-            let record_error = &mut record_error;
-            feed.poll(Duration::from_millis(20), &mut |item| {
-                let ev = match item {
-                    FeedItem::Raw(b) => match cmdqv_core::probe_abi::decode(b) {
-                        Ok(ev) => ev,
-                        Err(_) => {
-                            *decode_errors += 1;
-                            collector.add_drops(1);
-                            return;
-                        }
-                    },
-                    FeedItem::Event(ev) => ev,
-                };
-                collector.ingest(&ev);
-                if let Some(r) = recorder.as_mut() {
-                    if let Err(e) = r.w.write(&ev) {
-                        *record_error = Some(format!("recording to {} failed: {e}", r.path));
-                    }
-                }
-            })?
-        };
+        let status = feed.poll(Duration::from_millis(20), &mut |item| {
+            take(
+                item,
+                &mut collector,
+                &mut recorder,
+                &mut decode_errors,
+                &mut record_error,
+            )
+        })?;
         if let Some(e) = record_error.take() {
             collector.add_note(e);
             recorder = None;
@@ -332,17 +344,17 @@ pub fn collect(
         if status == FeedStatus::Ended || timed_out || dead || stop {
             // Drain what is already buffered so nothing in flight is lost.
             let _ = feed.poll(Duration::from_millis(50), &mut |item| {
-                if let FeedItem::Raw(b) = item {
-                    if let Ok(ev) = cmdqv_core::probe_abi::decode(b) {
-                        collector.ingest(&ev);
-                        if let Some(r) = recorder.as_mut() {
-                            let _ = r.w.write(&ev);
-                        }
-                    }
-                } else if let FeedItem::Event(ev) = item {
-                    collector.ingest(&ev);
-                }
+                take(
+                    item,
+                    &mut collector,
+                    &mut recorder,
+                    &mut decode_errors,
+                    &mut record_error,
+                )
             });
+            if let Some(e) = record_error.take() {
+                collector.add_note(e);
+            }
             break;
         }
     }
