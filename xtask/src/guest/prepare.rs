@@ -1,0 +1,133 @@
+//! Prepares everything a guest boot needs (kernel, busybox, initramfs, disk, QEMU), each step
+//! cached behind a stamp or its output file, one progress line per step.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{Result, bail};
+
+use super::{
+    apt::{Arch, ensure_extracted},
+    initramfs::{GUEST_MODULES, resolve_modules, write_initramfs},
+    machine::Guest,
+    packages::{QEMU_LIB_DIRS, ensure_kernel, ensure_qemu},
+    versions::{KernelVersion, QemuVersion},
+};
+use crate::sh::cache_dir;
+
+/// Prints one guest progress line on stdout.
+pub fn say(step: &str, msg: &str, t: Instant) {
+    println!(
+        "[xtask] guest: {step}: {msg} ({:.1}s)",
+        t.elapsed().as_secs_f64()
+    );
+}
+
+/// Progress lines of the preparation: on stdout, or on stderr when stdout carries only the
+/// `--prepare-only` JSON.
+struct Progress {
+    verbose: bool,
+}
+
+impl Progress {
+    fn say(&self, step: &str, msg: &str, t: Instant) {
+        if self.verbose {
+            say(step, msg, t);
+        } else {
+            eprintln!(
+                "[xtask] guest: {step}: {msg} ({:.1}s)",
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+fn cached_or_downloaded(cached: bool) -> &'static str {
+    if cached { "cached" } else { "downloaded" }
+}
+
+/// Prepares (downloads and builds) everything, each step cached behind a stamp file.
+pub fn prepare(
+    qemu: QemuVersion,
+    kernel: KernelVersion,
+    disk_mib: u64,
+    verbose: bool,
+) -> Result<Guest> {
+    let dir = cache_dir().join("guest");
+    fs::create_dir_all(&dir)?;
+    let p = Progress { verbose };
+
+    let t = Instant::now();
+    let kdir = dir.join(format!("kernel-{}", kernel.label()));
+    let (kimage, kver, kcached) = ensure_kernel(&dir, &kdir, kernel)?;
+    p.say(
+        "kernel",
+        &format!("{kver} {}", cached_or_downloaded(kcached)),
+        t,
+    );
+    let busybox = busybox(&dir, &p)?;
+    let initrd = initramfs(&dir, &kdir.join("lib/modules").join(&kver), &busybox, &p)?;
+    let disk = disk(&dir, disk_mib)?;
+
+    let t = Instant::now();
+    let qdir = dir.join(format!("qemu-{}", qemu.label()));
+    let qcached = ensure_qemu(&dir, &qdir, qemu)?;
+    let msg = format!("{} {}", qemu.label(), cached_or_downloaded(qcached));
+    p.say("qemu", &msg, t);
+
+    Ok(Guest {
+        qemu: qdir.join("usr/bin/qemu-system-aarch64"),
+        lib_path: QEMU_LIB_DIRS
+            .map(|d| qdir.join(d).display().to_string())
+            .join(":"),
+        datadir: qdir.join("usr/share/qemu"),
+        kernel: kimage,
+        initrd,
+        disk,
+        qemu_version: qemu.label(),
+        kernel_version: kver,
+    })
+}
+
+/// The static arm64 busybox the initramfs runs on.
+fn busybox(dir: &Path, p: &Progress) -> Result<PathBuf> {
+    let t = Instant::now();
+    let bbdir = dir.join("busybox");
+    let cached = ensure_extracted(dir, Arch::Arm64, &["busybox-static"], &bbdir)?;
+    let busybox = bbdir.join("bin/busybox");
+    if !busybox.exists() {
+        bail!("busybox-static did not contain bin/busybox");
+    }
+    p.say("busybox", cached_or_downloaded(cached), t);
+    Ok(busybox)
+}
+
+/// The initramfs for the kernel whose modules are in `moddir`, built once per kernel release.
+fn initramfs(dir: &Path, moddir: &Path, busybox: &Path, p: &Progress) -> Result<PathBuf> {
+    let t = Instant::now();
+    let kver = moddir.file_name().unwrap_or_default().to_string_lossy();
+    let initrd = dir.join(format!("initramfs-{kver}.cpio"));
+    let msg = if initrd.exists() {
+        "cached".to_string()
+    } else {
+        let mods = resolve_modules(moddir, GUEST_MODULES)?;
+        let names: Vec<_> = mods.iter().map(|(n, _)| n.clone()).collect();
+        write_initramfs(&initrd, busybox, &mods)?;
+        format!("built with modules {}", names.join(" "))
+    };
+    p.say("initramfs", &msg, t);
+    Ok(initrd)
+}
+
+/// Zeros, read whole by the guest to generate DMA (and so IOTLB invalidations).
+fn disk(dir: &Path, disk_mib: u64) -> Result<PathBuf> {
+    let disk = dir.join(format!("disk-{disk_mib}M.img"));
+    if !disk.exists() {
+        let f = fs::File::create(&disk)?;
+        f.set_len(disk_mib << 20)?;
+    }
+    Ok(disk)
+}
