@@ -20,9 +20,13 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(&out, b"")?;
         }
     }
+    // The dated nightly pinned with its bpf-linker in ebpf-toolchain.toml (that file says why);
+    // `cargo xtask bootstrap` installs it.
+    let pinned = pinned_nightly(include_str!("../ebpf-toolchain.toml"))?;
     // Versions shown by `cmdqv doctor`.
     let nightly = std::process::Command::new("rustc")
-        .args(["+nightly", "-V"])
+        .arg(format!("+{pinned}"))
+        .arg("-V")
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -46,5 +50,15 @@ fn main() -> anyhow::Result<()> {
     // that cargo quiet so only real diagnostics show up (as `warning: cmdqv-tui@…: …`).
     // SAFETY: build scripts are single-threaded at this point.
     unsafe { std::env::set_var("CARGO_TERM_QUIET", "true") };
-    aya_build::build_ebpf([pkg], aya_build::Toolchain::default())
+    aya_build::build_ebpf([pkg], aya_build::Toolchain::Custom(&pinned))
+}
+
+/// The value of the pin file's `nightly = "…"` line.
+fn pinned_nightly(pin: &str) -> anyhow::Result<String> {
+    pin.lines()
+        .find_map(|l| {
+            let v = l.trim().strip_prefix("nightly")?.trim_start().strip_prefix('=')?;
+            Some(v.trim().strip_prefix('"')?.strip_suffix('"')?.to_string())
+        })
+        .ok_or_else(|| anyhow::anyhow!("ebpf-toolchain.toml has no `nightly = \"…\"` line"))
 }
