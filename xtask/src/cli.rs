@@ -107,15 +107,14 @@ mod tests {
     /// A QEMU command line with its own `--`, flags with values, commas and a quoted argument
     /// holding spaces (as the shell hands it over: one argument).
     const QEMU_LINE: &[&str] = &[
-        "qemu-system-aarch64",
-        "-M",
-        "virt,iommu=smmuv3",
-        "-device",
-        "x,y=z",
+        "/usr/bin/qemu-system-aarch64",
         "-append",
         "a b",
+        "-M",
+        "virt",
         "--",
-        "-nographic",
+        "-device",
+        "x,y=z",
         "--",
         "",
     ];
