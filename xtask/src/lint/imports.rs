@@ -418,4 +418,21 @@ mod tests {
         assert_eq!(l.len(), 1, "{l:?}");
         assert_eq!(l[0].cycle.len(), 4, "{l:?}");
     }
+
+    #[test]
+    fn path_attributes_lead_to_their_file() {
+        let l = loops(&[
+            (
+                "src/lib.rs",
+                "#[path = \"impls/x_impl.rs\"]\nmod x;\nmod y;\n",
+            ),
+            ("src/impls/x_impl.rs", "pub fn h() { crate::y::z(); }\n"),
+            ("src/y.rs", "pub fn z() { crate::x::h(); }\n"),
+        ]);
+        assert_eq!(l.len(), 1, "{l:?}");
+        assert_eq!(
+            l[0].cycle,
+            ["src/impls/x_impl.rs", "src/y.rs", "src/impls/x_impl.rs"]
+        );
+    }
 }

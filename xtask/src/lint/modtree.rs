@@ -33,6 +33,8 @@ pub struct Module {
 pub struct Tree {
     pub modules: Vec<Module>,
     pub tokens: BTreeMap<PathBuf, Vec<Token>>,
+    /// Each file with comments blanked (where `#[path = "…"]` values are read).
+    texts: BTreeMap<PathBuf, String>,
     /// Files declared as `#[cfg(test)] mod x;` (test code as a whole).
     pub test_files: BTreeSet<PathBuf>,
 }
@@ -48,9 +50,14 @@ impl Tree {
             .iter()
             .map(|(p, f)| (p.clone(), tokenize(&f.code)))
             .collect();
+        let texts = set
+            .iter()
+            .map(|(p, f)| (p.clone(), f.uncommented.clone()))
+            .collect();
         let mut tree = Tree {
             modules: Vec::new(),
             tokens,
+            texts,
             test_files: BTreeSet::new(),
         };
         for root in roots {
@@ -106,14 +113,12 @@ impl Tree {
         let mut cut: Vec<Range<usize>> = Vec::new();
         let mut i = body.start;
         let mut item_start = None;
-        let mut test = false;
+        let mut attrs = Attrs::default();
         while i < body.end {
             let t = &toks[i];
             if t.is("#") {
                 item_start.get_or_insert(i);
-                let (next, is_test) = attribute(&toks, i);
-                test |= is_test;
-                i = next;
+                i = self.attribute(&file, &toks, i, &mut attrs);
                 continue;
             }
             if let Some(next) = qualifier(&toks, i) {
@@ -122,11 +127,11 @@ impl Tree {
                 continue;
             }
             let start = item_start.take().unwrap_or(i);
-            let next = self.item(m, &toks, i, body.end, test);
+            let test = attrs.test;
+            let next = self.item(m, &toks, i, body.end, std::mem::take(&mut attrs));
             if test || next.1 {
                 cut.push(start..next.0);
             }
-            test = false;
             i = next.0;
         }
         self.modules[m].own = subtract(body, cut);
@@ -140,8 +145,9 @@ impl Tree {
         toks: &[Token],
         i: usize,
         end: usize,
-        test: bool,
+        attrs: Attrs,
     ) -> (usize, bool) {
+        let test = attrs.test;
         let t = &toks[i];
         let next_ident = toks
             .get(i + 1)
@@ -156,7 +162,7 @@ impl Tree {
         }
         if t.is("mod") {
             if let Some(name) = next_ident {
-                return self.module_item(m, toks, i, &name, test);
+                return self.module_item(m, toks, i, &name, attrs);
             }
         }
         if ITEM_KEYWORDS.contains(&t.text.as_str()) {
@@ -193,9 +199,10 @@ impl Tree {
         toks: &[Token],
         i: usize,
         name: &str,
-        test: bool,
+        attrs: Attrs,
     ) -> (usize, bool) {
-        let dir = self.modules[m].dir.join(name);
+        let test = attrs.test;
+        let mut dir = self.modules[m].dir.join(name);
         if toks.get(i + 2).is_some_and(|t| t.is("{")) {
             let close = close_of(toks, i + 2);
             if !test {
@@ -206,7 +213,18 @@ impl Tree {
             }
             return (close + 1, true);
         }
-        if let Some(file) = self.child_file(m, name) {
+        let file = match &attrs.path {
+            // `#[path]` is relative to the declaring file's folder, and the file it names
+            // keeps its own children beside it, like a mod.rs.
+            Some(p) => {
+                let base = self.modules[m].file.parent().unwrap_or(Path::new(""));
+                let file = normalize(&base.join(p));
+                dir = file.parent().unwrap_or(Path::new("")).to_path_buf();
+                Some(file).filter(|f| self.tokens.contains_key(f))
+            }
+            None => self.child_file(m, name),
+        };
+        if let Some(file) = file {
             if test {
                 self.test_files.insert(file);
             } else {
@@ -218,19 +236,58 @@ impl Tree {
     }
 }
 
-/// An attribute `#[…]` or `#![…]` at `toks[i]`: the index past it, and whether it is
-/// `#[cfg(test)]`.
-fn attribute(toks: &[Token], i: usize) -> (usize, bool) {
-    let mut j = i + 1;
-    if toks.get(j).is_some_and(|t| t.is("!")) {
-        j += 1;
+/// What the attributes before an item say that matters here.
+#[derive(Default)]
+struct Attrs {
+    /// `#[cfg(test)]`: test code.
+    test: bool,
+    /// `#[path = "…"]`: where a `mod x;` file is.
+    path: Option<String>,
+}
+
+impl Tree {
+    /// Reads the attribute `#[…]` or `#![…]` at `toks[i]` of `file` into `attrs`; returns the
+    /// index past it.
+    fn attribute(&self, file: &Path, toks: &[Token], i: usize, attrs: &mut Attrs) -> usize {
+        let mut j = i + 1;
+        if toks.get(j).is_some_and(|t| t.is("!")) {
+            j += 1;
+        }
+        if !toks.get(j).is_some_and(|t| t.is("[")) {
+            return i + 1;
+        }
+        let close = close_of(toks, j);
+        let inner = &toks[j + 1..close];
+        let text: Vec<&str> = inner.iter().map(|t| t.text.as_str()).collect();
+        match text.as_slice() {
+            ["cfg", "(", "test", ")"] => attrs.test = true,
+            // The string's contents are blanked in tokens: read them from the text.
+            ["path", "=", "\"", "\""] => {
+                let value = self
+                    .texts
+                    .get(file)
+                    .and_then(|t| t.get(inner[2].at + 1..inner[3].at));
+                attrs.path = value.map(str::to_string);
+            }
+            _ => {}
+        }
+        close + 1
     }
-    if !toks.get(j).is_some_and(|t| t.is("[")) {
-        return (i + 1, false);
+}
+
+/// `a/b/../c` as `a/c` (a `#[path]` may climb out of its folder).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
     }
-    let close = close_of(toks, j);
-    let inner: Vec<&str> = toks[j + 1..close].iter().map(|t| t.text.as_str()).collect();
-    (close + 1, inner == ["cfg", "(", "test", ")"])
+    out
 }
 
 /// Visibility and qualifiers before an item (`pub(crate)`, `const fn`, `unsafe`, `async`,
