@@ -57,7 +57,11 @@ fn main() -> anyhow::Result<()> {
 fn pinned_nightly(pin: &str) -> anyhow::Result<String> {
     pin.lines()
         .find_map(|l| {
-            let v = l.trim().strip_prefix("nightly")?.trim_start().strip_prefix('=')?;
+            let v = l
+                .trim()
+                .strip_prefix("nightly")?
+                .trim_start()
+                .strip_prefix('=')?;
             Some(v.trim().strip_prefix('"')?.strip_suffix('"')?.to_string())
         })
         .ok_or_else(|| anyhow::anyhow!("ebpf-toolchain.toml has no `nightly = \"…\"` line"))
