@@ -344,3 +344,123 @@ impl Run<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cmdqv_core::{
+        analysis::CollectorConfig,
+        event::{Device, Event, Payload, Source},
+    };
+    use log::Log as _;
+
+    use super::*;
+    use crate::{
+        ebpf::probe_log::ProbeLog,
+        live::feed::{FeedFuture, Sink},
+    };
+
+    /// Hands out its batches one per call, then ends.
+    struct Scripted {
+        batches: Vec<Vec<Vec<u8>>>,
+        drops: u64,
+        log: ProbeLog,
+    }
+
+    impl Feed for Scripted {
+        fn next_batch<'a>(&'a mut self, sink: Sink<'a>) -> FeedFuture<'a> {
+            Box::pin(async move {
+                if self.batches.is_empty() {
+                    return Ok(FeedStatus::Ended);
+                }
+                for rec in self.batches.remove(0) {
+                    sink(FeedItem::Raw(&rec));
+                }
+                Ok(FeedStatus::Open)
+            })
+        }
+
+        fn drops(&self) -> u64 {
+            self.drops
+        }
+
+        fn probe_log(&self) -> Option<&ProbeLog> {
+            Some(&self.log)
+        }
+    }
+
+    fn mmio_write(ts_ns: u64) -> Vec<u8> {
+        let ev = Event {
+            ts_ns,
+            pid: 1,
+            tid: 1,
+            cpu: 0,
+            payload: Payload::Mmio {
+                device: Device::Smmu,
+                offset: 0x20,
+                value: 1,
+                size: 4,
+                write: true,
+            },
+        };
+        cmdqv_core::probe_abi::encode(&ev).unwrap()
+    }
+
+    #[test]
+    fn a_feed_is_collected_to_its_end_with_every_loss_and_probe_message_accounted() {
+        let log = ProbeLog::default();
+        for i in 0..(PROBE_NOTES + 2) {
+            log.log(
+                &log::Record::builder()
+                    .level(log::Level::Warn)
+                    .target("cmdqv_ebpf")
+                    .args(format_args!("read {i} failed"))
+                    .build(),
+            );
+        }
+        let mut feed = Scripted {
+            batches: vec![
+                vec![mmio_write(10), mmio_write(20)],
+                vec![b"not a record".to_vec(), mmio_write(30)],
+            ],
+            drops: 5,
+            log,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = rt.block_on(async {
+            let mut stop = StopSignal::install().unwrap();
+            let collector = Collector::new(CollectorConfig::new(Source::Ebpf, "scripted"));
+            let cfg = Collection {
+                stop_after: Some(Duration::from_secs(30)),
+                interval: None,
+                printer: Printer { json: true },
+                record: None,
+                record_default: PathBuf::from("unused.cmdqv"),
+                meta: TraceMeta::new(Source::Ebpf, "scripted"),
+                refresh_hz: 10,
+            };
+            collect(&mut feed, collector, cfg, None, &mut stop)
+                .await
+                .unwrap()
+        });
+        assert_eq!(s.events, 3);
+        assert_eq!(
+            s.drops,
+            5 + 1,
+            "the feed's drops and the undecodable record"
+        );
+        let probe_notes: Vec<_> = s
+            .notes
+            .iter()
+            .filter(|n| n.starts_with("probe log:"))
+            .collect();
+        assert_eq!(probe_notes.len() as u64, PROBE_NOTES + 1, "{probe_notes:?}");
+        assert_eq!(probe_notes[0], "probe log: WARN cmdqv_ebpf: read 0 failed");
+        assert_eq!(
+            probe_notes.last().unwrap().as_str(),
+            "probe log: 10 messages in all, the first 8 shown"
+        );
+    }
+}
