@@ -14,13 +14,4 @@ pub mod qemu;
 pub mod runner;
 pub mod tui;
 
-/// Register names for log lines: CMDQV offsets through the model's register map, SMMU offsets
-/// through its SMMUv3 table.
-pub fn reg_name(dev: cmdqv_core::event::Device, offset: u64) -> Option<String> {
-    match dev {
-        cmdqv_core::event::Device::Cmdqv => cmdqv_core::regs::decode(offset).map(|r| r.name()),
-        cmdqv_core::event::Device::Smmu => {
-            cmdqv_core::regs::smmu_reg_name(offset).map(str::to_string)
-        }
-    }
-}
+pub use live::reg_name::reg_name;

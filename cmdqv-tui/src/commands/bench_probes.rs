@@ -5,7 +5,7 @@
 //! The target is `cmdqv bench-hook`, a child process that calls the sim VMM's
 //! `cmdqv_vmm_command` hook N times, either in a tight loop or paced at a rate, and prints how
 //! long that took. Every traced variant attaches to that child only (pid-scoped uprobe), and our
-//! collector drains the ring buffer through the async runtime ([`crate::ebpf::AsyncTracer`])
+//! collector drains the ring buffer through the async runtime (an `AsyncTracer`)
 //! while the child runs.
 
 use std::{

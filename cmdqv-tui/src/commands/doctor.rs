@@ -247,22 +247,16 @@ fn build() -> [Check; 3] {
 pub fn print_text(r: &Report) {
     println!("cmdqv doctor");
     for c in &r.checks {
-        println!(
-            "  [{}] {:<22} {}\n        → {}",
-            if c.ok { " ok " } else { "MISS" },
-            c.name,
-            c.value,
-            c.meaning
-        );
+        let mark = if c.ok { " ok " } else { "MISS" };
+        print_finding(mark, &c.name, 22, &c.value, &c.meaning);
     }
     println!("program types:");
     for t in &r.program_types {
-        println!(
-            "  [{}] {:<15} {}\n        → {}",
-            if t.available { " ok " } else { " no " },
-            t.program_type,
-            t.reason,
-            t.meaning
-        );
+        let mark = if t.available { " ok " } else { " no " };
+        print_finding(mark, &t.program_type, 15, &t.reason, &t.meaning);
     }
+}
+
+fn print_finding(mark: &str, name: &str, width: usize, value: &str, meaning: &str) {
+    println!("  [{mark}] {name:<width$} {value}\n        → {meaning}");
 }

@@ -1,6 +1,6 @@
 //! One file per `cmdqv` subcommand: its flags (a clap `Args` struct) and its `run`. The live
-//! targets (`sim`, `qemu`, `record`) start their target and hand it to the one live runner in
-//! `crate::runner`; `replay` shows its summary through the same output and UI link.
+//! targets (`sim`, `qemu`, `record`) start their target and hand it to the one live runner
+//! (the runner module); `replay` shows its summary through the same output and UI link.
 
 pub mod bench_hook;
 pub mod bench_probes;

@@ -8,7 +8,7 @@ use clap::Args;
 use cmdqv_core::record::{ReplayInfo, TraceReader, replay_intervals};
 
 use crate::{
-    live::{self, OutputArgs, output::Printer},
+    live::{self, OutputArgs, output::Printer, reg_name::reg_name},
     runner,
 };
 
@@ -27,7 +27,7 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     // Intervals are cut by the trace's own timestamps, not by the wall clock of the replay.
     let (summary, info) = replay_intervals(
         reader,
-        Some(crate::reg_name),
+        Some(reg_name),
         a.out.interval.map(|d| d.as_nanos() as u64),
         &mut |s| printer.print(s),
     )

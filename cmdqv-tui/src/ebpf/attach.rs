@@ -102,15 +102,27 @@ where
     typed_program(ebpf, prog).map_err(|e| status(label, "failed", e.to_string()))
 }
 
+/// [`program`], loaded into the kernel with `load`.
+fn loaded<'a, P>(
+    ebpf: &'a mut Ebpf,
+    prog: &str,
+    label: &str,
+    load: impl FnOnce(&mut P) -> Result<(), ProgramError>,
+) -> Result<&'a mut P, ProbeStatus>
+where
+    &'a mut P: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let p = program(ebpf, prog, label)?;
+    load(p).map_err(|e| failed(label.to_string(), &e))?;
+    Ok(p)
+}
+
 pub fn attach_tracepoint(ebpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> ProbeStatus {
     let label = format!("tracepoint:{cat}/{name}");
-    let tp: &mut TracePoint = match program(ebpf, prog, &label) {
+    let tp = match loaded(ebpf, prog, &label, TracePoint::load) {
         Ok(tp) => tp,
         Err(s) => return s,
     };
-    if let Err(e) = tp.load() {
-        return failed(label, &e);
-    }
     let Some(tracefs) = tracefs_path() else {
         return status(
             label,
@@ -138,13 +150,10 @@ pub fn attach_tracepoint(ebpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> 
 
 pub fn attach_uprobe(ebpf: &mut Ebpf, prog: &str, sym: &str, bin: &Path, pid: u32) -> ProbeStatus {
     let label = format!("uprobe:{sym}");
-    let up: &mut UProbe = match program(ebpf, prog, &label) {
+    let up = match loaded(ebpf, prog, &label, UProbe::load) {
         Ok(u) => u,
         Err(s) => return s,
     };
-    if let Err(e) = up.load() {
-        return failed(label, &e);
-    }
     let scope = match std::num::NonZeroU32::new(pid) {
         Some(p) => UProbeScope::OneProcess(p),
         None => UProbeScope::AllProcesses,

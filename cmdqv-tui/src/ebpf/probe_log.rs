@@ -32,6 +32,19 @@ impl ProbeLog {
         self.book().pending.drain(..).collect()
     }
 
+    /// A warning as a probe would send it (tests of what consumes the log).
+    #[cfg(test)]
+    pub(crate) fn warn(&self, target: &str, msg: std::fmt::Arguments<'_>) {
+        log::Log::log(
+            self,
+            &log::Record::builder()
+                .level(log::Level::Warn)
+                .target(target)
+                .args(msg)
+                .build(),
+        );
+    }
+
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -67,19 +80,12 @@ impl log::Log for ProbeLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use log::Log as _;
 
     #[test]
     fn counts_every_message_and_keeps_a_bounded_number() {
         let l = ProbeLog::default();
         for i in 0..(KEPT + 5) {
-            l.log(
-                &log::Record::builder()
-                    .level(log::Level::Warn)
-                    .target("cmdqv_ebpf::qemu")
-                    .args(format_args!("read {i} failed"))
-                    .build(),
-            );
+            l.warn("cmdqv_ebpf::qemu", format_args!("read {i} failed"));
         }
         assert_eq!(l.total(), (KEPT + 5) as u64);
         let got = l.clone().take();

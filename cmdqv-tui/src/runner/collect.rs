@@ -347,16 +347,14 @@ impl Run<'_> {
 
 #[cfg(test)]
 mod tests {
-    use cmdqv_core::{
-        analysis::CollectorConfig,
-        event::{Device, Event, Payload, Source},
-    };
-    use log::Log as _;
-
     use super::*;
     use crate::{
         ebpf::probe_log::ProbeLog,
         live::feed::{FeedFuture, Sink},
+    };
+    use cmdqv_core::{
+        analysis::CollectorConfig,
+        event::{Device, Event, Payload, Source},
     };
 
     /// Hands out its batches one per call, then ends.
@@ -409,13 +407,7 @@ mod tests {
     fn a_feed_is_collected_to_its_end_with_every_loss_and_probe_message_accounted() {
         let log = ProbeLog::default();
         for i in 0..(PROBE_NOTES + 2) {
-            log.log(
-                &log::Record::builder()
-                    .level(log::Level::Warn)
-                    .target("cmdqv_ebpf")
-                    .args(format_args!("read {i} failed"))
-                    .build(),
-            );
+            log.warn("cmdqv_ebpf", format_args!("read {i} failed"));
         }
         let mut feed = Scripted {
             batches: vec![

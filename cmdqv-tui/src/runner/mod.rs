@@ -20,7 +20,9 @@ use cmdqv_core::{
 };
 
 use crate::{
-    live::{feed::Feed, options::LiveOptions, output::Printer, signals::StopSignal},
+    live::{
+        feed::Feed, options::LiveOptions, output::Printer, reg_name::reg_name, signals::StopSignal,
+    },
     runner::{
         collect::{Collection, collect},
         ui_link::{UiSource, ui_link},
@@ -51,7 +53,7 @@ impl LiveTarget {
         let start_ns = monotonic_ns();
         let mut cfg = CollectorConfig::new(self.source, self.name.clone());
         cfg.start_ns = Some(start_ns);
-        cfg.reg_name = Some(crate::reg_name);
+        cfg.reg_name = Some(reg_name);
         cfg.intervals = intervals;
         cfg.smmu_queue_from_mmio = self.smmu_queue_from_mmio;
         cfg.notes = self.notes.clone();
