@@ -1,26 +1,17 @@
 //! The `cmdqv` application as a library, so integration tests and benches can drive its pieces:
-//! the eBPF loader ([`ebpf`]), `cmdqv doctor` ([`doctor`]) and the live terminal UI ([`tui`]).
+//! the subcommands ([`commands`]), the live runner every target shares ([`runner`]), the QEMU
+//! session ([`qemu`]), the parts of the live pipeline ([`live`]), the eBPF loader ([`ebpf`]) and
+//! the terminal UI ([`tui`]).
+//!
+//! Layers, each using only those after it: `commands` → `runner` → `qemu` → `tui` → `live` →
+//! `ebpf` (the runner feeds the UI through its `SnapshotSource` interface; the UI only asks
+//! `live` whether a stop signal came).
 
-pub mod bench_probes;
-pub mod doctor;
+pub mod commands;
 pub mod ebpf;
-pub mod iommufd_fds;
 pub mod live;
-pub mod output;
-pub mod qemu_cmd;
-pub mod qemu_target;
-pub mod sample_cmd;
-pub mod sim_cmd;
+pub mod qemu;
+pub mod runner;
 pub mod tui;
-pub mod tui_source;
 
-/// Register names for log lines: CMDQV offsets through the model's register map, SMMU offsets
-/// through its SMMUv3 table.
-pub fn reg_name(dev: cmdqv_core::event::Device, offset: u64) -> Option<String> {
-    match dev {
-        cmdqv_core::event::Device::Cmdqv => cmdqv_core::regs::decode(offset).map(|r| r.name()),
-        cmdqv_core::event::Device::Smmu => {
-            cmdqv_core::regs::smmu_reg_name(offset).map(str::to_string)
-        }
-    }
-}
+pub use live::reg_name::reg_name;

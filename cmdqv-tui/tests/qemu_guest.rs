@@ -23,7 +23,7 @@ use cmdqv_core::{
     event::{Device, MAIN_CMDQ, Payload},
     qemu::{parse_trace_log, smmu_reg, write_command_stream},
 };
-use cmdqv_tui::qemu_target::{QemuOptions, QemuSession, qmp_cont, spawn_paused};
+use cmdqv_tui::qemu::{QemuOptions, QemuSession, qmp_cont, spawn_paused};
 
 fn privileged() -> bool {
     if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {

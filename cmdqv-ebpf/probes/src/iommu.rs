@@ -10,6 +10,7 @@ use aya_ebpf::{
     EbpfContext as _, helpers::bpf_probe_read_kernel_str_bytes, macros::tracepoint,
     programs::TracePointContext,
 };
+use aya_log_ebpf::warn;
 use cmdqv_ebpf_common::{EventKind, IOMMU_DEV_NAME, IommuEvent, IommuOp};
 
 use crate::{emit, filter, header, pid_allowed};
@@ -39,7 +40,9 @@ fn data_loc_str(ctx: &TracePointContext, at: usize, out: &mut [u8; IOMMU_DEV_NAM
     }
     // SAFETY: the helper checks the kernel address; a failure leaves the name empty.
     let src = unsafe { (ctx.as_ptr() as *const u8).add(off) };
-    let _ = unsafe { bpf_probe_read_kernel_str_bytes(src, out) };
+    if unsafe { bpf_probe_read_kernel_str_bytes(src, out) }.is_err() {
+        warn!(ctx, "iommu tracepoint: the device name could not be read");
+    }
 }
 
 #[tracepoint]

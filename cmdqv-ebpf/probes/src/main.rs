@@ -2,6 +2,9 @@
 //!
 //! Every record starts with `EventHeader` (see cmdqv-ebpf-common). A record that does not fit in
 //! the ring buffer is counted in the per-CPU `DROPS` array, never silently lost.
+//!
+//! The programs' own diagnostics (a failed user-memory read, the ring buffer running full) go
+//! through aya-log to userspace's `log` stream. Only rare paths log: never once per event.
 #![no_std]
 #![no_main]
 
@@ -21,6 +24,7 @@ use aya_ebpf::{
         TracePointContext,
     },
 };
+use aya_log_ebpf::warn;
 use cmdqv_ebpf_common::{
     ABI_VERSION, CommandEvent, DROP_RINGBUF_FULL, DROP_SLOTS, EventHeader, EventKind, FilterConfig,
     IOCTL_ARG_BYTES, IOMMUFD_TYPE, IoctlEvent, KFuncEvent, KvmMmioEvent, MmapEvent, MmioEvent,
@@ -95,7 +99,18 @@ pub(crate) fn pid_allowed(f: &FilterConfig) -> bool {
 fn count_drop() {
     if let Some(p) = DROPS.get_ptr_mut(DROP_RINGBUF_FULL) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-        unsafe { *p += 1 };
+        let n = unsafe {
+            *p += 1;
+            *p
+        };
+        // Only the 1st, 2nd, 4th, 8th ... drop on a CPU: a trace of the overload that does not
+        // add to it.
+        if n.is_power_of_two() {
+            warn!(
+                &(),
+                "EVENTS ring buffer full: {} records dropped on this CPU so far", n
+            );
+        }
     }
 }
 
@@ -164,6 +179,11 @@ pub fn cmdqv_ioctl_enter(ctx: TracePointContext) -> u32 {
         // SAFETY: the helper checks the user address; a fault leaves arg_len at 0.
         if unsafe { bpf_probe_read_user_buf(arg as *const u8, &mut inflight.arg) }.is_ok() {
             inflight.arg_len = IOCTL_ARG_BYTES as u32;
+        } else {
+            warn!(
+                &ctx,
+                "ioctl {:x}: its argument at {:x} could not be read", cmd, arg
+            );
         }
     }
     let _ = IOCTLS.insert(bpf_get_current_pid_tgid(), inflight, 0);

@@ -22,6 +22,7 @@ use aya_ebpf::{
     maps::HashMap,
     programs::{ProbeContext, RetProbeContext},
 };
+use aya_log_ebpf::warn;
 use cmdqv_ebpf_common::{
     CommandEvent, EventKind, FilterConfig, INDEX_UNKNOWN, MAIN_CMDQ, MmioEvent, MmioOrigin,
     QEMU_FETCH_UNWINDOWED, QEMU_LEARN_FROM_FETCH, QEMU_LEARN_REGION, SMMU_CMDQ_BASE,
@@ -174,7 +175,7 @@ pub fn cmdqv_qemu_mr_read(ctx: ProbeContext) -> u32 {
 }
 
 #[uretprobe]
-pub fn cmdqv_qemu_mr_read_ret(_ctx: RetProbeContext) -> u32 {
+pub fn cmdqv_qemu_mr_read_ret(ctx: RetProbeContext) -> u32 {
     let key = bpf_get_current_pid_tgid();
     // SAFETY: copied out before removal.
     let Some(p) = (unsafe { QEMU_READS.get(key) }).copied() else {
@@ -183,7 +184,13 @@ pub fn cmdqv_qemu_mr_read_ret(_ctx: RetProbeContext) -> u32 {
     let _ = QEMU_READS.remove(key);
     let mut v = [0u8; 8];
     // SAFETY: the helper checks the user address; a fault leaves the value at 0.
-    let _ = unsafe { bpf_probe_read_user_buf(p.pval as *const u8, &mut v) };
+    if unsafe { bpf_probe_read_user_buf(p.pval as *const u8, &mut v) }.is_err() {
+        warn!(
+            &ctx,
+            "SMMU register read at {:x}: the value QEMU returned could not be read, reported as 0",
+            p.offset
+        );
+    }
     let value = u64::from_le_bytes(v);
     let value = if p.size >= 8 {
         value
@@ -268,6 +275,11 @@ pub fn cmdqv_qemu_as_rw_ret(ctx: RetProbeContext) -> u32 {
     let mut cmd = [0u8; 16];
     // SAFETY: the helper checks the user address.
     if unsafe { bpf_probe_read_user_buf(p.buf as *const u8, &mut cmd) }.is_err() {
+        warn!(
+            &ctx,
+            "command fetch (index {}): the 16 bytes QEMU read could not be copied, command lost",
+            p.index
+        );
         return 0;
     }
     let mut w0 = [0u8; 8];

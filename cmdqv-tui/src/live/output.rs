@@ -2,6 +2,22 @@
 
 use cmdqv_core::analysis::{Summary, format_duration_ns};
 
+/// How summaries are printed: JSON lines or the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Printer {
+    pub json: bool,
+}
+
+impl Printer {
+    pub fn print(&self, s: &Summary) {
+        if self.json {
+            print_json(s)
+        } else {
+            print_text(s)
+        }
+    }
+}
+
 /// Prints a summary as one line of JSON.
 pub fn print_json(s: &Summary) {
     match serde_json::to_string(s) {

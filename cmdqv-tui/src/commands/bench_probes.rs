@@ -5,7 +5,7 @@
 //! The target is `cmdqv bench-hook`, a child process that calls the sim VMM's
 //! `cmdqv_vmm_command` hook N times, either in a tight loop or paced at a rate, and prints how
 //! long that took. Every traced variant attaches to that child only (pid-scoped uprobe), and our
-//! collector drains the ring buffer through the async runtime ([`crate::ebpf::AsyncTracer`])
+//! collector drains the ring buffer through the async runtime (an `AsyncTracer`)
 //! while the child runs.
 
 use std::{
@@ -16,68 +16,35 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use serde::{Deserialize, Serialize};
+use clap::Args;
+use nix::{sys::signal::Signal, unistd::Pid};
 
-use crate::ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig};
+use crate::{
+    commands::bench_hook::HookRun,
+    ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig},
+};
 
-/// What `cmdqv bench-hook` prints (one JSON line).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct HookRun {
-    pub calls: u64,
-    pub elapsed_ns: u64,
-}
-
-/// The target: waits for a line on stdin if `wait` (so probes attach first), then calls the hook
-/// `calls` times, paced at `rate` calls/s when given, and prints a [`HookRun`].
-pub fn run_hook(calls: u64, rate: Option<u64>, wait: bool) -> Result<()> {
-    use cmdqv_core::sim::hooks::cmdqv_vmm_command;
-    if wait {
-        let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line)?;
-    }
-    let t0 = Instant::now();
-    match rate {
-        None => {
-            for i in 0..calls {
-                cmdqv_vmm_command(0, i as u32, i, !i);
-            }
-        }
-        Some(rate) => {
-            // Calls in ticks of ~1 ms, sleeping off the rest of each tick.
-            let rate = rate.max(1);
-            let per_tick = (rate / 1000).max(1);
-            let tick = Duration::from_secs_f64(per_tick as f64 / rate as f64);
-            let mut next = t0;
-            let mut i = 0;
-            while i < calls {
-                for _ in 0..per_tick.min(calls - i) {
-                    cmdqv_vmm_command(0, i as u32, i, !i);
-                    i += 1;
-                }
-                next += tick;
-                if let Some(d) = next.checked_duration_since(Instant::now()) {
-                    std::thread::sleep(d);
-                }
-            }
-        }
-    }
-    let elapsed_ns = t0.elapsed().as_nanos() as u64;
-    println!("{}", serde_json::to_string(&HookRun { calls, elapsed_ns })?);
-    Ok(())
-}
-
-/// Options of `cmdqv bench-probes`.
-#[derive(Clone, Debug)]
-pub struct BenchOptions {
-    /// Hook calls per cost run.
+#[derive(Args, Clone, Debug)]
+pub struct BenchProbesArgs {
+    /// Hook calls per cost run (a uprobe hit costs ~10 µs in a VM: keep it ≤ 1e5).
+    #[arg(long, default_value_t = 100_000)]
     pub calls: u64,
     /// Repetitions of each cost run (the median is reported).
+    #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    /// Offered rates (calls/s) for the throughput part, each for `rate_secs`.
+    /// Offered rates in events/s, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10000,50000,100000,200000"
+    )]
     pub rates: Vec<u64>,
+    /// Seconds per offered rate.
+    #[arg(long, default_value_t = 1.0)]
     pub rate_secs: f64,
-    /// Compare with bpftrace (skipped with a note when it is not installed).
-    pub bpftrace: bool,
+    /// Do not compare with bpftrace.
+    #[arg(long)]
+    pub no_bpftrace: bool,
 }
 
 fn spawn_hook(exe: &Path, calls: u64, rate: Option<u64>, wait: bool) -> Result<Child> {
@@ -201,8 +168,7 @@ fn run_bpftrace(exe: &Path, calls: u64) -> Result<(HookRun, u64)> {
     }
     if bt.try_wait()?.is_none() {
         // SIGINT reaches `timeout`, which passes it on to bpftrace.
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(bt.id() as i32, libc::SIGINT) };
+        let _ = nix::sys::signal::kill(Pid::from_raw(bt.id() as i32), Signal::SIGINT);
     }
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest)?;
@@ -224,52 +190,81 @@ fn per_call(r: &HookRun) -> f64 {
     r.elapsed_ns as f64 / r.calls.max(1) as f64
 }
 
+/// Our variants: (label, drain while running, wakeup_bytes).
+const VARIANTS: [(&str, bool, u64); 3] = [
+    (
+        "cmdqv uprobe → ring buffer → collector, a wakeup per record",
+        true,
+        0,
+    ),
+    (
+        "cmdqv uprobe → ring buffer → collector, batched wakeups (64 KiB)",
+        true,
+        BATCHED_WAKEUP_BYTES,
+    ),
+    (
+        "cmdqv uprobe, collector reading only after the run (no wakeups)",
+        false,
+        0,
+    ),
+];
+
+/// Medians of the cost runs, in ns per call.
+struct Costs {
+    untraced: f64,
+    /// One per [`VARIANTS`] entry.
+    ours: Vec<f64>,
+    /// (delivered, dropped) of the last run of each variant.
+    fates: Vec<(u64, u64)>,
+    bpftrace: Option<f64>,
+}
+
 /// Runs the benchmark and prints the tables (Markdown, ready for BENCHMARKS.md).
-pub fn run(opts: &BenchOptions) -> Result<()> {
+pub fn run(a: BenchProbesArgs) -> Result<()> {
     let exe: PathBuf = std::env::current_exe().context("locating the cmdqv binary")?;
-    let n = opts.calls;
-    let runs = opts.runs.max(1);
-    println!("## cost per probed event: {n} calls of cmdqv_vmm_command, median of {runs} runs\n");
-    let have_bpftrace = opts.bpftrace
+    let runs = a.runs.max(1);
+    println!(
+        "## cost per probed event: {} calls of cmdqv_vmm_command, median of {runs} runs\n",
+        a.calls
+    );
+    let bpftrace = !a.no_bpftrace;
+    let have_bpftrace = bpftrace
         && Command::new("bpftrace")
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success());
     let mut notes = Vec::new();
-    if opts.bpftrace && !have_bpftrace {
+    if bpftrace && !have_bpftrace {
         notes.push(
             "bpftrace not installed: `apt-get install bpftrace` (cargo xtask bench-probes does it)"
                 .to_string(),
         );
     }
-    // Our variants: (label, drain while running, wakeup_bytes).
-    let variants = [
-        (
-            "cmdqv uprobe → ring buffer → collector, a wakeup per record",
-            true,
-            0,
-        ),
-        (
-            "cmdqv uprobe → ring buffer → collector, batched wakeups (64 KiB)",
-            true,
-            BATCHED_WAKEUP_BYTES,
-        ),
-        (
-            "cmdqv uprobe, collector reading only after the run (no wakeups)",
-            false,
-            0,
-        ),
-    ];
+    let costs = measure_costs(&exe, a.calls, runs, have_bpftrace, &mut notes)?;
+    print_costs(&costs);
+    for n in &notes {
+        println!("\nnote: {n}");
+    }
+    print_delivery(&exe, &a.rates, a.rate_secs)
+}
+
+/// `runs` rounds of: untraced, each of our variants, bpftrace.
+fn measure_costs(
+    exe: &Path,
+    n: u64,
+    runs: usize,
+    have_bpftrace: bool,
+    notes: &mut Vec<String>,
+) -> Result<Costs> {
     let mut untraced = Vec::new();
-    let mut ours: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    // (delivered, dropped) of the last run of each variant.
-    let mut fates = vec![(0u64, 0u64); variants.len()];
+    let mut ours: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    let mut fates = vec![(0u64, 0u64); VARIANTS.len()];
     let mut bpft = Vec::new();
     for _ in 0..runs {
-        let c = spawn_hook(&exe, n, None, false)?;
+        let c = spawn_hook(exe, n, None, false)?;
         untraced.push(per_call(&hook_result(c)?));
-        for (i, &(label, drain, wake)) in variants.iter().enumerate() {
-            let (r, delivered, dropped) = run_ours(&exe, n, None, drain, wake)?;
+        for (i, &(label, drain, wake)) in VARIANTS.iter().enumerate() {
+            let (r, delivered, dropped) = run_ours(exe, n, None, drain, wake)?;
             if delivered + dropped != n {
                 notes.push(format!(
                     "{label}: {delivered} delivered + {dropped} dropped != {n} calls"
@@ -279,49 +274,55 @@ pub fn run(opts: &BenchOptions) -> Result<()> {
             fates[i] = (delivered, dropped);
         }
         if have_bpftrace {
-            let (r, count) = run_bpftrace(&exe, n)?;
+            let (r, count) = run_bpftrace(exe, n)?;
             if count != n {
                 notes.push(format!("bpftrace counted {count} of {n} calls"));
             }
             bpft.push(per_call(&r));
         }
     }
-    let base = median(untraced);
+    Ok(Costs {
+        untraced: median(untraced),
+        ours: ours.into_iter().map(median).collect(),
+        fates,
+        bpftrace: (!bpft.is_empty()).then(|| median(bpft)),
+    })
+}
+
+fn print_costs(c: &Costs) {
+    let base = c.untraced;
     println!(
         "| variant | ns per call | probe cost (ns/hit, minus untraced) | delivered / dropped (last run) |"
     );
     println!("|---|---|---|---|");
     println!("| untraced | {base:.1} | — | — |");
-    let costs: Vec<f64> = ours.into_iter().map(median).collect();
-    for (((label, ..), c), (d, x)) in variants.iter().zip(&costs).zip(&fates) {
-        println!("| {label} | {c:.0} | {:.0} | {d} / {x} |", c - base);
+    for (((label, ..), cost), (d, x)) in VARIANTS.iter().zip(&c.ours).zip(&c.fates) {
+        println!("| {label} | {cost:.0} | {:.0} | {d} / {x} |", cost - base);
     }
-    if !bpft.is_empty() {
-        let b = median(bpft);
+    if let Some(b) = c.bpftrace {
         println!(
             "| bpftrace `@c = count()` on the same uprobe | {b:.0} | {:.0} | counted in a map |",
             b - base
         );
         println!(
             "\nratio cmdqv / bpftrace (probe cost): {:.2} with a wakeup per record, {:.2} with batched wakeups",
-            (costs[0] - base) / (b - base),
-            (costs[1] - base) / (b - base)
+            (c.ours[0] - base) / (b - base),
+            (c.ours[1] - base) / (b - base)
         );
     }
-    for n in &notes {
-        println!("\nnote: {n}");
-    }
+}
 
+/// The delivery table: each offered rate with per-record and batched wakeups.
+fn print_delivery(exe: &Path, rates: &[u64], rate_secs: f64) -> Result<()> {
     println!(
-        "\n## delivery at offered rates ({} s each, collector draining through tokio)\n",
-        opts.rate_secs
+        "\n## delivery at offered rates ({rate_secs} s each, collector draining through tokio)\n"
     );
     println!("| offered (events/s) | wakeups | achieved (events/s) | delivered | dropped |");
     println!("|---|---|---|---|---|");
-    for &rate in &opts.rates {
-        let calls = (rate as f64 * opts.rate_secs).round() as u64;
+    for &rate in rates {
+        let calls = (rate as f64 * rate_secs).round() as u64;
         for (wake, label) in [(0, "per record"), (BATCHED_WAKEUP_BYTES, "batched 64 KiB")] {
-            let (r, delivered, dropped) = run_ours(&exe, calls, Some(rate), true, wake)?;
+            let (r, delivered, dropped) = run_ours(exe, calls, Some(rate), true, wake)?;
             let achieved = r.calls as f64 / (r.elapsed_ns as f64 / 1e9);
             println!("| {rate} | {label} | {achieved:.0} | {delivered} | {dropped} |");
         }

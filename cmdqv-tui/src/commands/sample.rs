@@ -11,11 +11,32 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use clap::Args;
 use cmdqv_core::host::{
     LVCMDQ_STRIDE, PAGE0_LEN,
     sampler::{LvcmdqSample, Sampler},
 };
 use serde::Serialize;
+
+use crate::live::parse_duration;
+
+#[derive(Args, Clone, Debug)]
+pub struct SampleArgs {
+    #[arg(long)]
+    pub pid: u32,
+    /// Samples (report lines) per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Stop after this long (default: until the VMM exits).
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// One JSON object per interval.
+    #[arg(long)]
+    pub json: bool,
+    /// Ring size of the queues (log2 entries), for occupancy in percent.
+    #[arg(long)]
+    pub log2size: Option<u8>,
+}
 
 /// What to sample and how.
 #[derive(Clone, Debug)]
@@ -200,7 +221,15 @@ pub fn run_to<W: Write>(opts: &SampleOptions, out: &mut W) -> Result<u64> {
 }
 
 /// `cmdqv sample`: reports to stdout.
-pub fn run(opts: SampleOptions) -> Result<()> {
+pub fn run(a: SampleArgs) -> Result<()> {
+    let opts = SampleOptions {
+        pid: a.pid,
+        rate_hz: a.rate,
+        duration: a.duration,
+        json: a.json,
+        log2size: a.log2size,
+        ..Default::default()
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let n = run_to(&opts, &mut out)?;

@@ -1,181 +1,39 @@
-//! `cmdqv qemu`: trace a stock or CMDQV-capable QEMU with uprobes.
+//! A traced QEMU session: the process (attached with `--pid`, or launched paused and resumed
+//! once the probes are in), its tracer with the QEMU probe plan, and what the session learns
+//! from the decoded events (the queue window, counts).
 //!
 //! - [`QemuSession::attach`] — a running QEMU (`cmdqv qemu --pid PID`).
 //! - [`QemuSession::launch`] / [`QemuSession::launch_command`] — start QEMU paused (`-S` plus a
 //!   private QMP socket), attach the probes to its pid, then let the guest run (`cont`), so not
 //!   one command of the boot is missed (`cmdqv qemu -- qemu-system-aarch64 ...`).
 //!
-//! The probe set is chosen from the binary's symbols ([`cmdqv_core::qemu::choose_probe_set`]);
-//! each probe's attach status is data ([`ProbeStatus`]). On a stripped Debian QEMU the SMMU is
-//! found in the kernel: the first CMDQ_BASE-shaped write names its MemoryRegion and the queue
-//! window (see cmdqv-ebpf/probes/src/qemu.rs); [`QemuSession`] mirrors what it learns from the
-//! decoded events, and [`set_window`] / [`set_region`] let a caller set both by hand.
+//! The probe set is chosen from the binary's symbols (`ebpf::qemu_plan`); each probe's attach
+//! status is data ([`ProbeStatus`]).
 
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    os::unix::net::UnixStream,
+    os::fd::{AsRawFd, RawFd},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use aya::{Ebpf, maps::Array};
 use cmdqv_core::{
     analysis::ProbeStatus,
     event::{Device, Event, MAIN_CMDQ, Payload},
     probe_abi,
-    qemu::{
-        BinarySymbols, ProbeChoice, ProbeKind, ProbeSet, QueueWindow, choose_probe_set,
-        decode_cmdq_base, discover_symbols, smmu_reg,
+    qemu::{ProbeChoice, ProbeSet, QueueWindow, decode_cmdq_base, smmu_reg},
+};
+
+use crate::{
+    ebpf::{
+        loader::{OwnsRingFd, Tracer},
+        plan::TracerConfig,
+        probe_log::ProbeLog,
+        qemu_plan::{QemuOptions, QemuProbeConfig, set_window},
     },
+    qemu::qmp::{qmp_cont, resolve_program, spawn_paused},
 };
-use cmdqv_ebpf_common::{
-    FilterConfig, QEMU_FETCH_UNWINDOWED, QEMU_LEARN_FROM_FETCH, QEMU_LEARN_REGION,
-};
-
-use crate::ebpf::{Tracer, TracerConfig};
-
-/// What to attach to a QEMU binary (part of [`TracerConfig`]).
-#[derive(Clone, Debug)]
-pub struct QemuProbeConfig {
-    /// The QEMU executable the uprobes go into.
-    pub binary: PathBuf,
-    /// The chosen probes (from the binary's symbols).
-    pub choice: ProbeChoice,
-    /// Learn the SMMU's MemoryRegion in the kernel from its CMDQ_BASE write (needs a pid).
-    pub learn_region: bool,
-    /// Report 16-byte DMA reads as commands while the queue window is unknown, and learn the
-    /// SMMU's region from the write that triggered such a fetch (attach to a running QEMU whose
-    /// guest programmed CMDQ_BASE before the probes existed).
-    pub fetch_unwindowed: bool,
-    /// Known MemoryRegion pointer of the SMMU (0 = learn).
-    pub region_ptr: u64,
-    /// Known queue window.
-    pub window: Option<QueueWindow>,
-}
-
-/// Options of a session.
-#[derive(Clone, Debug, Default)]
-pub struct QemuOptions {
-    /// Also trace SMMU register reads (a uprobe + uretprobe on every MMIO read of every device:
-    /// the costliest probe; off by default).
-    pub mmio_reads: bool,
-}
-
-impl QemuProbeConfig {
-    /// Reads the binary's symbols and chooses the probe set.
-    pub fn for_binary(binary: &Path, opts: &QemuOptions) -> anyhow::Result<(Self, BinarySymbols)> {
-        let syms = discover_symbols(binary).with_context(|| {
-            format!(
-                "cannot read the symbols of {}: is it a QEMU binary?",
-                binary.display()
-            )
-        })?;
-        let choice = choose_probe_set(&syms, opts.mmio_reads);
-        Ok((
-            Self {
-                binary: binary.to_path_buf(),
-                choice,
-                learn_region: true,
-                fetch_unwindowed: false,
-                region_ptr: 0,
-                window: None,
-            },
-            syms,
-        ))
-    }
-
-    /// `FilterConfig::qemu_flags` for this configuration.
-    pub fn flags(&self) -> u32 {
-        (if self.learn_region {
-            QEMU_LEARN_REGION
-        } else {
-            0
-        }) | (if self.fetch_unwindowed {
-            QEMU_FETCH_UNWINDOWED | QEMU_LEARN_FROM_FETCH
-        } else {
-            0
-        })
-    }
-
-    /// Applies the QEMU fields to the filter the loader writes before attaching.
-    pub fn apply(&self, f: &mut FilterConfig) {
-        f.qemu_flags = self.flags();
-        f.region_ptr = self.region_ptr;
-        if let Some(w) = self.window {
-            f.q_lo = w.base;
-            f.q_hi = w.end();
-        }
-    }
-}
-
-/// Attaches every planned probe; called by [`Tracer::load`].
-pub fn attach_probes(ebpf: &mut Ebpf, cfg: &QemuProbeConfig, pid: u32) -> Vec<ProbeStatus> {
-    let mut out = Vec::new();
-    if cfg.choice.probes.is_empty() {
-        out.push(ProbeStatus {
-            name: format!("qemu:{}", cfg.binary.display()),
-            status: "symbol-not-found".into(),
-            reason: cfg.choice.reasons.join("; "),
-        });
-        return out;
-    }
-    for p in &cfg.choice.probes {
-        let mut s = crate::ebpf::attach_uprobe(ebpf, &p.program, &p.symbol, &cfg.binary, pid);
-        if p.kind == ProbeKind::Return {
-            s.name = format!("uretprobe:{}", p.symbol);
-        }
-        out.push(s);
-    }
-    out
-}
-
-/// The convenience the brief names: load and attach the QEMU probe set for `pid`.
-pub fn attach_qemu(pid: u32, binary: &Path) -> anyhow::Result<(Tracer, Vec<ProbeStatus>)> {
-    let (mut q, _) = QemuProbeConfig::for_binary(binary, &QemuOptions::default())?;
-    q.fetch_unwindowed = true;
-    let tracer = Tracer::load(&TracerConfig {
-        pid,
-        qemu: Some(q),
-        ..Default::default()
-    })?;
-    let probes = tracer.probes().to_vec();
-    Ok((tracer, probes))
-}
-
-fn filter_map(tracer: &mut Tracer) -> anyhow::Result<Array<&mut aya::maps::MapData, FilterConfig>> {
-    Ok(Array::try_from(
-        tracer
-            .ebpf_mut()
-            .map_mut("FILTER")
-            .context("FILTER map missing")?,
-    )?)
-}
-
-/// The in-kernel filter as it is now (including what the kernel learnt).
-pub fn read_filter(tracer: &mut Tracer) -> anyhow::Result<FilterConfig> {
-    Ok(filter_map(tracer)?.get(&0, 0)?)
-}
-
-/// Sets the command-queue window the fetch probe accepts.
-pub fn set_window(tracer: &mut Tracer, w: QueueWindow) -> anyhow::Result<()> {
-    let mut m = filter_map(tracer)?;
-    let mut f = m.get(&0, 0)?;
-    f.q_lo = w.base;
-    f.q_hi = w.end();
-    m.set(0, f, 0)?;
-    Ok(())
-}
-
-/// Sets the SMMU's MemoryRegion pointer the MMIO probes keep.
-pub fn set_region(tracer: &mut Tracer, region_ptr: u64) -> anyhow::Result<()> {
-    let mut m = filter_map(tracer)?;
-    let mut f = m.get(&0, 0)?;
-    f.region_ptr = region_ptr;
-    m.set(0, f, 0)?;
-    Ok(())
-}
 
 /// Decodes one ring-buffer record (the shared, length-checked decoder).
 pub fn decode_record(rec: &[u8]) -> Result<Event, probe_abi::DecodeError> {
@@ -249,13 +107,8 @@ impl QemuSession {
             }
         };
         s.child = Some(child);
-        if let Err(e) = s.resume() {
-            if let Some(c) = s.child.as_mut() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            return Err(e);
-        }
+        // On failure the session is dropped, which kills and reaps the paused QEMU.
+        s.resume()?;
         Ok(s)
     }
 
@@ -321,19 +174,29 @@ impl QemuSession {
     pub fn drops(&self) -> u64 {
         self.tracer.drops()
     }
+    /// The probes' own diagnostics.
+    pub fn probe_log(&self) -> &ProbeLog {
+        self.tracer.probe_log()
+    }
     pub fn tracer_mut(&mut self) -> &mut Tracer {
         &mut self.tracer
     }
 
     /// Waits up to `timeout` for records, decodes them into `f`, and learns from them (queue
     /// window). Returns the number of events delivered.
-    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(Event)) -> anyhow::Result<usize> {
+    pub fn poll(&mut self, timeout: Duration, f: impl FnMut(Event)) -> anyhow::Result<usize> {
+        self.tracer.wait(timeout)?;
+        self.take(f)
+    }
+
+    /// Like [`QemuSession::poll`] without waiting: what is in the ring buffer now.
+    pub fn take(&mut self, mut f: impl FnMut(Event)) -> anyhow::Result<usize> {
         let mut events = Vec::new();
         let mut errors = 0;
-        self.tracer.poll(timeout, |rec| match decode_record(rec) {
+        self.tracer.drain(|rec| match decode_record(rec) {
             Ok(e) => events.push(e),
             Err(_) => errors += 1,
-        })?;
+        });
         self.counts.decode_errors += errors;
         let n = events.len();
         for e in events {
@@ -419,6 +282,15 @@ impl QemuSession {
     }
 }
 
+impl AsRawFd for QemuSession {
+    fn as_raw_fd(&self) -> RawFd {
+        self.tracer.ring_fd()
+    }
+}
+
+// SAFETY: the fd is the ring buffer of the session's own Tracer, which lives as long as it does.
+unsafe impl OwnsRingFd for QemuSession {}
+
 impl Drop for QemuSession {
     fn drop(&mut self) {
         if self.exit.is_none() {
@@ -428,76 +300,6 @@ impl Drop for QemuSession {
             let _ = std::fs::remove_file(p);
         }
     }
-}
-
-/// Spawns `cmd` with `-S` (guest paused) and a private QMP socket appended; returns the child
-/// and the socket path for [`qmp_cont`].
-pub fn spawn_paused(cmd: &mut Command) -> anyhow::Result<(Child, PathBuf)> {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let qmp = std::env::temp_dir().join(format!(
-        "cmdqv-qmp-{}-{}.sock",
-        std::process::id(),
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_file(&qmp);
-    cmd.arg("-S")
-        .arg("-qmp")
-        .arg(format!("unix:{},server=on,wait=off", qmp.display()));
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", cmd.get_program().to_string_lossy()))?;
-    Ok((child, qmp))
-}
-
-/// Lets a QEMU started by [`spawn_paused`] run: `qmp_capabilities`, then `cont` (waits up to
-/// 10 s for QEMU to create the socket).
-pub fn qmp_cont(path: &Path, child: &mut Child) -> anyhow::Result<()> {
-    let t = Instant::now();
-    let stream = loop {
-        match UnixStream::connect(path) {
-            Ok(s) => break s,
-            Err(e) => {
-                if let Some(st) = child.try_wait()? {
-                    bail!("QEMU exited with {st} before it could be resumed");
-                }
-                if t.elapsed() > Duration::from_secs(10) {
-                    bail!("QEMU's QMP socket {} did not appear: {e}", path.display());
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-    };
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut w = stream.try_clone()?;
-    let mut r = BufReader::new(stream);
-    let mut line = String::new();
-    r.read_line(&mut line).context("reading QMP greeting")?;
-    for cmd in ["qmp_capabilities", "cont"] {
-        writeln!(w, "{{\"execute\":\"{cmd}\"}}")?;
-        loop {
-            line.clear();
-            if r.read_line(&mut line)? == 0 {
-                bail!("QMP closed during {cmd}");
-            }
-            if line.contains("\"return\"") {
-                break;
-            }
-            if line.contains("\"error\"") {
-                bail!("QMP {cmd} failed: {}", line.trim());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A program name as `Command` would run it: a path as is, a bare name from PATH.
-fn resolve_program(p: &Path) -> Option<PathBuf> {
-    if p.components().count() > 1 {
-        return p.exists().then(|| p.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(p))
-        .find(|c| c.is_file())
 }
 
 #[cfg(test)]
@@ -547,39 +349,5 @@ mod tests {
             p => panic!("{p:?}"),
         }
         assert!(decode_record(&rec[..40]).is_err());
-    }
-
-    #[test]
-    fn flags_follow_the_config() {
-        let q = QemuProbeConfig {
-            binary: "/x".into(),
-            choice: ProbeChoice {
-                set: ProbeSet::Dispatch,
-                probes: vec![],
-                reasons: vec![],
-            },
-            learn_region: true,
-            fetch_unwindowed: true,
-            region_ptr: 7,
-            window: Some(decode_cmdq_base(0x7ab0_0010)),
-        };
-        let mut f = FilterConfig::default();
-        q.apply(&mut f);
-        assert_eq!(
-            f.qemu_flags,
-            QEMU_LEARN_REGION | QEMU_FETCH_UNWINDOWED | QEMU_LEARN_FROM_FETCH
-        );
-        assert_eq!(
-            (f.region_ptr, f.q_lo, f.q_hi),
-            (7, 0x7ab0_0000, 0x7ac0_0000)
-        );
-    }
-
-    #[test]
-    fn missing_binary_is_a_clear_error() {
-        let e =
-            QemuProbeConfig::for_binary(Path::new("/nonexistent/qemu"), &QemuOptions::default())
-                .unwrap_err();
-        assert!(format!("{e:#}").contains("/nonexistent/qemu"));
     }
 }

@@ -1,0 +1,235 @@
+//! `cmdqv sim`: the embedded default target. The sim VMM runs as a child process of its own
+//! (`cmdqv sim-vmm`), so eBPF uprobes attach to it exactly as they would to QEMU; this process
+//! traces it through the same probes and the same live runner as a real host. Without eBPF,
+//! the child reports the same events itself over a pipe and the user is told so.
+
+use std::{
+    io::Write as _,
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use cmdqv_core::{analysis::ProbeStatus, event::Source, sim};
+
+use crate::{
+    commands::sim_vmm::{GO_EBPF, GO_PIPE, apply_overrides},
+    ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig, probe_log::ProbeLog},
+    live::{Feed, FeedFuture, LiveOptions, OutputArgs, Sink, TracerFeed, pipe_feed::PipeFeed},
+    runner::{self, LiveTarget},
+};
+
+#[derive(Args, Clone, Debug)]
+pub struct SimArgs {
+    /// Scenario to run (see --list).
+    #[arg(long, default_value = "steady-unmap")]
+    pub scenario: String,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Do not load eBPF: the sim VMM reports its events itself (in-process fallback).
+    #[arg(long)]
+    pub no_ebpf: bool,
+    /// Batches per second per vCPU (overrides the scenario's).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    /// vCPUs, one LVCMDQ each (overrides the scenario's).
+    #[arg(long)]
+    pub vcpus: Option<u32>,
+    /// UI refresh rate (frames per second).
+    #[arg(long, default_value_t = 10)]
+    pub refresh_hz: u32,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+/// Runs `cmdqv sim` (or `cmdqv record -o FILE sim`, with `record`).
+pub fn run(a: SimArgs, record: Option<PathBuf>) -> Result<()> {
+    if a.list {
+        for s in sim::scenarios() {
+            println!("{:<18} {}", s.name, s.about);
+        }
+        return Ok(());
+    }
+    let opts = LiveOptions::new(&a.out, record, a.refresh_hz);
+    if opts.headless && a.out.duration.is_none() && opts.record.is_none() {
+        bail!("--headless needs --duration (e.g. --duration 5s)");
+    }
+    runner::run(opts, || start(&a))
+}
+
+/// Starts the sim VMM and the tracer (or the pipe fallback).
+fn start(a: &SimArgs) -> Result<LiveTarget> {
+    let exe = std::env::current_exe().context("locating the cmdqv binary")?;
+    let mut scenario = sim::scenario(&a.scenario)
+        .with_context(|| format!("unknown scenario `{}` (see `cmdqv sim --list`)", a.scenario))?;
+    apply_overrides(&mut scenario, a.rate, a.vcpus)?;
+    let mut child = spawn_vmm(&exe, &scenario, a.out.duration)?;
+    let pid = child.id();
+    let mut traced = if a.no_ebpf {
+        Traced::fallback(
+            "events come from the sim VMM itself (in-process fallback, --no-ebpf), not from eBPF probes"
+                .into(),
+        )
+    } else {
+        trace(pid, &exe)
+    };
+    let mut stdin = child.stdin.take().context("sim VMM stdin")?;
+    let stdout = child.stdout.take().context("sim VMM stdout")?;
+    let (feed, source): (Box<dyn Feed>, Source) = match traced.tracer.take() {
+        Some(t) => {
+            writeln!(stdin, "{GO_EBPF}")?;
+            (Box::new(TracerFeed::new(t)?), Source::Ebpf)
+        }
+        None => {
+            writeln!(stdin, "{GO_PIPE}")?;
+            traced.probes.extend(in_process_probes());
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?;
+            (Box::new(PipeFeed::spawn(pipe)), Source::InProcess)
+        }
+    };
+    stdin.flush()?;
+    Ok(LiveTarget {
+        feed: Box::new(SimFeed {
+            inner: feed,
+            vmm: VmmChild {
+                child,
+                _stdin: stdin,
+            },
+        }),
+        source,
+        name: format!("sim:{} (pid {pid})", a.scenario),
+        pid,
+        probes: traced.probes,
+        notes: traced.notes,
+        smmu_queue_from_mmio: false,
+        record_default: PathBuf::from(format!("cmdqv-sim-{pid}.cmdqv")),
+        // The VMM stops by itself after the duration (and reports its final bookkeeping);
+        // the hard stop here only guards against a VMM that hangs.
+        stop_after: a.out.duration.map(|d| d + Duration::from_secs(10)),
+    })
+}
+
+fn spawn_vmm(exe: &Path, sc: &sim::Scenario, duration: Option<Duration>) -> Result<Child> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("sim-vmm").arg("--scenario").arg(sc.name);
+    cmd.arg("--rate").arg(sc.rate_hz.to_string());
+    cmd.arg("--vcpus").arg(sc.vcpus.to_string());
+    if let Some(d) = duration {
+        cmd.arg("--duration-ms")
+            .arg((d.as_millis() as u64).to_string());
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the sim VMM (cmdqv sim-vmm)")
+}
+
+/// How the VMM is traced: a tracer whose uprobes attached, or the fallback and why.
+struct Traced {
+    tracer: Option<Tracer>,
+    probes: Vec<ProbeStatus>,
+    notes: Vec<String>,
+}
+
+impl Traced {
+    fn fallback(note: String) -> Self {
+        Self {
+            tracer: None,
+            probes: Vec::new(),
+            notes: vec![note],
+        }
+    }
+}
+
+/// Loads the probes onto the VMM; without eBPF or without its uprobes, the fallback.
+fn trace(pid: u32, exe: &Path) -> Traced {
+    let loaded = Tracer::load(&TracerConfig {
+        pid,
+        syscalls: true,
+        iommu: true,
+        sim_vmm: Some(exe.to_path_buf()),
+        // The collector drains every 20 ms anyway: no need for a wakeup per record.
+        wakeup_bytes: BATCHED_WAKEUP_BYTES,
+        ..Default::default()
+    });
+    let t = match loaded {
+        Ok(t) => t,
+        Err(e) => {
+            return Traced::fallback(format!(
+                "eBPF unavailable ({e:#}): events come from the sim VMM itself (in-process fallback), not from probes"
+            ));
+        }
+    };
+    let probes = t.probes().to_vec();
+    let uprobes_ok = probes
+        .iter()
+        .filter(|p| p.name.starts_with("uprobe:"))
+        .all(|p| p.status == "attached");
+    if uprobes_ok {
+        return Traced {
+            tracer: Some(t),
+            probes,
+            notes: Vec::new(),
+        };
+    }
+    Traced {
+        tracer: None,
+        probes,
+        notes: vec![
+            "the sim VMM's uprobes did not attach (see probes): events come from the in-process fallback"
+                .into(),
+        ],
+    }
+}
+
+fn in_process_probes() -> impl Iterator<Item = ProbeStatus> {
+    sim::hooks::PROBE_NAMES.iter().map(|p| ProbeStatus {
+        name: format!("in-process:{p}"),
+        status: "in-process".into(),
+        reason: "reported by the sim VMM over a pipe (no eBPF)".into(),
+    })
+}
+
+/// The sim VMM child; killed and reaped when dropped (on every exit path, panics included).
+/// Its stdin stays open meanwhile: the VMM stops when it closes.
+struct VmmChild {
+    child: Child,
+    _stdin: ChildStdin,
+}
+
+impl Drop for VmmChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The VMM's events (probes or pipe) with the VMM itself: the run ends when it exits.
+struct SimFeed {
+    // Field order: the probes detach before the VMM is killed.
+    inner: Box<dyn Feed>,
+    vmm: VmmChild,
+}
+
+impl Feed for SimFeed {
+    fn next_batch<'a>(&'a mut self, sink: Sink<'a>) -> FeedFuture<'a> {
+        self.inner.next_batch(sink)
+    }
+
+    fn drops(&self) -> u64 {
+        self.inner.drops()
+    }
+
+    fn alive(&mut self) -> Result<bool> {
+        Ok(matches!(self.vmm.child.try_wait(), Ok(None)))
+    }
+
+    fn probe_log(&self) -> Option<&ProbeLog> {
+        self.inner.probe_log()
+    }
+}

@@ -1,0 +1,458 @@
+//! The collection loop every live target runs: one tokio select over the feed, the snapshot
+//! timer, the `--interval` timer, a housekeeping tick (drops, recorder meta, is the target
+//! still there), the TUI's control messages, the stop signals and the deadline.
+//!
+//! Collection never waits on rendering: snapshots go out through a one-slot channel where the
+//! newest wins, and ingesting happens inside the feed's own branch.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Result;
+use cmdqv_core::{
+    analysis::{Collector, Summary},
+    event::monotonic_ns,
+    record::TraceMeta,
+};
+use tokio::time::{Instant, Interval, MissedTickBehavior, interval, interval_at, sleep_until};
+
+use crate::{
+    live::{
+        feed::{Feed, FeedItem, FeedStatus},
+        output::Printer,
+        recorder::Recorder,
+        signals::{StopSignal, interrupted},
+    },
+    runner::ui_link::RunnerLink,
+    tui::Control,
+};
+
+/// How often drops are counted, the recorder's meta written and the target checked.
+const HOUSEKEEPING: Duration = Duration::from_millis(50);
+/// After the stop, what is still buffered is drained until the feed is this quiet ...
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
+/// ... or for at most this long.
+const DRAIN_MAX: Duration = Duration::from_millis(250);
+/// Probe log messages shown as notes; the rest are only counted.
+const PROBE_NOTES: u64 = 8;
+
+/// What one collection run does besides ingesting.
+pub struct Collection {
+    /// Hard stop after this long.
+    pub stop_after: Option<Duration>,
+    /// Print a summary per interval.
+    pub interval: Option<Duration>,
+    pub printer: Printer,
+    /// Record every event to this file from the start.
+    pub record: Option<PathBuf>,
+    /// Where `r` in the TUI records when no path was given.
+    pub record_default: PathBuf,
+    pub meta: TraceMeta,
+    /// Snapshots per second for the TUI.
+    pub refresh_hz: u32,
+}
+
+/// What happens to every item of a feed: decoded (a record that does not decode is counted as
+/// a drop), ingested and, while recording, written to the trace file.
+struct Intake {
+    collector: Collector,
+    recorder: Option<Recorder>,
+    decode_errors: u64,
+    /// A write error, kept for the loop to act on (the recording stops).
+    record_error: Option<String>,
+}
+
+impl Intake {
+    fn take(&mut self, item: FeedItem<'_>) {
+        let ev = match item {
+            FeedItem::Raw(b) => match cmdqv_core::probe_abi::decode(b) {
+                Ok(ev) => ev,
+                Err(_) => {
+                    self.decode_errors += 1;
+                    self.collector.add_drops(1);
+                    return;
+                }
+            },
+            FeedItem::Event(ev) => ev,
+        };
+        self.collector.ingest(&ev);
+        if let Some(r) = self.recorder.as_mut() {
+            if let Err(e) = r.write(&ev) {
+                self.record_error = Some(e);
+            }
+        }
+    }
+}
+
+/// What woke the loop.
+enum Step {
+    Fed(FeedStatus),
+    Publish,
+    Interval,
+    Housekeeping,
+    Control(Option<Control>),
+    Stop,
+}
+
+/// Collects from `feed` until it ends, the target goes away, the deadline passes, a stop signal
+/// arrives or the UI quits; returns the final summary (also published to the UI).
+pub async fn collect(
+    feed: &mut dyn Feed,
+    collector: Collector,
+    cfg: Collection,
+    ui: Option<RunnerLink>,
+    stop: &mut StopSignal,
+) -> Result<Summary> {
+    let recorder = match &cfg.record {
+        Some(p) => Some(Recorder::create(p, &cfg.meta)?),
+        None => None,
+    };
+    if let (Some(ui), Some(r)) = (&ui, &recorder) {
+        ui.set_recording(Some(r.path().to_string()));
+    }
+    let mut run = Run {
+        feed,
+        intake: Intake {
+            collector,
+            recorder,
+            decode_errors: 0,
+            record_error: None,
+        },
+        publish: publish_timer(cfg.refresh_hz),
+        cfg,
+        ui,
+        feed_drops: 0,
+        paused: false,
+        probe_notes: 0,
+    };
+    if !interrupted() {
+        run.until_stopped(stop).await?;
+    }
+    run.finish().await
+}
+
+struct Run<'f> {
+    feed: &'f mut dyn Feed,
+    intake: Intake,
+    publish: Interval,
+    cfg: Collection,
+    ui: Option<RunnerLink>,
+    /// Feed drops already added to the collector.
+    feed_drops: u64,
+    paused: bool,
+    /// Probe log messages seen so far.
+    probe_notes: u64,
+}
+
+fn publish_timer(hz: u32) -> Interval {
+    let hz = u64::from(hz.clamp(1, 60));
+    let mut t = interval(Duration::from_millis(1000 / hz));
+    t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    t
+}
+
+/// Ticks of an optional timer (never, without one).
+async fn tick(t: &mut Option<Interval>) {
+    match t {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The UI's next control message (never, headless).
+async fn control(ui: &mut Option<RunnerLink>) -> Option<Control> {
+    match ui {
+        Some(l) => l.control().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn deadline(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Run<'_> {
+    async fn until_stopped(&mut self, stop: &mut StopSignal) -> Result<()> {
+        let mut housekeeping = interval(HOUSEKEEPING);
+        let mut intervals = self.cfg.interval.map(|d| {
+            let mut t = interval_at(Instant::now() + d, d);
+            t.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            t
+        });
+        let end = self.cfg.stop_after.map(|d| Instant::now() + d);
+        loop {
+            let intake = &mut self.intake;
+            let mut sink = |item: FeedItem<'_>| intake.take(item);
+            let publishing = self.ui.is_some() && !self.paused;
+            let step = tokio::select! {
+                r = self.feed.next_batch(&mut sink) => Step::Fed(r?),
+                _ = self.publish.tick(), if publishing => Step::Publish,
+                _ = tick(&mut intervals) => Step::Interval,
+                _ = housekeeping.tick() => Step::Housekeeping,
+                c = control(&mut self.ui) => Step::Control(c),
+                _ = stop.wait() => Step::Stop,
+                _ = deadline(end) => Step::Stop,
+            };
+            let go_on = match step {
+                Step::Fed(status) => {
+                    self.settle_record_error();
+                    status == FeedStatus::Open
+                }
+                Step::Publish => {
+                    self.publish();
+                    true
+                }
+                Step::Interval => {
+                    self.print_interval();
+                    true
+                }
+                Step::Housekeeping => self.housekeeping()?,
+                Step::Control(Some(c)) => self.on_control(c),
+                Step::Control(None) | Step::Stop => false,
+            };
+            if !go_on {
+                return Ok(());
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        if let Some(ui) = &self.ui {
+            ui.publish(self.intake.collector.snapshot(monotonic_ns()));
+        }
+    }
+
+    fn print_interval(&mut self) {
+        let c = &mut self.intake.collector;
+        self.cfg.printer.print(&c.snapshot(monotonic_ns()));
+        c.reset_interval(monotonic_ns());
+    }
+
+    /// A failed trace-file write ends the recording; the summary says why.
+    fn settle_record_error(&mut self) {
+        if let Some(e) = self.intake.record_error.take() {
+            self.intake.collector.add_note(e);
+            self.intake.recorder = None;
+            self.set_recording(None);
+        }
+    }
+
+    fn set_recording(&self, path: Option<String>) {
+        if let Some(ui) = &self.ui {
+            ui.set_recording(path);
+        }
+    }
+
+    /// Returns whether the target is still there.
+    fn housekeeping(&mut self) -> Result<bool> {
+        self.count_feed_drops();
+        let total = self.feed_drops + self.intake.decode_errors;
+        if let Some(r) = self.intake.recorder.as_mut() {
+            r.tick(total);
+        }
+        self.take_probe_log();
+        self.feed.alive()
+    }
+
+    fn count_feed_drops(&mut self) {
+        let d = self.feed.drops();
+        if d > self.feed_drops {
+            self.intake.collector.add_drops(d - self.feed_drops);
+            self.feed_drops = d;
+        }
+    }
+
+    /// The first few probe log messages become notes; the rest are counted at the end.
+    fn take_probe_log(&mut self) {
+        let Some(log) = self.feed.probe_log() else {
+            return;
+        };
+        for m in log.take() {
+            if self.probe_notes < PROBE_NOTES {
+                self.intake.collector.add_note(format!("probe log: {m}"));
+            }
+            self.probe_notes += 1;
+        }
+    }
+
+    /// Returns whether to go on.
+    fn on_control(&mut self, c: Control) -> bool {
+        match c {
+            Control::Pause(p) => self.paused = p,
+            Control::RefreshHz(hz) => self.publish = publish_timer(hz),
+            Control::ToggleRecording => self.toggle_recording(),
+            Control::Quit => return false,
+        }
+        true
+    }
+
+    fn toggle_recording(&mut self) {
+        if let Some(r) = self.intake.recorder.take() {
+            r.stop();
+            self.set_recording(None);
+            return;
+        }
+        match Recorder::create(&self.cfg.record_default, &self.cfg.meta) {
+            Ok(r) => {
+                self.set_recording(Some(r.path().to_string()));
+                self.intake.recorder = Some(r);
+            }
+            Err(e) => self.intake.collector.add_note(format!("{e:#}")),
+        }
+    }
+
+    /// Drains what is still in flight, closes the recording and takes the final summary.
+    async fn finish(mut self) -> Result<Summary> {
+        self.drain_rest().await;
+        if let Some(e) = self.intake.record_error.take() {
+            self.intake.collector.add_note(e);
+        }
+        if let Some(r) = self.intake.recorder.take() {
+            r.finish(self.feed.drops() + self.intake.decode_errors)?;
+        }
+        self.count_feed_drops();
+        self.take_probe_log();
+        if let Some(total) = self.feed.probe_log().map(|l| l.total()) {
+            if total > PROBE_NOTES {
+                self.intake.collector.add_note(format!(
+                    "probe log: {total} messages in all, the first {PROBE_NOTES} shown"
+                ));
+            }
+        }
+        let s = self.intake.collector.snapshot(monotonic_ns());
+        if let Some(ui) = &self.ui {
+            ui.publish(s.clone());
+        }
+        Ok(s)
+    }
+
+    /// Takes what is already buffered so nothing in flight is lost, until the feed ends or is
+    /// quiet (bounded, so a target that keeps producing cannot hold the stop up).
+    async fn drain_rest(&mut self) {
+        let until = Instant::now() + DRAIN_MAX;
+        let intake = &mut self.intake;
+        let mut sink = |item: FeedItem<'_>| intake.take(item);
+        while Instant::now() < until {
+            let batch = tokio::time::timeout(DRAIN_QUIET, self.feed.next_batch(&mut sink)).await;
+            if !matches!(batch, Ok(Ok(FeedStatus::Open))) {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ebpf::probe_log::ProbeLog,
+        live::feed::{FeedFuture, Sink},
+    };
+    use cmdqv_core::{
+        analysis::CollectorConfig,
+        event::{Device, Event, Payload, Source},
+    };
+
+    /// Hands out its batches one per call, then ends.
+    struct Scripted {
+        batches: Vec<Vec<Vec<u8>>>,
+        drops: u64,
+        log: ProbeLog,
+    }
+
+    impl Feed for Scripted {
+        fn next_batch<'a>(&'a mut self, sink: Sink<'a>) -> FeedFuture<'a> {
+            Box::pin(async move {
+                if self.batches.is_empty() {
+                    return Ok(FeedStatus::Ended);
+                }
+                for rec in self.batches.remove(0) {
+                    sink(FeedItem::Raw(&rec));
+                }
+                Ok(FeedStatus::Open)
+            })
+        }
+
+        fn drops(&self) -> u64 {
+            self.drops
+        }
+
+        fn probe_log(&self) -> Option<&ProbeLog> {
+            Some(&self.log)
+        }
+    }
+
+    fn mmio_write(ts_ns: u64) -> Vec<u8> {
+        let ev = Event {
+            ts_ns,
+            pid: 1,
+            tid: 1,
+            cpu: 0,
+            payload: Payload::Mmio {
+                device: Device::Smmu,
+                offset: 0x20,
+                value: 1,
+                size: 4,
+                write: true,
+            },
+        };
+        cmdqv_core::probe_abi::encode(&ev).unwrap()
+    }
+
+    #[test]
+    fn a_feed_is_collected_to_its_end_with_every_loss_and_probe_message_accounted() {
+        let log = ProbeLog::default();
+        for i in 0..(PROBE_NOTES + 2) {
+            log.warn("cmdqv_ebpf", format_args!("read {i} failed"));
+        }
+        let mut feed = Scripted {
+            batches: vec![
+                vec![mmio_write(10), mmio_write(20)],
+                vec![b"not a record".to_vec(), mmio_write(30)],
+            ],
+            drops: 5,
+            log,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let s = rt.block_on(async {
+            let mut stop = StopSignal::install().unwrap();
+            let collector = Collector::new(CollectorConfig::new(Source::Ebpf, "scripted"));
+            let cfg = Collection {
+                stop_after: Some(Duration::from_secs(30)),
+                interval: None,
+                printer: Printer { json: true },
+                record: None,
+                record_default: PathBuf::from("unused.cmdqv"),
+                meta: TraceMeta::new(Source::Ebpf, "scripted"),
+                refresh_hz: 10,
+            };
+            collect(&mut feed, collector, cfg, None, &mut stop)
+                .await
+                .unwrap()
+        });
+        assert_eq!(s.events, 3);
+        assert_eq!(
+            s.drops,
+            5 + 1,
+            "the feed's drops and the undecodable record"
+        );
+        let probe_notes: Vec<_> = s
+            .notes
+            .iter()
+            .filter(|n| n.starts_with("probe log:"))
+            .collect();
+        assert_eq!(probe_notes.len() as u64, PROBE_NOTES + 1, "{probe_notes:?}");
+        assert_eq!(probe_notes[0], "probe log: WARN cmdqv_ebpf: read 0 failed");
+        assert_eq!(
+            probe_notes.last().unwrap().as_str(),
+            "probe log: 10 messages in all, the first 8 shown"
+        );
+    }
+}

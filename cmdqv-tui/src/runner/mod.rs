@@ -1,0 +1,142 @@
+//! The one live runner every target goes through: a tokio runtime, the stop signals, the
+//! target started inside it, the collection loop ([`collect`]), and then either the printed
+//! summary (headless) or the TUI on its own thread, fed by snapshots and sending control
+//! messages back ([`ui_link`]). Replay shows its summary through the same UI link
+//! ([`show_final`]).
+//!
+//! The runner sits above both `live` (the pipeline's parts) and `tui`, which itself only asks
+//! `live` whether a stop signal came: neither of those imports this module.
+
+pub mod collect;
+pub mod ui_link;
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, Result, bail};
+use cmdqv_core::{
+    analysis::{Collector, CollectorConfig, ProbeStatus, Summary},
+    event::{Source, monotonic_ns},
+    record::TraceMeta,
+};
+
+use crate::{
+    live::{
+        feed::Feed, options::LiveOptions, output::Printer, reg_name::reg_name, signals::StopSignal,
+    },
+    runner::{
+        collect::{Collection, collect},
+        ui_link::{UiSource, ui_link},
+    },
+    tui::{self, TuiOptions},
+};
+
+/// A started target, ready to collect from.
+pub struct LiveTarget {
+    pub feed: Box<dyn Feed>,
+    pub source: Source,
+    /// What the summary's `target` field says.
+    pub name: String,
+    pub pid: u32,
+    pub probes: Vec<ProbeStatus>,
+    pub notes: Vec<String>,
+    /// The SMMU's own command queue is reconstructed from its MMIO (QEMU targets).
+    pub smmu_queue_from_mmio: bool,
+    /// Where `r` in the TUI records.
+    pub record_default: PathBuf,
+    /// Hard stop after this long (None: until the target ends or the user stops).
+    pub stop_after: Option<Duration>,
+}
+
+impl LiveTarget {
+    /// The collector and the trace header this target starts with.
+    fn collector_and_meta(&self, intervals: bool) -> (Collector, TraceMeta) {
+        let start_ns = monotonic_ns();
+        let mut cfg = CollectorConfig::new(self.source, self.name.clone());
+        cfg.start_ns = Some(start_ns);
+        cfg.reg_name = Some(reg_name);
+        cfg.intervals = intervals;
+        cfg.smmu_queue_from_mmio = self.smmu_queue_from_mmio;
+        cfg.notes = self.notes.clone();
+        let mut collector = Collector::new(cfg);
+        collector.set_probes(self.probes.clone());
+        let mut meta = TraceMeta::new(self.source, self.name.clone());
+        meta.pid = Some(self.pid);
+        meta.probes = self.probes.clone();
+        meta.start_ns = Some(start_ns);
+        meta.smmu_queue_from_mmio = self.smmu_queue_from_mmio;
+        (collector, meta)
+    }
+}
+
+/// Runs a live target end to end. `start` runs inside the runtime (so feeds can register with
+/// it) after the stop signals are taken over, so a Ctrl-C while a target starts still ends the
+/// run cleanly.
+pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Result<()> {
+    // One worker beside the caller's thread: the signal listener and the pipe reader run there,
+    // the collection loop on this thread.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("cmdqv-rt")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let _in_rt = rt.enter();
+    let mut stop = StopSignal::install().context("installing the signal handlers")?;
+    let mut target = start()?;
+    let (collector, meta) = target.collector_and_meta(opts.interval.is_some());
+    let printer = Printer { json: opts.json };
+    let cfg = Collection {
+        stop_after: target.stop_after,
+        interval: opts.interval,
+        printer,
+        record: opts.record.clone(),
+        record_default: target.record_default.clone(),
+        meta,
+        refresh_hz: opts.refresh_hz,
+    };
+    let feed = target.feed.as_mut();
+    if opts.headless {
+        let s = rt.block_on(collect(feed, collector, cfg, None, &mut stop))?;
+        drop(target);
+        printer.print(&s);
+    } else {
+        let (runner, ui) = ui_link();
+        let tui = spawn_tui(ui, opts.refresh_hz)?;
+        let collected = rt.block_on(collect(feed, collector, cfg, Some(runner), &mut stop));
+        // The probes and the target go now; the TUI keeps the last view until the user quits.
+        drop(target);
+        let shown = tui.join();
+        collected?;
+        match shown {
+            Ok(r) => r?,
+            Err(_) => bail!("the terminal UI panicked"),
+        }
+    }
+    if let Some(r) = &opts.record {
+        eprintln!("cmdqv: recorded to {}", r.display());
+    }
+    Ok(())
+}
+
+fn spawn_tui(ui: UiSource, refresh_hz: u32) -> Result<std::thread::JoinHandle<Result<()>>> {
+    std::thread::Builder::new()
+        .name("cmdqv-tui".into())
+        .spawn(move || tui::run(Box::new(ui), tui_options(refresh_hz)))
+        .context("starting the terminal UI")
+}
+
+fn tui_options(refresh_hz: u32) -> TuiOptions {
+    TuiOptions {
+        refresh_hz,
+        no_color: false,
+    }
+}
+
+/// Shows a finished summary (a replay's) in the TUI until the user quits.
+pub fn show_final(summary: Summary, refresh_hz: u32) -> Result<()> {
+    let (runner, ui) = ui_link();
+    runner.publish(summary);
+    // Nothing more will come: the header says the view is the last snapshot.
+    drop(runner);
+    tui::run(Box::new(ui), tui_options(refresh_hz))
+}
