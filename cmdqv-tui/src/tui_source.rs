@@ -36,6 +36,10 @@ impl SnapshotSource for SharedSource {
         self.0.finished.load(Ordering::Relaxed)
     }
 
+    fn stop_requested(&self) -> bool {
+        crate::live::interrupted()
+    }
+
     fn recording(&self) -> Option<String> {
         self.0
             .recording
