@@ -42,3 +42,14 @@ impl VintfText {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_map_lists_set_bits_of_both_words() {
+        assert_eq!(err_map_list([0, 0]), "none");
+        assert_eq!(err_map_list([0b101, 1]), "{0,2,64}");
+    }
+}

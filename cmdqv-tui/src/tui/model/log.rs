@@ -38,3 +38,40 @@ impl LogText {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(kind: &str, text: &str) -> LogLine {
+        LogLine {
+            ts_ns: 12_345_678_901,
+            pid: 42,
+            kind: kind.into(),
+            text: text.into(),
+            is_error: false,
+        }
+    }
+
+    #[test]
+    fn filter_matches_kind_or_text_ignoring_case() {
+        let log = [
+            line("mmio", "W PROD"),
+            line("ioctl", "ENOTTY"),
+            line("cmd", "x"),
+        ];
+        assert_eq!(filtered_rows(&log, ""), [0, 1, 2]);
+        assert_eq!(filtered_rows(&log, "IOCTL"), [1]);
+        assert_eq!(filtered_rows(&log, "prod"), [0]);
+        assert!(log_matches(&log[1], "enotty"));
+        assert!(!log_matches(&log[2], "mmio"));
+    }
+
+    #[test]
+    fn columns_are_padded() {
+        let text = LogText::new(&line("cmd", "x"));
+        assert_eq!(text.ts, " 12.345678 ");
+        assert_eq!(text.pid, "     42 ");
+        assert_eq!(text.kind, "cmd   ");
+    }
+}

@@ -49,3 +49,26 @@ fn matches_lower(p: &ProbeStatus, lower: &str) -> bool {
 pub fn filtered_rows(probes: &[ProbeStatus], filter: &str) -> Vec<usize> {
     filter::matching(probes, filter, matches_lower)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_fall_in_classes_with_markers() {
+        assert_eq!(probe_class("attached"), ProbeClass::Ok);
+        assert_eq!(probe_class("in-process"), ProbeClass::Ok);
+        assert_eq!(probe_class("unsupported"), ProbeClass::Missing);
+        assert_eq!(probe_class("not-requested"), ProbeClass::Off);
+        assert_eq!(probe_class("permission-denied"), ProbeClass::Failed);
+        assert_eq!(ProbeClass::Missing.marker(), "?");
+        assert_eq!(ProbeClass::Failed.marker(), "!");
+        let p = ProbeStatus {
+            name: "kvm_exit".into(),
+            status: "attached".into(),
+            reason: "Tracepoint".into(),
+        };
+        assert!(probe_matches(&p, "TRACE"));
+        assert_eq!(filtered_rows(&[p.clone(), p], "exit"), [0, 1]);
+    }
+}

@@ -214,3 +214,51 @@ fn cell_text(q: &QueueSummary, col: SortColumn) -> String {
         SortColumn::Errors => format::count(q.errors),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(name: &str, state: QueueState, rate: f64) -> QueueSummary {
+        QueueSummary {
+            name: name.into(),
+            state,
+            commands_per_s: rate,
+            ..QueueSummary::default()
+        }
+    }
+
+    #[test]
+    fn rows_are_filtered_then_sorted_with_ties_by_name() {
+        let queues = [
+            q("b", QueueState::Hardware, 5.0),
+            q("smmu", QueueState::Emulated, 9.0),
+            q("a", QueueState::Hardware, 5.0),
+            q("c", QueueState::Disabled, 1.0),
+        ];
+        assert_eq!(
+            sorted_rows(&queues, "", SortColumn::CmdRate, true),
+            [1, 2, 0, 3]
+        );
+        assert_eq!(
+            sorted_rows(&queues, "HW", SortColumn::CmdRate, false),
+            [2, 0]
+        );
+        assert!(sorted_rows(&queues, "nothing", SortColumn::Id, false).is_empty());
+    }
+
+    #[test]
+    fn cells_are_the_table_text() {
+        let mut x = q("vcmdq7", QueueState::Error, 1234.0);
+        x.global_id = Some(7);
+        x.prod = 0x1f;
+        let text = QueueText::new(&x);
+        assert_eq!(text.cell(SortColumn::Id), "7");
+        assert_eq!(text.cell(SortColumn::Vintf), "-");
+        assert_eq!(text.cell(SortColumn::State), "error");
+        assert_eq!(text.cell(SortColumn::Prod), "1f");
+        assert_eq!(text.cell(SortColumn::CmdRate), "1.23k");
+        assert_eq!(text.cell(SortColumn::Batch), "-", "no batch yet");
+        assert!(queue_alert(&x));
+    }
+}
