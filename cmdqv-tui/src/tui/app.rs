@@ -25,6 +25,7 @@ use super::options::{self, MAX_HZ, MIN_HZ, TuiOptions};
 use super::source::Control;
 use super::theme::Theme;
 
+// Where these two were defined before they moved down the pyramid; the paths still work.
 pub use super::action::View;
 pub use super::model::queues::SortColumn;
 
@@ -260,8 +261,13 @@ impl App {
             Action::SortReverse => self.queues.sort_reverse(model),
             Action::OpenDetail => self.queues.open_detail(),
             Action::ToggleFollow => self.log.toggle_follow(),
-            // Moving: in the detail view the arrows go to the next queue.
-            _ => {
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom => {
+                // In the detail view the arrows go to the next queue.
                 let v = if self.queues.detail_open() {
                     View::Queues
                 } else {
@@ -270,6 +276,12 @@ impl App {
                 pane_of(v, &mut self.queues, &mut self.log, &mut self.probes)
                     .navigate(action, model);
             }
+            // `apply` sends these to the collector.
+            Action::Quit
+            | Action::TogglePause
+            | Action::RateUp
+            | Action::RateDown
+            | Action::ToggleRecording => {}
         }
     }
 
