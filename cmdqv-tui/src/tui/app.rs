@@ -257,10 +257,11 @@ impl App {
             Action::FilterBackspace => self.edit_filter(|text| {
                 text.pop();
             }),
-            Action::SortNext => self.queues.sort_next(model),
-            Action::SortReverse => self.queues.sort_reverse(model),
-            Action::OpenDetail => self.queues.open_detail(),
-            Action::ToggleFollow => self.log.toggle_follow(),
+            // The panes' own actions go to their pane, whichever view is shown.
+            Action::SortNext | Action::SortReverse | Action::OpenDetail => {
+                self.queues.handle(action, model)
+            }
+            Action::ToggleFollow => self.log.handle(action, model),
             Action::Up
             | Action::Down
             | Action::PageUp
@@ -273,8 +274,7 @@ impl App {
                 } else {
                     self.view
                 };
-                pane_of(v, &mut self.queues, &mut self.log, &mut self.probes)
-                    .navigate(action, model);
+                pane_of(v, &mut self.queues, &mut self.log, &mut self.probes).handle(action, model);
             }
             // `apply` sends these to the collector.
             Action::Quit

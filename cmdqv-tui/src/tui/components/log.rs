@@ -52,7 +52,7 @@ impl LogPane {
     }
 
     /// Follow new lines on/off (`f`); following jumps to the end.
-    pub fn toggle_follow(&mut self) {
+    fn toggle_follow(&mut self) {
         self.follow = !self.follow;
         if self.follow {
             self.from_bottom = 0;
@@ -178,8 +178,10 @@ impl Pane for LogPane {
         self.clamp();
     }
 
-    fn navigate(&mut self, action: Action, _model: Option<&ViewModel>) {
-        if let Some(delta) = action.rows(self.page_rows) {
+    fn handle(&mut self, action: Action, _model: Option<&ViewModel>) {
+        if action == Action::ToggleFollow {
+            self.toggle_follow();
+        } else if let Some(delta) = action.rows(self.page_rows) {
             self.scroll_by(delta);
         }
     }

@@ -15,8 +15,9 @@ pub trait Pane {
     fn set_filter(&mut self, text: String, model: Option<&ViewModel>);
     /// `new` replaced `old`: rebuild the rows and keep the user's place.
     fn on_snapshot(&mut self, old: Option<&ViewModel>, new: &ViewModel);
-    /// Move the selection, or scroll, for [`Action::rows`] actions; others are ignored.
-    fn navigate(&mut self, action: Action, model: Option<&ViewModel>);
+    /// Do what `action` asks of this pane: move the selection or scroll ([`Action::rows`]),
+    /// and the pane's own actions (sort, follow, open the detail). Others are ignored.
+    fn handle(&mut self, action: Action, model: Option<&ViewModel>);
     /// What the filter matches, shown after the filter being typed.
     fn filter_hint(&self) -> &'static str;
     /// The pane's status at the right of the tab line.

@@ -130,7 +130,7 @@ impl Pane for ProbeList {
         self.rebuild_rows(Some(new));
     }
 
-    fn navigate(&mut self, action: Action, _model: Option<&ViewModel>) {
+    fn handle(&mut self, action: Action, _model: Option<&ViewModel>) {
         if let Some(delta) = action.rows(self.page_rows) {
             let last = self.rows.len().saturating_sub(1);
             self.sel = self.sel.saturating_add_signed(delta).min(last);

@@ -107,17 +107,6 @@ impl QueueTable {
         self.rebuild_rows(model);
     }
 
-    /// Sort by the next column, in its useful default direction (`s`).
-    pub fn sort_next(&mut self, model: Option<&ViewModel>) {
-        let col = self.sort.next();
-        self.set_sort(col, col.descending_by_default(), model);
-    }
-
-    /// Reverse the sort order (`S`).
-    pub fn sort_reverse(&mut self, model: Option<&ViewModel>) {
-        self.set_sort(self.sort, !self.desc, model);
-    }
-
     /// Name of the selected queue.
     pub fn selected(&self) -> Option<&str> {
         self.selected.as_deref()
@@ -128,7 +117,7 @@ impl QueueTable {
     }
 
     /// Open the selected queue's detail view; without a selection there is nothing to open.
-    pub fn open_detail(&mut self) {
+    fn open_detail(&mut self) {
         if self.selected.is_some() {
             self.detail = true;
         }
@@ -298,9 +287,19 @@ impl Pane for QueueTable {
         self.reselect(Some(new));
     }
 
-    fn navigate(&mut self, action: Action, model: Option<&ViewModel>) {
-        if let Some(delta) = action.rows(self.page_rows) {
-            self.move_by(delta, model);
+    fn handle(&mut self, action: Action, model: Option<&ViewModel>) {
+        match action {
+            Action::SortNext => {
+                let col = self.sort.next();
+                self.set_sort(col, col.descending_by_default(), model);
+            }
+            Action::SortReverse => self.set_sort(self.sort, !self.desc, model),
+            Action::OpenDetail => self.open_detail(),
+            _ => {
+                if let Some(delta) = action.rows(self.page_rows) {
+                    self.move_by(delta, model);
+                }
+            }
         }
     }
 
