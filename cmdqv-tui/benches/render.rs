@@ -1,5 +1,7 @@
 //! One frame of the live UI at 200×60 with 128 VCMDQs (+ the SMMU queue), into a TestBackend.
-//! Budget (ARCHITECTURE.md): ≤ 5 ms per frame.
+//! Budget (ARCHITECTURE.md): ≤ 5 ms per frame. The first four re-use one snapshot's view model,
+//! as frames between snapshots do; `update_and_draw` builds a new one every frame, as a live
+//! collector that sends a snapshot per frame makes it.
 //!
 //! `AYA_BUILD_SKIP=1 cargo bench -p cmdqv-tui --bench render`
 

@@ -1,6 +1,6 @@
 //! Ctrl-C (SIGINT) and SIGTERM ask a live run to stop instead of killing the process: the
 //! collection loop returns, the feed (and with it every probe link) is dropped, the trace file
-//! is flushed and the final summary printed. The TUI quits too (it polls [`interrupted`]). A
+//! is flushed and the final summary printed. The TUI quits too (its source reports [`interrupted`] as `stop_requested`). A
 //! second signal exits at once.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -80,6 +80,11 @@ impl SnapshotSource for UiSource {
     fn finished(&self) -> bool {
         self.snapshots.has_changed().is_err()
     }
+
+    /// SIGINT/SIGTERM close the UI as the quit key does (the runner stops on the same signal).
+    fn stop_requested(&self) -> bool {
+        crate::live::interrupted()
+    }
 }
 
 #[cfg(test)]

@@ -109,6 +109,11 @@ pub fn uptime(secs: f64) -> String {
     }
 }
 
+/// An optional id or index: the number, or `-` when there is none.
+pub fn id(v: Option<u32>) -> String {
+    v.map_or("-".to_string(), |v| v.to_string())
+}
+
 /// A monotonic timestamp as seconds with microseconds: `12.345678`.
 pub fn timestamp(ts_ns: u64) -> String {
     format!(
@@ -164,5 +169,7 @@ mod tests {
         assert_eq!(uptime(3_723.0), "1:02:03");
         assert_eq!(uptime(f64::INFINITY), "-");
         assert_eq!(timestamp(12_345_678_901), "12.345678");
+        assert_eq!(id(Some(7)), "7");
+        assert_eq!(id(None), "-");
     }
 }

@@ -3,7 +3,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::View;
+pub use super::action::Action;
+use super::action::View;
 
 /// Where a binding applies. The app asks for a stack of contexts, most specific first.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -48,36 +49,6 @@ impl Context {
         Context::Filter,
         Context::Help,
     ];
-}
-
-/// Everything a key can ask the app to do.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Action {
-    Quit,
-    ToggleHelp,
-    /// Close the topmost popup, or clear the active filter.
-    Back,
-    NextView,
-    PrevView,
-    Show(View),
-    TogglePause,
-    RateUp,
-    RateDown,
-    ToggleRecording,
-    Up,
-    Down,
-    PageUp,
-    PageDown,
-    Top,
-    Bottom,
-    StartFilter,
-    SortNext,
-    SortReverse,
-    OpenDetail,
-    ToggleFollow,
-    FilterApply,
-    FilterCancel,
-    FilterBackspace,
 }
 
 /// One physical key: a code plus the modifiers that matter (Ctrl, Alt).

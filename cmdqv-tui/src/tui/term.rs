@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crossterm::event::{self, Event, KeyEventKind};
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
@@ -16,7 +16,9 @@ use crossterm::{cursor, execute};
 use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend};
 
-use super::{App, Control, SnapshotSource, TuiOptions};
+use super::app::App;
+use super::options::TuiOptions;
+use super::source::{Control, SnapshotSource};
 
 type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
 
@@ -84,14 +86,6 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
     terminal.clear()?;
     let mut app = App::new(opts);
     run_loop(&mut terminal, source.as_mut(), &mut app, |timeout| {
-        // SIGINT/SIGTERM from outside (raw mode turns the terminal's Ctrl-C into a key): quit
-        // the way the Ctrl-C key does.
-        if crate::live::interrupted() {
-            return Ok(Some(Event::Key(crossterm::event::KeyEvent::new(
-                crossterm::event::KeyCode::Char('c'),
-                crossterm::event::KeyModifiers::CONTROL,
-            ))));
-        }
         if event::poll(timeout)? {
             event::read().map(Some)
         } else {
@@ -103,6 +97,7 @@ pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Res
 /// The frame loop of [`run`], on any backend and any input (tests drive it with a
 /// `TestBackend` and scripted events). `next_event(timeout)` returns the next input event, or
 /// `None` once `timeout` has passed without one; it must not wait longer than `timeout`.
+/// [`SnapshotSource::stop_requested`] is asked before each wait.
 pub fn run_loop<B: Backend>(
     terminal: &mut Terminal<B>,
     source: &mut dyn SnapshotSource,
@@ -127,7 +122,16 @@ where
             if timeout.is_zero() {
                 break;
             }
-            match next_event(timeout)? {
+            // A stop signal from outside quits the way the Ctrl-C key does.
+            let event = if source.stop_requested() {
+                Some(Event::Key(KeyEvent::new(
+                    KeyCode::Char('c'),
+                    KeyModifiers::CONTROL,
+                )))
+            } else {
+                next_event(timeout)?
+            };
+            match event {
                 None => break,
                 Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
                     if let Some(c) = app.on_key(key) {
@@ -144,5 +148,51 @@ where
                 Some(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::backend::TestBackend;
+
+    use super::*;
+    use cmdqv_core::analysis::Summary;
+
+    /// A source whose runner got a stop signal after two frames.
+    #[derive(Default)]
+    struct Stopping {
+        pulls: u32,
+        controls: Vec<Control>,
+    }
+
+    impl SnapshotSource for Stopping {
+        fn latest(&mut self) -> Option<Summary> {
+            self.pulls += 1;
+            None
+        }
+        fn control(&mut self, c: Control) {
+            self.controls.push(c);
+        }
+        fn stop_requested(&self) -> bool {
+            self.pulls >= 2
+        }
+    }
+
+    #[test]
+    fn a_stop_signal_quits_like_ctrl_c() {
+        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        let mut src = Stopping::default();
+        let mut app = App::new(TuiOptions::default());
+        // Without the stop the loop would go on until this `q`, many frames later.
+        let mut waits = 0;
+        run_loop(&mut term, &mut src, &mut app, |_| {
+            waits += 1;
+            let q = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+            Ok((waits > 5).then_some(Event::Key(q)))
+        })
+        .unwrap();
+        assert_eq!(src.pulls, 2);
+        assert_eq!(src.controls, [Control::Quit]);
+        assert!(app.should_quit());
     }
 }

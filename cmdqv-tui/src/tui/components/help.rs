@@ -1,15 +1,15 @@
-//! The `?` popup, generated from the keymap.
+//! The `?` popup, generated from the keymap, and the same help as plain text.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph};
+use ratatui::widgets::{Clear, Paragraph};
 
-use crate::tui::app::App;
-use crate::tui::keymap;
+use super::common::panel;
+use crate::tui::keymap::{self, HelpLine};
+use crate::tui::theme::Theme;
 
-pub(super) fn draw_help(app: &App, f: &mut Frame, area: Rect) {
-    let t = &app.theme;
+pub fn draw_help(t: &Theme, f: &mut Frame, area: Rect) {
     let help = keymap::help_lines();
     let key_w = help
         .iter()
@@ -38,28 +38,25 @@ pub(super) fn draw_help(app: &App, f: &mut Frame, area: Rect) {
         height,
     );
     f.render_widget(Clear, popup);
-    let block = Block::bordered()
-        .border_style(t.border())
-        .title(Span::styled(" Keys (from the keymap) ", t.title()))
+    let block = panel(" Keys (from the keymap) ", t)
         .title_bottom(Line::styled(" Esc or ? closes ", t.dim()));
     let inner = block.inner(popup);
     f.render_widget(block, popup);
     let areas = Layout::horizontal(vec![Constraint::Fill(1); cols]).split(inner);
     for (chunk, a) in help.chunks(rows).zip(areas.iter()) {
-        let lines: Vec<Line> = chunk
-            .iter()
-            .map(|l| {
-                if l.is_heading {
-                    Line::styled(l.keys.clone(), t.title())
-                } else {
-                    Line::from(vec![
-                        Span::styled(format!(" {:<key_w$} ", l.keys), t.key()),
-                        Span::raw(l.text),
-                    ])
-                }
-            })
-            .collect();
+        let lines: Vec<Line> = chunk.iter().map(|l| help_line(l, key_w, t)).collect();
         f.render_widget(Paragraph::new(lines), *a);
+    }
+}
+
+fn help_line<'a>(l: &'a HelpLine, key_w: usize, t: &Theme) -> Line<'a> {
+    if l.is_heading {
+        Line::styled(l.keys.as_str(), t.title())
+    } else {
+        Line::from(vec![
+            Span::styled(format!(" {:<key_w$} ", l.keys), t.key()),
+            Span::raw(l.text),
+        ])
     }
 }
 
