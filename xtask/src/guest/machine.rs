@@ -46,6 +46,8 @@ pub struct Guest {
     /// QEMU's data directory (`-L`).
     pub datadir: PathBuf,
     pub kernel: PathBuf,
+    /// The kernel's /boot/config-* from its package.
+    pub kernel_config: PathBuf,
     pub initrd: PathBuf,
     pub disk: PathBuf,
     pub qemu_version: &'static str,
@@ -106,6 +108,10 @@ impl Guest {
         m.insert("datadir".into(), q(&self.datadir.display().to_string()));
         m.insert("kernel".into(), q(&self.kernel.display().to_string()));
         m.insert("kernel_version".into(), q(&self.kernel_version));
+        m.insert(
+            "kernel_config".into(),
+            q(&self.kernel_config.display().to_string()),
+        );
         m.insert("initrd".into(), q(&self.initrd.display().to_string()));
         m.insert("disk".into(), q(&self.disk.display().to_string()));
         m.insert("done_marker".into(), q(DONE_MARKER));
@@ -178,6 +184,7 @@ mod tests {
             lib_path: String::new(),
             datadir: "/d".into(),
             kernel: "/k".into(),
+            kernel_config: "/c".into(),
             initrd: "/i".into(),
             disk: "/disk".into(),
             qemu_version: "7.2",

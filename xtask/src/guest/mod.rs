@@ -9,7 +9,7 @@
 //! before the boot.
 //!
 //! ```text
-//! cargo xtask guest [--qemu 7.2|10.0] [--kernel 6.12|6.1] [--out DIR] [--timeout SECS]
+//! cargo xtask guest [--qemu 7.2|10.0] [--kernel 6.12|6.1|16k] [--out DIR] [--timeout SECS]
 //!                   [--disk-mib N]
 //! cargo xtask guest --prepare-only      # one JSON line: qemu, env, kernel, initrd, disk, argv
 //! cargo xtask guest --bench N           # N untraced + N traced boots (privileged test harness)
@@ -52,8 +52,9 @@ pub struct GuestArgs {
     /// QEMU from Debian: 7.2 (bookworm) or 10.0 (bookworm-backports)
     #[arg(long, value_name = "7.2|10.0", default_value = "7.2", value_parser = QemuVersion::parse)]
     qemu: QemuVersion,
-    /// Guest kernel from Debian: 6.12 (bookworm-backports) or 6.1 (bookworm)
-    #[arg(long, value_name = "6.12|6.1", default_value = "6.12", value_parser = KernelVersion::parse)]
+    /// Guest kernel from Debian: 6.12 (bookworm-backports), 6.1 (bookworm) or 16k (trixie's
+    /// 6.12 built for 16 KiB pages)
+    #[arg(long, value_name = "6.12|6.1|16k", default_value = "6.12", value_parser = KernelVersion::parse)]
     kernel: KernelVersion,
     /// Folder for the console log, QEMU's trace log and cmdqv's trace file
     /// [default: target/guest/<kernel>-qemu<qemu>]

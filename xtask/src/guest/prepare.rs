@@ -13,7 +13,7 @@ use super::{
     apt::{Arch, ensure_extracted},
     initramfs::{GUEST_MODULES, resolve_modules, write_initramfs},
     machine::Guest,
-    packages::{QEMU_LIB_DIRS, ensure_kernel, ensure_qemu},
+    packages::{QEMU_LIB_DIRS, config_facts, ensure_kernel, ensure_qemu, kernel_config},
     versions::{KernelVersion, QemuVersion},
 };
 use crate::sh::cache_dir;
@@ -63,13 +63,20 @@ pub fn prepare(
     let t = Instant::now();
     let kdir = dir.join(format!("kernel-{}", kernel.label()));
     let (kimage, kver, kcached) = ensure_kernel(&dir, &kdir, kernel)?;
-    p.say(
-        "kernel",
-        &format!("{kver} {}", cached_or_downloaded(kcached)),
-        t,
+    let config = kernel_config(&kdir, &kver);
+    let facts = config_facts(&fs::read_to_string(&config).unwrap_or_default());
+    let facts: Vec<&str> = facts
+        .iter()
+        .filter_map(|f| f.strip_prefix("CONFIG_"))
+        .collect();
+    let msg = format!(
+        "{kver} {} ({})",
+        cached_or_downloaded(kcached),
+        facts.join(" ")
     );
+    p.say("kernel", &msg, t);
     let busybox = busybox(&dir, &p)?;
-    let initrd = initramfs(&dir, &kdir.join("lib/modules").join(&kver), &busybox, &p)?;
+    let initrd = initramfs(&dir, &module_dir(&kdir, &kver), &busybox, &p)?;
     let disk = disk(&dir, disk_mib)?;
 
     let t = Instant::now();
@@ -85,11 +92,23 @@ pub fn prepare(
             .join(":"),
         datadir: qdir.join("usr/share/qemu"),
         kernel: kimage,
+        kernel_config: config,
         initrd,
         disk,
         qemu_version: qemu.label(),
         kernel_version: kver,
     })
+}
+
+/// The kernel package's module folder: /lib/modules/<release>, or /usr/lib/modules/<release> in
+/// packages built for a merged /usr (trixie's).
+pub fn module_dir(kdir: &Path, kver: &str) -> PathBuf {
+    let lib = kdir.join("lib/modules").join(kver);
+    if lib.is_dir() {
+        lib
+    } else {
+        kdir.join("usr/lib/modules").join(kver)
+    }
 }
 
 /// The static arm64 busybox the initramfs runs on.
