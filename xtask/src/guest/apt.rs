@@ -27,7 +27,16 @@ pub enum Arch {
 }
 
 impl Arch {
-    fn name(self) -> &'static str {
+    /// This machine's Debian architecture (QEMU runs here).
+    pub fn host() -> Result<Self> {
+        match std::env::consts::ARCH {
+            "x86_64" => Ok(Arch::Amd64),
+            "aarch64" => Ok(Arch::Arm64),
+            a => anyhow::bail!("no Debian QEMU packages are fetched for a {a} host"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
         match self {
             Arch::Arm64 => "arm64",
             Arch::Amd64 => "amd64",

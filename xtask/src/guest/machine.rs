@@ -50,6 +50,9 @@ pub struct Guest {
     pub kernel_config: PathBuf,
     pub initrd: PathBuf,
     pub disk: PathBuf,
+    /// The static arm64 busybox and the kernel's module folder (what an initramfs is made of).
+    pub busybox: PathBuf,
+    pub modules: PathBuf,
     pub qemu_version: &'static str,
     pub kernel_version: String,
 }
@@ -128,12 +131,18 @@ pub struct BootResult {
     pub completed: bool,
 }
 
-/// Boots the guest, console to `out/console.log`, QEMU's trace log to `trace` if given; kills
-/// QEMU after `timeout`.
-pub fn boot(g: &Guest, out: &Path, trace: Option<&Path>, timeout: Duration) -> Result<BootResult> {
+/// Boots the guest with `extra` QEMU arguments, console to `out/console.log`, QEMU's trace log
+/// to `trace` if given; kills QEMU after `timeout`.
+pub fn boot(
+    g: &Guest,
+    out: &Path,
+    trace: Option<&Path>,
+    extra: &[String],
+    timeout: Duration,
+) -> Result<BootResult> {
     let console = out.join("console.log");
     let mut c = g.command();
-    c.args(g.argv());
+    c.args(g.argv()).args(extra);
     if let Some(t) = trace {
         let _ = fs::remove_file(t);
         c.args(Guest::trace_argv(t));
@@ -187,6 +196,8 @@ mod tests {
             kernel_config: "/c".into(),
             initrd: "/i".into(),
             disk: "/disk".into(),
+            busybox: "/b".into(),
+            modules: "/m".into(),
             qemu_version: "7.2",
             kernel_version: "6.12".into(),
         };

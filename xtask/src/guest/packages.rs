@@ -1,5 +1,6 @@
-//! The two package sets the guest needs beyond busybox: an arm64 kernel image, and an amd64
-//! QEMU with every library this machine lacks; each extracted once behind its stamp.
+//! The two package sets the guest needs beyond busybox: an arm64 kernel image, and a QEMU for
+//! this host's architecture with every library this machine lacks; each extracted once behind
+//! its stamp.
 
 use std::{
     collections::BTreeSet,
@@ -16,8 +17,14 @@ use super::{
 };
 use crate::sh::output;
 
-/// Where QEMU's libraries sit inside its extracted packages (LD_LIBRARY_PATH order).
-pub const QEMU_LIB_DIRS: [&str; 2] = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"];
+/// LD_LIBRARY_PATH for the QEMU extracted into `qdir`: its packages' library folders for this
+/// host's multiarch triplet.
+pub fn qemu_lib_path(qdir: &Path) -> String {
+    let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
+    [format!("usr/lib/{triplet}"), format!("lib/{triplet}")]
+        .map(|d| qdir.join(d).display().to_string())
+        .join(":")
+}
 
 /// Returns (Image path, kernel release, cached?).
 pub fn ensure_kernel(
@@ -120,9 +127,10 @@ pub fn ensure_qemu(cache: &Path, qdir: &Path, v: QemuVersion) -> Result<bool> {
     if stamp.exists() {
         return Ok(true);
     }
-    let apt = Apt::updated(cache, Arch::Amd64, Release::Bookworm)?;
+    let apt = Apt::updated(cache, Arch::host()?, Release::Bookworm)?;
     let pinned = qemu_packages(&apt, v)?;
-    let debs_dir = cache.join(format!("debs-amd64-qemu-{}", v.label()));
+    let arch = Arch::host()?.name();
+    let debs_dir = cache.join(format!("debs-{arch}-qemu-{}", v.label()));
     let debs = apt.download(&pinned, &debs_dir)?;
     extract_all(&debs, qdir)?;
     check_libraries(qdir, v)?;
@@ -178,13 +186,10 @@ fn qemu_packages(apt: &Apt, v: QemuVersion) -> Result<Vec<String>> {
 /// Fails when the extracted QEMU still misses a shared library.
 fn check_libraries(qdir: &Path, v: QemuVersion) -> Result<()> {
     let bin = qdir.join("usr/bin/qemu-system-aarch64");
-    let lib_path = QEMU_LIB_DIRS
-        .map(|d| qdir.join(d).display().to_string())
-        .join(":");
     let ldd = output(
         Command::new("ldd")
             .arg(&bin)
-            .env("LD_LIBRARY_PATH", &lib_path),
+            .env("LD_LIBRARY_PATH", qemu_lib_path(qdir)),
     )?;
     let missing: Vec<_> = ldd.lines().filter(|l| l.contains("not found")).collect();
     if !missing.is_empty() {

@@ -11,9 +11,9 @@ use anyhow::{Result, bail};
 
 use super::{
     apt::{Arch, ensure_extracted},
-    initramfs::{GUEST_MODULES, resolve_modules, write_initramfs},
+    initramfs::{GUEST_MODULES, module_names, resolve_modules, standard_init, write_initramfs},
     machine::Guest,
-    packages::{QEMU_LIB_DIRS, config_facts, ensure_kernel, ensure_qemu, kernel_config},
+    packages::{config_facts, ensure_kernel, ensure_qemu, kernel_config, qemu_lib_path},
     versions::{KernelVersion, QemuVersion},
 };
 use crate::sh::cache_dir;
@@ -76,7 +76,8 @@ pub fn prepare(
     );
     p.say("kernel", &msg, t);
     let busybox = busybox(&dir, &p)?;
-    let initrd = initramfs(&dir, &module_dir(&kdir, &kver), &busybox, &p)?;
+    let modules = module_dir(&kdir, &kver);
+    let initrd = initramfs(&dir, &modules, &busybox, &p)?;
     let disk = disk(&dir, disk_mib)?;
 
     let t = Instant::now();
@@ -87,14 +88,14 @@ pub fn prepare(
 
     Ok(Guest {
         qemu: qdir.join("usr/bin/qemu-system-aarch64"),
-        lib_path: QEMU_LIB_DIRS
-            .map(|d| qdir.join(d).display().to_string())
-            .join(":"),
+        lib_path: qemu_lib_path(&qdir),
         datadir: qdir.join("usr/share/qemu"),
         kernel: kimage,
         kernel_config: config,
         initrd,
         disk,
+        busybox,
+        modules,
         qemu_version: qemu.label(),
         kernel_version: kver,
     })
@@ -133,9 +134,8 @@ fn initramfs(dir: &Path, moddir: &Path, busybox: &Path, p: &Progress) -> Result<
         "cached".to_string()
     } else {
         let mods = resolve_modules(moddir, GUEST_MODULES)?;
-        let names: Vec<_> = mods.iter().map(|(n, _)| n.clone()).collect();
-        write_initramfs(&initrd, busybox, &mods)?;
-        format!("built with modules {}", names.join(" "))
+        write_initramfs(&initrd, busybox, &mods, &standard_init(&mods), &[])?;
+        format!("built with modules {}", module_names(&mods).join(" "))
     };
     p.say("initramfs", &msg, t);
     Ok(initrd)
