@@ -1,6 +1,9 @@
 //! The assertions on what `cargo xtask guest --inside` brings out of the guest: the guest's
 //! `cmdqv doctor` finds kprobe or fentry usable, `cmdqv sim` traced its VMM with eBPF and lost
-//! nothing, and the guest runs with the page size its kernel was built for.
+//! nothing, `cmdqv sample` read the sim VMM's LVCMDQs through its page0 mapping at the right
+//! offset, and the guest runs with the page size its kernel was built for.
+
+use std::collections::BTreeSet;
 
 use serde_json::Value;
 
@@ -83,6 +86,38 @@ fn sim_inner(sim: &str) -> Result<String, String> {
     }
 }
 
+/// LVCMDQs of the sim VMM that `sample` reads (the hw-errors scenario's two vCPUs).
+pub const SAMPLED_LVCMDQS: u64 = 2;
+
+/// sample.jsonl (`cmdqv sample --json`, one object per interval): the LVCMDQs it found enabled
+/// are exactly 0..`lvcmdqs` and consumed commands. Reading page0 at a wrong offset (0x1000 off
+/// on a 16 KiB kernel) shows other slot numbers or none.
+pub fn sample_page0(sample: &str, lvcmdqs: u64) -> Check {
+    check("sample: page0 LVCMDQs", sample_inner(sample, lvcmdqs))
+}
+
+fn sample_inner(sample: &str, lvcmdqs: u64) -> Result<String, String> {
+    let (mut seen, mut commands, mut intervals) = (BTreeSet::new(), 0, 0);
+    for line in sample.lines().filter(|l| !l.trim().is_empty()) {
+        let v = parse("a sample.jsonl line", line)?;
+        intervals += 1;
+        for q in v["queues"]
+            .as_array()
+            .ok_or("a sample line has no queues")?
+        {
+            seen.insert(q["lidx"].as_u64().ok_or("a sampled queue has no lidx")?);
+            commands += q["commands"].as_u64().unwrap_or(0);
+        }
+    }
+    let want: BTreeSet<u64> = (0..lvcmdqs).collect();
+    let detail = format!("{intervals} intervals, LVCMDQs {seen:?}, {commands} commands");
+    if seen == want && commands > 0 {
+        Ok(detail)
+    } else {
+        Err(format!("{detail}; expected LVCMDQs {want:?} with commands"))
+    }
+}
+
 /// uname.txt: its `PAGESIZE N …` line says `want`.
 pub fn page_size(uname: &str, want: u64) -> Check {
     check("uname: page size", page_inner(uname, want))
@@ -141,6 +176,27 @@ mod tests {
             "drops missing"
         );
         assert!(!sim_ebpf(&format!("{ok}\n{ok}")).ok, "two documents");
+    }
+
+    #[test]
+    fn sample_needs_exactly_the_vmm_queues_with_commands() {
+        let line = |l: &[(u64, u64)]| {
+            let qs: Vec<String> = l
+                .iter()
+                .map(|(i, c)| format!(r#"{{"lidx":{i},"enabled":true,"commands":{c}}}"#))
+                .collect();
+            format!(r#"{{"pid":7,"t_s":0.5,"queues":[{}]}}"#, qs.join(","))
+        };
+        let ok = format!("{}\n{}\n", line(&[]), line(&[(0, 5), (1, 9)]));
+        let c = sample_page0(&ok, 2);
+        assert!(c.ok, "{c:?}");
+        assert_eq!(c.detail, "2 intervals, LVCMDQs {0, 1}, 14 commands");
+        // page0 read 0x1000 too early: slots 32 and 33.
+        assert!(!sample_page0(&line(&[(32, 5), (33, 9)]), 2).ok);
+        assert!(!sample_page0(&line(&[(0, 0), (1, 0)]), 2).ok, "no commands");
+        assert!(!sample_page0(&line(&[(0, 5)]), 2).ok, "a queue missing");
+        assert!(!sample_page0("", 2).ok);
+        assert!(!sample_page0("cmdqv: no page0\n", 2).ok);
     }
 
     #[test]

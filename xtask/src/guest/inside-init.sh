@@ -6,7 +6,9 @@
 # MODE `run` runs `cmdqv SUBCOMMAND ARGS` with stdout to OUTFILE; MODE `around-workload` starts it
 # in the background, waits until it is ready (the file @READY@ stands for appears, or 2 s when its
 # arguments have no @READY@), runs the DMA workload, then stops it (creates the file @STOP@
-# stands for, or sends SIGINT when its arguments have no @STOP@) and waits for it. A step whose
+# stands for, or sends SIGINT when its arguments have no @STOP@) and waits for it; MODE
+# `beside-sim-vmm` starts a sim VMM whose VCMDQs are backed by the simulated host (page0 on a
+# memfd it maps), runs the step with @VMM_PID@ replaced by that VMM's pid, then stops it. A step whose
 # subcommand this cmdqv does not have is recorded as skipped (an around-workload step's workload
 # still runs, untraced). Each step adds `NAME STATUS EXIT T0 T1 NOTE` to steps.txt (times from
 # /proc/uptime). Everything in /out leaves the guest as a tar written to the raw virtio disk
@@ -77,6 +79,40 @@ around_workload() {
     wait $pid
 }
 
+# Starts `cmdqv sim` on the hw-errors scenario (hardware-backed VCMDQs) and waits until its
+# VMM process has the page0 memfd mapped: sets SIM_PID and VMM_PID.
+start_sim_vmm() {
+    local i=0 p
+    /bin/cmdqv sim --scenario hw-errors --headless --duration 300s --no-ebpf --json \
+        > /tmp/sim-vmm.json 2>&1 < /dev/null &
+    SIM_PID=$!; VMM_PID=
+    while [ $i -lt 600 ] && kill -0 $SIM_PID 2>/dev/null; do
+        for p in /proc/[0-9]*; do
+            case "$(tr '\0' ' ' < $p/cmdline 2>/dev/null)" in
+                *" sim-vmm "*) grep -q cmdqv-vintf-page0 $p/maps 2>/dev/null && VMM_PID=${p#/proc/};;
+            esac
+        done
+        [ -n "$VMM_PID" ] && return 0
+        sleep 0.1; i=$((i+1))
+    done
+    return 1
+}
+
+beside_sim_vmm() {
+    local name=$1 out=$2 rc
+    shift 2
+    if start_sim_vmm; then
+        /bin/cmdqv $(echo "$*" | sed "s|@VMM_PID@|$VMM_PID|g") \
+            > "/out/$out" 2> "/out/$name.stderr" < /dev/null
+        rc=$?
+    else
+        echo "no sim VMM with a page0 memfd mapping appeared within 60 s" > "/out/$name.stderr"
+        rc=125
+    fi
+    kill -INT $SIM_PID 2>/dev/null; wait $SIM_PID
+    return $rc
+}
+
 WORKLOAD_DONE=
 while read -r name out mode sub args; do
     case "$name" in ''|'#'*) continue;; esac
@@ -92,6 +128,7 @@ while read -r name out mode sub args; do
     case "$mode" in
         run) /bin/cmdqv "$sub" $args > "/out/$out" 2> "/out/$name.stderr" < /dev/null; rc=$? ;;
         around-workload) around_workload "$name" "$out" "$sub" $args; rc=$? ;;
+        beside-sim-vmm) beside_sim_vmm "$name" "$out" "$sub" $args; rc=$? ;;
         *) echo "unknown mode $mode" > "/out/$name.stderr"; rc=127 ;;
     esac
     echo "$name $([ $rc -eq 0 ] && echo ok || echo failed) $rc $t0 $(now) $mode" >> /out/steps.txt

@@ -16,7 +16,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    checks::{Check, doctor_kernel_probes, page_size, sim_ebpf},
+    checks::{Check, SAMPLED_LVCMDQS, doctor_kernel_probes, page_size, sample_page0, sim_ebpf},
     initramfs::{ExtraFile, GUEST_MODULES, module_names, resolve_modules, write_initramfs},
     machine::{DONE_MARKER, Guest, boot},
     packages::config_facts,
@@ -215,6 +215,7 @@ fn checks(out: &Path, kernel: KernelVersion) -> Result<Vec<Check>> {
     Ok(vec![
         doctor_kernel_probes(&read("doctor.json")?),
         sim_ebpf(&read("sim.json")?),
+        sample_page0(&read("sample.jsonl")?, SAMPLED_LVCMDQS),
         page_size(&read("uname.txt")?, kernel.page_size()),
     ])
 }
@@ -249,7 +250,12 @@ mod tests {
             .skip(1)
             .filter(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
             .collect();
-        assert_eq!(fields, ["READY", "READY", "STOP", "STOP", "READY", "STOP"]);
+        assert_eq!(
+            fields,
+            [
+                "READY", "READY", "STOP", "STOP", "VMM_PID", "VMM_PID", "READY", "STOP"
+            ]
+        );
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub enum Mode {
     /// workload runs, then it is stopped (`@STOP@` is replaced by a path /init creates; without
     /// one, SIGINT).
     AroundWorkload,
+    /// `cmdqv ARGS > OUT` in the foreground while a sim VMM with hardware-backed VCMDQs (its
+    /// page0 a memfd mapped from the simulated host) runs; `@VMM_PID@` in ARGS is its pid.
+    BesideSimVmm,
 }
 
 impl Mode {
@@ -26,6 +29,7 @@ impl Mode {
         match self {
             Mode::Run => "run",
             Mode::AroundWorkload => "around-workload",
+            Mode::BesideSimVmm => "beside-sim-vmm",
         }
     }
 }
@@ -39,8 +43,9 @@ pub struct Step {
     pub args: &'static [&'static str],
 }
 
-/// The in-guest steps, in order. `host` is the host-kernel view of the SMMU driver bracketing
-/// the workload: skipped until cmdqv has that subcommand.
+/// The in-guest steps, in order. `sample` maps the sim VMM's page0 the way the kernel's mmap
+/// offsets allow on this page size; `host` is the host-kernel view of the SMMU driver
+/// bracketing the workload: skipped until cmdqv has that subcommand.
 pub const STEPS: &[Step] = &[
     Step {
         name: "doctor",
@@ -53,6 +58,21 @@ pub const STEPS: &[Step] = &[
         out: "sim.json",
         mode: Mode::Run,
         args: &["sim", "--headless", "--duration", "5s", "--json"],
+    },
+    Step {
+        name: "sample",
+        out: "sample.jsonl",
+        mode: Mode::BesideSimVmm,
+        args: &[
+            "sample",
+            "--pid",
+            "@VMM_PID@",
+            "--duration",
+            "3s",
+            "--rate",
+            "2",
+            "--json",
+        ],
     },
     Step {
         name: "host",
@@ -160,6 +180,7 @@ mod tests {
         );
         assert!(text.contains("sim sim.json run sim --headless --duration 5s --json\n"));
         assert!(text.contains("host host.json around-workload host "));
+        assert!(text.contains("sample sample.jsonl beside-sim-vmm sample --pid @VMM_PID@ "));
         for s in STEPS {
             assert!(s.args.iter().all(|a| !a.is_empty() && !a.contains(' ')));
             assert!(!s.name.contains(' ') && !s.out.contains(' ') && !s.out.contains('/'));
