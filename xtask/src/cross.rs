@@ -69,10 +69,25 @@ fn ensure_rust_target() -> Result<String> {
     Ok("installed with rustup".into())
 }
 
+/// Whether the Rust target, the cross gcc and its static glibc are all installed already.
+pub fn aarch64_tools_present() -> bool {
+    let target = output(Command::new("rustc").args(["--print", "sysroot"])).is_ok_and(|s| {
+        Path::new(s.trim())
+            .join("lib/rustlib")
+            .join(AARCH64)
+            .is_dir()
+    });
+    target && cross_tools().is_ok_and(|t| linker_present(&t))
+}
+
+fn linker_present(t: &CrossTools) -> bool {
+    which(LINKER).is_some() && Path::new(t.libc_a).exists()
+}
+
 /// Debian's cross gcc and static glibc, installed as root when absent.
 fn ensure_cross_linker() -> Result<String> {
     let t = cross_tools()?;
-    let have = || which(LINKER).is_some() && Path::new(t.libc_a).exists();
+    let have = || linker_present(&t);
     if have() {
         return Ok(format!("present ({LINKER}, {})", t.libc_a));
     }

@@ -8,7 +8,8 @@
 //! `smmuv3_cmdq_*` trace log of the same run lands beside the results.
 
 use std::{
-    fs,
+    env, fs,
+    net::{TcpStream, ToSocketAddrs as _},
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
@@ -20,12 +21,16 @@ use super::{
     initramfs::{ExtraFile, GUEST_MODULES, module_names, resolve_modules, write_initramfs},
     machine::{DONE_MARKER, Guest, boot},
     packages::config_facts,
-    prepare::{prepare, say},
+    prepare::{DISK_MIB, cached, prepare, say},
     steps::{STEPS, parse_results, results_json, steps_file},
     tar::read_tar,
     versions::{KernelVersion, QemuVersion},
 };
-use crate::sh::target_dir;
+use crate::{
+    bootstrap::Toolchain,
+    cross,
+    sh::{target_dir, which},
+};
 
 /// The serial of the raw disk the guest writes its results to.
 pub const OUT_SERIAL: &str = "cmdqv-out";
@@ -107,6 +112,77 @@ pub fn run(o: &Inside, cmdqv: &Path) -> Result<()> {
     let msg = format!("results in {}", o.out.display());
     say("inside: whole run", &msg, t_all);
     verdict(&checks)
+}
+
+/// The kernels `cargo xtask test` runs the in-guest checks under: 4 KiB and 16 KiB pages.
+const TEST_KERNELS: [KernelVersion; 2] = [KernelVersion::V6_12, KernelVersion::V6_12_16k];
+
+/// The QEMU they run on.
+const TEST_QEMU: QemuVersion = QemuVersion::V7_2;
+
+/// The in-guest part of `cargo xtask test`: the aarch64 build, then an `--inside` run under each
+/// of [`TEST_KERNELS`]. Skipped, with one line saying why, where the guest cannot be had.
+pub fn test_in_guests(tc: &Toolchain) -> Result<()> {
+    let reachable = || debian_reachable(Duration::from_secs(5));
+    let prepared = cached(TEST_QEMU, &TEST_KERNELS) && cross::aarch64_tools_present();
+    let has_apt = which("apt-get").is_some() && which("dpkg").is_some();
+    if let Some(why) = skip_reason(env::consts::ARCH, has_apt, prepared, reachable) {
+        println!("[xtask] test: in-guest checks skipped: {why}");
+        return Ok(());
+    }
+    cross::bootstrap_aarch64()?;
+    let cmdqv = cross::build_aarch64(tc)?;
+    let mut times = Vec::new();
+    for kernel in TEST_KERNELS {
+        let t = Instant::now();
+        let o = Inside {
+            qemu: TEST_QEMU,
+            kernel,
+            out: default_out(kernel),
+            timeout: Duration::from_secs(TIMEOUT_SECS),
+            disk_mib: DISK_MIB,
+        };
+        run(&o, &cmdqv).with_context(|| format!("in-guest checks, kernel {}", kernel.label()))?;
+        times.push(format!(
+            "{} {:.1}s",
+            kernel.label(),
+            t.elapsed().as_secs_f64()
+        ));
+    }
+    println!("[xtask] test: in-guest checks ok ({})", times.join(", "));
+    Ok(())
+}
+
+/// Why the in-guest checks cannot run here, if they cannot: a host other than x86_64 or
+/// aarch64, no apt, or Debian's archive out of reach while something is still to be fetched.
+fn skip_reason(
+    arch: &str,
+    has_apt: bool,
+    prepared: bool,
+    reachable: impl FnOnce() -> bool,
+) -> Option<String> {
+    if arch != "x86_64" && arch != "aarch64" {
+        return Some(format!("this host is {arch}, not x86_64 or aarch64"));
+    }
+    if !has_apt {
+        return Some("no apt-get/dpkg here: the guest and cross tools come from Debian".into());
+    }
+    if !prepared && !reachable() {
+        return Some(
+            "Debian's archive (deb.debian.org) is unreachable and the cache is cold".into(),
+        );
+    }
+    None
+}
+
+/// Whether deb.debian.org answers on port 80 within `timeout`.
+fn debian_reachable(timeout: Duration) -> bool {
+    let Ok(addrs) = ("deb.debian.org", 80).to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a| TcpStream::connect_timeout(&a, timeout).is_ok())
 }
 
 /// Removes the files an earlier run left in `out`.
@@ -256,6 +332,22 @@ mod tests {
                 "READY", "READY", "STOP", "STOP", "VMM_PID", "VMM_PID", "READY", "STOP"
             ]
         );
+    }
+
+    #[test]
+    fn skips_for_other_hosts_no_apt_or_no_archive_with_a_cold_cache() {
+        let never = || panic!("reachability is only probed when something is to be fetched");
+        assert!(skip_reason("x86_64", true, true, never).is_none());
+        assert!(skip_reason("aarch64", true, false, || true).is_none());
+        let r = skip_reason("riscv64", true, true, never).unwrap();
+        assert!(r.contains("riscv64"), "{r}");
+        assert!(
+            skip_reason("x86_64", false, true, never)
+                .unwrap()
+                .contains("apt-get")
+        );
+        let r = skip_reason("x86_64", true, false, || false).unwrap();
+        assert!(r.contains("unreachable"), "{r}");
     }
 
     #[test]

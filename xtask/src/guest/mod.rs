@@ -39,7 +39,7 @@ use clap::Args;
 
 use self::{
     machine::{Guest, boot},
-    prepare::{prepare, say},
+    prepare::{DISK_MIB, prepare, say},
     versions::{KernelVersion, QemuVersion},
 };
 use crate::{
@@ -48,10 +48,6 @@ use crate::{
     sh::{cargo, target_dir},
     tasks::cmdqv_binary,
 };
-
-/// Default size of the zero-filled disk the guest reads whole (16 MiB: ~1.2k commands per boot;
-/// 256 MiB gives about 16 times as many).
-const DISK_MIB: u64 = 16;
 
 /// Options of `cargo xtask guest`.
 #[derive(Debug, Args)]

@@ -10,13 +10,26 @@ use std::{
 use anyhow::{Result, bail};
 
 use super::{
-    apt::{Arch, ensure_extracted},
+    apt::{Arch, STAMP, ensure_extracted},
     initramfs::{GUEST_MODULES, module_names, resolve_modules, standard_init, write_initramfs},
     machine::Guest,
     packages::{config_facts, ensure_kernel, ensure_qemu, kernel_config, qemu_lib_path},
     versions::{KernelVersion, QemuVersion},
 };
 use crate::sh::cache_dir;
+
+/// Default size of the zero-filled disk the guest reads whole (16 MiB: ~1.2k commands per boot;
+/// 256 MiB gives about 16 times as many).
+pub const DISK_MIB: u64 = 16;
+
+/// Whether everything [`prepare`] downloads for `qemu` and each of `kernels` is in the cache
+/// already (so preparing needs no network).
+pub fn cached(qemu: QemuVersion, kernels: &[KernelVersion]) -> bool {
+    let dir = cache_dir().join("guest");
+    let mut parts = vec!["busybox".to_string(), format!("qemu-{}", qemu.label())];
+    parts.extend(kernels.iter().map(|k| format!("kernel-{}", k.label())));
+    parts.iter().all(|p| dir.join(p).join(STAMP).exists())
+}
 
 /// Prints one guest progress line on stdout.
 pub fn say(step: &str, msg: &str, t: Instant) {
