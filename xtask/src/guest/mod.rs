@@ -78,8 +78,9 @@ pub struct GuestArgs {
     /// N untraced and N traced boots, interleaved, through the privileged test harness
     #[arg(long, value_name = "N")]
     bench: Option<u32>,
-    /// Run cmdqv (built for aarch64) as root inside the guest: doctor, sim, and the host view
-    /// around a DMA workload; results, uname.txt and QEMU's trace log in --out
+    /// Run cmdqv (built for aarch64) as root inside the guest, the steps of
+    /// xtask/src/guest/steps.rs: doctor, sim, sample beside a sim VMM, and the host view around
+    /// a DMA workload; results, steps.json, uname.txt and QEMU's trace log in --out
     /// [default: target/guest/inside-<kernel>]
     #[arg(long, conflicts_with_all = ["prepare_only", "untraced", "bench"])]
     inside: bool,
