@@ -20,7 +20,9 @@ fn rss_mib() -> f64 {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
-    pages * 4096.0 / (1024.0 * 1024.0)
+    // SAFETY: sysconf has no preconditions. statm counts pages of the kernel's size.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as f64;
+    pages * page / (1024.0 * 1024.0)
 }
 
 fn main() {

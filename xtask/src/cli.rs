@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{guest::GuestArgs, lint::LintArgs};
 
@@ -29,7 +29,7 @@ pub enum Task {
     /// linked against its LLVM, tracefs, test tools (tmux)
     Bootstrap,
     /// Bootstrap and release build; prints the path of the cmdqv binary as its last line
-    Build,
+    Build(BuildArgs),
     /// Build and start cmdqv with ARGS (default: `cmdqv sim`, the live view on the simulated host)
     #[command(
         mut_arg("args", |a| a.help(
@@ -62,6 +62,21 @@ pub enum Task {
         "Arguments for `cmdqv bench-probes`, passed on verbatim"
     )))]
     BenchProbes(Passthrough),
+}
+
+/// Options of `cargo xtask build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build for this machine (default) or for aarch64 Linux: a static binary with the eBPF
+    /// object built for arm64, after installing the Rust target and Debian's cross gcc
+    #[arg(long, value_enum, default_value_t = BuildTarget::Host)]
+    pub target: BuildTarget,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BuildTarget {
+    Host,
+    Aarch64,
 }
 
 /// Everything after the task (one leading `--` dropped), exactly as given.
@@ -163,6 +178,19 @@ mod tests {
             panic!("not a bench-probes task")
         };
         assert_eq!(p.args, ["--rates", "1000"]);
+    }
+
+    #[test]
+    fn build_targets_the_host_unless_told_aarch64() {
+        let Task::Build(b) = parse(&["build"]) else {
+            panic!("not a build task")
+        };
+        assert_eq!(b.target, BuildTarget::Host);
+        let Task::Build(b) = parse(&["build", "--target", "aarch64"]) else {
+            panic!("not a build task")
+        };
+        assert_eq!(b.target, BuildTarget::Aarch64);
+        assert!(Cli::try_parse_from(["x", "build", "--target", "riscv64"]).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod bootstrap;
 mod cli;
+mod cross;
 mod guest;
 mod lint;
 mod pin;
@@ -16,13 +17,20 @@ mod tasks;
 use anyhow::Result;
 use clap::Parser as _;
 
-use crate::cli::{Cli, Task, cmdqv_argv};
+use crate::cli::{BuildTarget, Cli, Task, cmdqv_argv};
 
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Bootstrap => bootstrap::bootstrap(true).map(drop),
-        Task::Build => {
-            let bin = tasks::build(&bootstrap::bootstrap(false)?)?;
+        Task::Build(args) => {
+            let tc = bootstrap::bootstrap(false)?;
+            let bin = match args.target {
+                BuildTarget::Host => tasks::build(&tc)?,
+                BuildTarget::Aarch64 => {
+                    cross::bootstrap_aarch64()?;
+                    cross::build_aarch64(&tc)?
+                }
+            };
             println!("{}", bin.display());
             Ok(())
         }

@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     bootstrap::{Toolchain, bootstrap},
+    guest::inside,
     lint,
     sh::{cache_dir, cargo, done, ensure_tools, prepend_path, root, run, step, target_dir},
 };
@@ -65,7 +66,8 @@ fn shown(args: &[OsString]) -> String {
 }
 
 /// fmt, the structure lint, clippy for the host crates and for the eBPF crate's own target,
-/// every test, brief fuzzing: in that order, stopping at the first failure.
+/// every test, brief fuzzing, then cmdqv built for aarch64 and checked inside the arm64 guest
+/// (4 KiB and 16 KiB pages): in that order, stopping at the first failure.
 pub fn test() -> Result<()> {
     let tc = bootstrap(true)?;
     let t = Instant::now();
@@ -91,7 +93,8 @@ pub fn test() -> Result<()> {
     let t = Instant::now();
     run(cargo(&tc.path).args(["test", "--release"]))?;
     done("test: all tests passed", t);
-    fuzz_briefly(&tc)
+    fuzz_briefly(&tc)?;
+    inside::test_in_guests(&tc)
 }
 
 /// `cargo xtask fuzz`.

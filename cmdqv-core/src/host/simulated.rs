@@ -41,8 +41,14 @@ use crate::{
 };
 
 /// File offset of the page0 in the simulated host's memfd: the kernel hands out mmap cookies
-/// from PAGE_SIZE upward (§11.5), so the first VINTF's page sits at 0x1000.
-pub const SIM_MMAP_OFFSET: u64 = 0x1000;
+/// from PAGE_SIZE upward (§11.5), so the first VINTF's page sits one page in (0x1000 with 4 KiB
+/// pages, 0x4000 with 16 KiB). A fixed 0x1000 is not page-aligned on a 16 KiB kernel: the
+/// mapping then starts at offset 0 and a sampler reading it sees page0 shifted by 0x1000.
+pub fn sim_mmap_offset() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page).unwrap_or(0x1000)
+}
 
 /// Who runs the simulated hardware.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
@@ -473,9 +479,9 @@ impl HostBackend for SimulatedHost {
         let Some(idx) = idx else {
             return Err(os(OP, libc::EBUSY));
         };
-        let file = memfd(SIM_MMAP_OFFSET + PAGE0_LEN as u64).map_err(HostError::Mmap)?;
+        let file = memfd(sim_mmap_offset() + PAGE0_LEN as u64).map_err(HostError::Mmap)?;
         let map = memmap2::MmapOptions::new()
-            .offset(SIM_MMAP_OFFSET)
+            .offset(sim_mmap_offset())
             .len(PAGE0_LEN)
             .map_raw(&file)
             .map_err(HostError::Mmap)?;
@@ -490,7 +496,7 @@ impl HostBackend for SimulatedHost {
         self.inner.vintfs.write().unwrap_or_else(|p| p.into_inner())[idx] = Some(Arc::new(v));
         Ok(VintfAlloc {
             viommu_id: id,
-            mmap_offset: SIM_MMAP_OFFSET,
+            mmap_offset: sim_mmap_offset(),
             mmap_length: PAGE0_LEN as u64,
         })
     }
@@ -498,7 +504,7 @@ impl HostBackend for SimulatedHost {
     fn map_page0(&mut self, vintf: &VintfAlloc) -> Result<Page0, HostError> {
         let (_, v) = self.vintf_of(vintf.viommu_id, "mmap")?;
         // The kernel's mmap rules: offset and length must match the registered entry exactly.
-        if vintf.mmap_offset != SIM_MMAP_OFFSET || vintf.mmap_length != PAGE0_LEN as u64 {
+        if vintf.mmap_offset != sim_mmap_offset() || vintf.mmap_length != PAGE0_LEN as u64 {
             return Err(HostError::Mmap(io::Error::from_raw_os_error(libc::ENXIO)));
         }
         let map = memmap2::MmapOptions::new()

@@ -27,10 +27,52 @@ pub enum Arch {
 }
 
 impl Arch {
-    fn name(self) -> &'static str {
+    /// This machine's Debian architecture (QEMU runs here).
+    pub fn host() -> Result<Self> {
+        match std::env::consts::ARCH {
+            "x86_64" => Ok(Arch::Amd64),
+            "aarch64" => Ok(Arch::Arm64),
+            a => anyhow::bail!("no Debian QEMU packages are fetched for a {a} host"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
         match self {
             Arch::Arm64 => "arm64",
             Arch::Amd64 => "amd64",
+        }
+    }
+}
+
+/// The Debian release whose suites a private apt root lists.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// Debian 12: bookworm, -updates, -backports, -security.
+    Bookworm,
+    /// Debian 13: trixie, -updates, -backports, -security (its arm64-16k kernels).
+    Trixie,
+}
+
+impl Release {
+    /// (mirror, suite) of every source line.
+    fn sources(self) -> [(&'static str, String); 4] {
+        let r = match self {
+            Release::Bookworm => "bookworm",
+            Release::Trixie => "trixie",
+        };
+        [
+            (MIRROR, r.to_string()),
+            (MIRROR, format!("{r}-updates")),
+            (MIRROR, format!("{r}-backports")),
+            (SECURITY_MIRROR, format!("{r}-security")),
+        ]
+    }
+
+    /// The folder suffix of its apt root (bookworm's keeps the name it always had).
+    fn root_suffix(self) -> &'static str {
+        match self {
+            Release::Bookworm => "",
+            Release::Trixie => "-trixie",
         }
     }
 }
@@ -42,15 +84,15 @@ pub struct Apt {
 }
 
 impl Apt {
-    /// The root for `arch` under `cache`, with fresh package lists.
-    pub fn updated(cache: &Path, arch: Arch) -> Result<Self> {
-        let apt = Self::new(cache, arch)?;
+    /// The root for `arch` and `release` under `cache`, with fresh package lists.
+    pub fn updated(cache: &Path, arch: Arch, release: Release) -> Result<Self> {
+        let apt = Self::new(cache, arch, release)?;
         apt.update()?;
         Ok(apt)
     }
 
-    fn new(cache: &Path, arch: Arch) -> Result<Self> {
-        let root = cache.join(format!("apt-{}", arch.name()));
+    fn new(cache: &Path, arch: Arch, release: Release) -> Result<Self> {
+        let root = cache.join(format!("apt-{}{}", arch.name(), release.root_suffix()));
         for d in [
             "etc/apt/apt.conf.d",
             "etc/apt/preferences.d",
@@ -68,12 +110,7 @@ impl Apt {
         }
         fs::write(root.join("etc/apt/apt.conf"), "")?;
         let mut sources = String::new();
-        for (uri, suite) in [
-            (MIRROR, "bookworm"),
-            (MIRROR, "bookworm-updates"),
-            (MIRROR, "bookworm-backports"),
-            (SECURITY_MIRROR, "bookworm-security"),
-        ] {
+        for (uri, suite) in release.sources() {
             sources.push_str(&format!("deb [signed-by={KEYRING}] {uri} {suite} main\n"));
         }
         fs::write(root.join("etc/apt/sources.list"), sources)?;
@@ -170,13 +207,14 @@ pub fn extract_all(debs: &[PathBuf], dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Downloads and extracts `pkgs` into `dest` unless its stamp exists; returns whether cached.
+/// Downloads and extracts bookworm's `pkgs` into `dest` unless its stamp exists; returns whether
+/// cached.
 pub fn ensure_extracted(cache: &Path, arch: Arch, pkgs: &[&str], dest: &Path) -> Result<bool> {
     let stamp = dest.join(STAMP);
     if stamp.exists() {
         return Ok(true);
     }
-    let apt = Apt::updated(cache, arch)?;
+    let apt = Apt::updated(cache, arch, Release::Bookworm)?;
     let debs_dir = cache.join(format!("debs-{}", arch.name()));
     let pkgs: Vec<String> = pkgs.iter().map(|s| s.to_string()).collect();
     let debs = apt.download(&pkgs, &debs_dir)?;

@@ -120,10 +120,33 @@ poweroff -f
     )
 }
 
-/// Writes an uncompressed newc cpio archive (the kernel accepts it as is).
-pub fn write_initramfs(path: &Path, busybox: &Path, modules: &[(String, Vec<u8>)]) -> Result<()> {
+/// The standard guest's /init: read the disk and the RNG through the SMMU, power off.
+pub fn standard_init(modules: &[(String, Vec<u8>)]) -> String {
+    init_script(&module_names(modules))
+}
+
+pub fn module_names(modules: &[(String, Vec<u8>)]) -> Vec<String> {
+    modules.iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// A file of the initramfs beyond busybox, the modules and /init: (path without the leading
+/// `/`, mode bits, contents). Its folder must be one of [`DIRS`].
+pub type ExtraFile<'a> = (&'a str, u32, &'a [u8]);
+
+/// The folders every initramfs has.
+const DIRS: [&str; 7] = ["bin", "dev", "etc", "proc", "sys", "lib", "lib/modules"];
+
+/// Writes an uncompressed newc cpio archive (the kernel accepts it as is) with busybox, the
+/// modules under /lib/modules, `extra` and `init` as /init.
+pub fn write_initramfs(
+    path: &Path,
+    busybox: &Path,
+    modules: &[(String, Vec<u8>)],
+    init: &str,
+    extra: &[ExtraFile],
+) -> Result<()> {
     let mut w = Cpio::default();
-    for d in ["bin", "dev", "proc", "sys", "lib", "lib/modules"] {
+    for d in DIRS {
         w.entry(d, 0o040755, &[], 0);
     }
     // The kernel opens /dev/console before /init runs; devtmpfs is not mounted yet then.
@@ -132,8 +155,10 @@ pub fn write_initramfs(path: &Path, busybox: &Path, modules: &[(String, Vec<u8>)
     for (name, bytes) in modules {
         w.entry(&format!("lib/modules/{name}.ko"), 0o100644, bytes, 0);
     }
-    let names: Vec<String> = modules.iter().map(|(n, _)| n.clone()).collect();
-    w.entry("init", 0o100755, init_script(&names).as_bytes(), 0);
+    for (name, mode, bytes) in extra {
+        w.entry(name, 0o100000 | mode, bytes, 0);
+    }
+    w.entry("init", 0o100755, init.as_bytes(), 0);
     w.entry("TRAILER!!!", 0, &[], 0);
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, &w.buf)?;

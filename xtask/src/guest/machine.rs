@@ -46,8 +46,13 @@ pub struct Guest {
     /// QEMU's data directory (`-L`).
     pub datadir: PathBuf,
     pub kernel: PathBuf,
+    /// The kernel's /boot/config-* from its package.
+    pub kernel_config: PathBuf,
     pub initrd: PathBuf,
     pub disk: PathBuf,
+    /// The static arm64 busybox and the kernel's module folder (what an initramfs is made of).
+    pub busybox: PathBuf,
+    pub modules: PathBuf,
     pub qemu_version: &'static str,
     pub kernel_version: String,
 }
@@ -106,6 +111,10 @@ impl Guest {
         m.insert("datadir".into(), q(&self.datadir.display().to_string()));
         m.insert("kernel".into(), q(&self.kernel.display().to_string()));
         m.insert("kernel_version".into(), q(&self.kernel_version));
+        m.insert(
+            "kernel_config".into(),
+            q(&self.kernel_config.display().to_string()),
+        );
         m.insert("initrd".into(), q(&self.initrd.display().to_string()));
         m.insert("disk".into(), q(&self.disk.display().to_string()));
         m.insert("done_marker".into(), q(DONE_MARKER));
@@ -122,12 +131,18 @@ pub struct BootResult {
     pub completed: bool,
 }
 
-/// Boots the guest, console to `out/console.log`, QEMU's trace log to `trace` if given; kills
-/// QEMU after `timeout`.
-pub fn boot(g: &Guest, out: &Path, trace: Option<&Path>, timeout: Duration) -> Result<BootResult> {
+/// Boots the guest with `extra` QEMU arguments, console to `out/console.log`, QEMU's trace log
+/// to `trace` if given; kills QEMU after `timeout`.
+pub fn boot(
+    g: &Guest,
+    out: &Path,
+    trace: Option<&Path>,
+    extra: &[String],
+    timeout: Duration,
+) -> Result<BootResult> {
     let console = out.join("console.log");
     let mut c = g.command();
-    c.args(g.argv());
+    c.args(g.argv()).args(extra);
     if let Some(t) = trace {
         let _ = fs::remove_file(t);
         c.args(Guest::trace_argv(t));
@@ -178,8 +193,11 @@ mod tests {
             lib_path: String::new(),
             datadir: "/d".into(),
             kernel: "/k".into(),
+            kernel_config: "/c".into(),
             initrd: "/i".into(),
             disk: "/disk".into(),
+            busybox: "/b".into(),
+            modules: "/m".into(),
             qemu_version: "7.2",
             kernel_version: "6.12".into(),
         };

@@ -3,23 +3,29 @@
 //! (../shared/reference/real-qemu-guest.md).
 //!
 //! Everything comes from Debian's package registry without touching the system's apt state: a
-//! private apt root per architecture under `~/.cache/cmdqv/guest` (arm64 for the kernel and
-//! busybox, amd64 for QEMU and the libraries this machine lacks), `apt-get download`, `dpkg -x`.
+//! private apt root per architecture and release under `~/.cache/cmdqv/guest` (arm64 for the
+//! kernel and busybox, bookworm's or trixie's; this host's architecture for QEMU and the
+//! libraries this machine lacks), `apt-get download`, `dpkg -x`.
 //! Every step leaves a stamp, so a second run does no network work and takes well under a second
 //! before the boot.
 //!
 //! ```text
-//! cargo xtask guest [--qemu 7.2|10.0] [--kernel 6.12|6.1] [--out DIR] [--timeout SECS]
+//! cargo xtask guest [--qemu 7.2|10.0] [--kernel 6.12|6.1|16k] [--out DIR] [--timeout SECS]
 //!                   [--disk-mib N]
 //! cargo xtask guest --prepare-only      # one JSON line: qemu, env, kernel, initrd, disk, argv
 //! cargo xtask guest --bench N           # N untraced + N traced boots (privileged test harness)
+//! cargo xtask guest --inside [--kernel 6.12|16k] [--out DIR]   # cmdqv (aarch64) in the guest
 //! ```
 
 mod apt;
+mod checks;
 mod initramfs;
+pub mod inside;
 mod machine;
 mod packages;
 mod prepare;
+mod steps;
+mod tar;
 mod versions;
 
 use std::{
@@ -33,18 +39,15 @@ use clap::Args;
 
 use self::{
     machine::{Guest, boot},
-    prepare::{prepare, say},
+    prepare::{DISK_MIB, prepare, say},
     versions::{KernelVersion, QemuVersion},
 };
 use crate::{
     bootstrap::bootstrap,
+    cross,
     sh::{cargo, target_dir},
     tasks::cmdqv_binary,
 };
-
-/// Default size of the zero-filled disk the guest reads whole (16 MiB: ~1.2k commands per boot;
-/// 256 MiB gives about 16 times as many).
-const DISK_MIB: u64 = 16;
 
 /// Options of `cargo xtask guest`.
 #[derive(Debug, Args)]
@@ -52,16 +55,17 @@ pub struct GuestArgs {
     /// QEMU from Debian: 7.2 (bookworm) or 10.0 (bookworm-backports)
     #[arg(long, value_name = "7.2|10.0", default_value = "7.2", value_parser = QemuVersion::parse)]
     qemu: QemuVersion,
-    /// Guest kernel from Debian: 6.12 (bookworm-backports) or 6.1 (bookworm)
-    #[arg(long, value_name = "6.12|6.1", default_value = "6.12", value_parser = KernelVersion::parse)]
+    /// Guest kernel from Debian: 6.12 (bookworm-backports), 6.1 (bookworm) or 16k (trixie's
+    /// 6.12 built for 16 KiB pages)
+    #[arg(long, value_name = "6.12|6.1|16k", default_value = "6.12", value_parser = KernelVersion::parse)]
     kernel: KernelVersion,
     /// Folder for the console log, QEMU's trace log and cmdqv's trace file
     /// [default: target/guest/<kernel>-qemu<qemu>]
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Stop the boot (kill QEMU) after this many seconds
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
-    timeout: u64,
+    /// Stop the boot (kill QEMU) after this many seconds [default: 120, with --inside 600]
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
     /// Size of the zero-filled disk the guest reads whole, in MiB
     #[arg(long, value_name = "N", default_value_t = DISK_MIB)]
     disk_mib: u64,
@@ -74,10 +78,29 @@ pub struct GuestArgs {
     /// N untraced and N traced boots, interleaved, through the privileged test harness
     #[arg(long, value_name = "N")]
     bench: Option<u32>,
+    /// Run cmdqv (built for aarch64) as root inside the guest, the steps of
+    /// xtask/src/guest/steps.rs: doctor, sim, sample beside a sim VMM, and the host view around
+    /// a DMA workload; results, steps.json, uname.txt and QEMU's trace log in --out
+    /// [default: target/guest/inside-<kernel>]
+    #[arg(long, conflicts_with_all = ["prepare_only", "untraced", "bench"])]
+    inside: bool,
 }
 
 /// Entry point of `cargo xtask guest`.
 pub fn main(o: GuestArgs) -> Result<()> {
+    if o.inside {
+        let tc = bootstrap(false)?;
+        cross::bootstrap_aarch64()?;
+        let cmdqv = cross::build_aarch64(&tc)?;
+        let run = inside::Inside {
+            qemu: o.qemu,
+            kernel: o.kernel,
+            out: o.out.unwrap_or_else(|| inside::default_out(o.kernel)),
+            timeout: Duration::from_secs(o.timeout.unwrap_or(inside::TIMEOUT_SECS)),
+            disk_mib: o.disk_mib,
+        };
+        return inside::run(&run, &cmdqv);
+    }
     let g = prepare(o.qemu, o.kernel, o.disk_mib, !o.prepare_only)?;
     if o.prepare_only {
         println!("{}", g.to_json());
@@ -91,7 +114,7 @@ pub fn main(o: GuestArgs) -> Result<()> {
     });
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let trace = out.join("qemu-trace.log");
-    let timeout = Duration::from_secs(o.timeout);
+    let timeout = Duration::from_secs(o.timeout.unwrap_or(120));
     if o.untraced {
         untraced(&g, &out, &trace, timeout)
     } else {
@@ -111,7 +134,7 @@ fn is_opcode_line(l: &str) -> bool {
 /// One boot with QEMU's own trace log only.
 fn untraced(g: &Guest, out: &Path, trace: &Path, timeout: Duration) -> Result<()> {
     let t = Instant::now();
-    let r = boot(g, out, Some(trace), timeout)?;
+    let r = boot(g, out, Some(trace), &[], timeout)?;
     let console = out.join("console.log");
     let outcome = if r.completed {
         "guest ran to poweroff"

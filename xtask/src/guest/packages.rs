@@ -1,5 +1,6 @@
-//! The two package sets the guest needs beyond busybox: an arm64 kernel image, and an amd64
-//! QEMU with every library this machine lacks; each extracted once behind its stamp.
+//! The two package sets the guest needs beyond busybox: an arm64 kernel image, and a QEMU for
+//! this host's architecture with every library this machine lacks; each extracted once behind
+//! its stamp.
 
 use std::{
     collections::BTreeSet,
@@ -11,13 +12,19 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    apt::{Apt, Arch, STAMP, extract_all},
+    apt::{Apt, Arch, Release, STAMP, extract_all},
     versions::{KernelVersion, QemuVersion},
 };
 use crate::sh::output;
 
-/// Where QEMU's libraries sit inside its extracted packages (LD_LIBRARY_PATH order).
-pub const QEMU_LIB_DIRS: [&str; 2] = ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu"];
+/// LD_LIBRARY_PATH for the QEMU extracted into `qdir`: its packages' library folders for this
+/// host's multiarch triplet.
+pub fn qemu_lib_path(qdir: &Path) -> String {
+    let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
+    [format!("usr/lib/{triplet}"), format!("lib/{triplet}")]
+        .map(|d| qdir.join(d).display().to_string())
+        .join(":")
+}
 
 /// Returns (Image path, kernel release, cached?).
 pub fn ensure_kernel(
@@ -28,15 +35,20 @@ pub fn ensure_kernel(
     let stamp = kdir.join(STAMP);
     let cached = stamp.exists();
     if !cached {
-        let apt = Apt::updated(cache, Arch::Arm64)?;
+        let apt = Apt::updated(cache, Arch::Arm64, k.release())?;
         let meta = k.meta_package();
         let deps = output(apt.cmd("apt-cache").args(["depends", meta]))?;
         let image = deps
             .lines()
             .filter_map(|l| l.trim().strip_prefix("Depends:"))
             .map(str::trim)
-            .find(|p| p.starts_with("linux-image-") && p.ends_with("-arm64"))
-            .with_context(|| format!("no linux-image-*-arm64 dependency of {meta}: {deps}"))?
+            .find(|p| p.starts_with("linux-image-") && p.ends_with(k.image_suffix()))
+            .with_context(|| {
+                format!(
+                    "no linux-image-*{} dependency of {meta}: {deps}",
+                    k.image_suffix()
+                )
+            })?
             .to_string();
         let debs = apt.download(std::slice::from_ref(&image), &cache.join("debs-arm64"))?;
         extract_all(&debs, kdir)?;
@@ -74,6 +86,39 @@ fn find_vmlinuz(kdir: &Path) -> Result<(PathBuf, String)> {
     Ok((vmlinuz, kver))
 }
 
+/// The build options `--inside` records for each kernel (what it allows cmdqv to attach to).
+pub const CONFIG_FACTS: &[&str] = &[
+    "CONFIG_IOMMUFD",
+    "CONFIG_TEGRA241_CMDQV",
+    "CONFIG_ARM_SMMU_V3",
+    "CONFIG_ARM64_4K_PAGES",
+    "CONFIG_ARM64_16K_PAGES",
+    "CONFIG_ARM64_64K_PAGES",
+    "CONFIG_KPROBES",
+    "CONFIG_DEBUG_INFO_BTF",
+    "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",
+];
+
+/// `NAME=value` for each of [`CONFIG_FACTS`] in a kernel's /boot/config-* text (`n` when the
+/// option is unset or absent).
+pub fn config_facts(config: &str) -> Vec<String> {
+    CONFIG_FACTS
+        .iter()
+        .map(|name| {
+            let value = config
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+                .unwrap_or("n");
+            format!("{name}={value}")
+        })
+        .collect()
+}
+
+/// The extracted kernel's /boot/config-<release>.
+pub fn kernel_config(kdir: &Path, kver: &str) -> PathBuf {
+    kdir.join("boot").join(format!("config-{kver}"))
+}
+
 /// QEMU of the chosen version plus every library package it needs that this machine does not
 /// have installed (resolved by apt-cache in the private root, checked against the system's dpkg
 /// database read-only). Returns whether it was cached.
@@ -82,9 +127,10 @@ pub fn ensure_qemu(cache: &Path, qdir: &Path, v: QemuVersion) -> Result<bool> {
     if stamp.exists() {
         return Ok(true);
     }
-    let apt = Apt::updated(cache, Arch::Amd64)?;
+    let apt = Apt::updated(cache, Arch::host()?, Release::Bookworm)?;
     let pinned = qemu_packages(&apt, v)?;
-    let debs_dir = cache.join(format!("debs-amd64-qemu-{}", v.label()));
+    let arch = Arch::host()?.name();
+    let debs_dir = cache.join(format!("debs-{arch}-qemu-{}", v.label()));
     let debs = apt.download(&pinned, &debs_dir)?;
     extract_all(&debs, qdir)?;
     check_libraries(qdir, v)?;
@@ -140,13 +186,10 @@ fn qemu_packages(apt: &Apt, v: QemuVersion) -> Result<Vec<String>> {
 /// Fails when the extracted QEMU still misses a shared library.
 fn check_libraries(qdir: &Path, v: QemuVersion) -> Result<()> {
     let bin = qdir.join("usr/bin/qemu-system-aarch64");
-    let lib_path = QEMU_LIB_DIRS
-        .map(|d| qdir.join(d).display().to_string())
-        .join(":");
     let ldd = output(
         Command::new("ldd")
             .arg(&bin)
-            .env("LD_LIBRARY_PATH", &lib_path),
+            .env("LD_LIBRARY_PATH", qemu_lib_path(qdir)),
     )?;
     let missing: Vec<_> = ldd.lines().filter(|l| l.contains("not found")).collect();
     if !missing.is_empty() {
@@ -193,6 +236,18 @@ fn installed_on_host(pkg: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_facts_read_set_module_and_unset_options() {
+        let c = "CONFIG_IOMMUFD=m\n# CONFIG_TEGRA241_CMDQV is not set\nCONFIG_ARM_SMMU_V3=y\n\
+                 CONFIG_ARM_SMMU_V3_SVA=y\nCONFIG_ARM64_16K_PAGES=y\n";
+        let f = config_facts(c);
+        assert_eq!(f[0], "CONFIG_IOMMUFD=m");
+        assert_eq!(f[1], "CONFIG_TEGRA241_CMDQV=n");
+        assert_eq!(f[2], "CONFIG_ARM_SMMU_V3=y");
+        assert_eq!(f[4], "CONFIG_ARM64_16K_PAGES=y");
+        assert_eq!(f.len(), CONFIG_FACTS.len());
+    }
 
     #[test]
     fn picks_the_suite_version_from_policy() {

@@ -10,13 +10,26 @@ use std::{
 use anyhow::{Result, bail};
 
 use super::{
-    apt::{Arch, ensure_extracted},
-    initramfs::{GUEST_MODULES, resolve_modules, write_initramfs},
+    apt::{Arch, STAMP, ensure_extracted},
+    initramfs::{GUEST_MODULES, module_names, resolve_modules, standard_init, write_initramfs},
     machine::Guest,
-    packages::{QEMU_LIB_DIRS, ensure_kernel, ensure_qemu},
+    packages::{config_facts, ensure_kernel, ensure_qemu, kernel_config, qemu_lib_path},
     versions::{KernelVersion, QemuVersion},
 };
 use crate::sh::cache_dir;
+
+/// Default size of the zero-filled disk the guest reads whole (16 MiB: ~1.2k commands per boot;
+/// 256 MiB gives about 16 times as many).
+pub const DISK_MIB: u64 = 16;
+
+/// Whether everything [`prepare`] downloads for `qemu` and each of `kernels` is in the cache
+/// already (so preparing needs no network).
+pub fn cached(qemu: QemuVersion, kernels: &[KernelVersion]) -> bool {
+    let dir = cache_dir().join("guest");
+    let mut parts = vec!["busybox".to_string(), format!("qemu-{}", qemu.label())];
+    parts.extend(kernels.iter().map(|k| format!("kernel-{}", k.label())));
+    parts.iter().all(|p| dir.join(p).join(STAMP).exists())
+}
 
 /// Prints one guest progress line on stdout.
 pub fn say(step: &str, msg: &str, t: Instant) {
@@ -63,13 +76,21 @@ pub fn prepare(
     let t = Instant::now();
     let kdir = dir.join(format!("kernel-{}", kernel.label()));
     let (kimage, kver, kcached) = ensure_kernel(&dir, &kdir, kernel)?;
-    p.say(
-        "kernel",
-        &format!("{kver} {}", cached_or_downloaded(kcached)),
-        t,
+    let config = kernel_config(&kdir, &kver);
+    let facts = config_facts(&fs::read_to_string(&config).unwrap_or_default());
+    let facts: Vec<&str> = facts
+        .iter()
+        .filter_map(|f| f.strip_prefix("CONFIG_"))
+        .collect();
+    let msg = format!(
+        "{kver} {} ({})",
+        cached_or_downloaded(kcached),
+        facts.join(" ")
     );
+    p.say("kernel", &msg, t);
     let busybox = busybox(&dir, &p)?;
-    let initrd = initramfs(&dir, &kdir.join("lib/modules").join(&kver), &busybox, &p)?;
+    let modules = module_dir(&kdir, &kver);
+    let initrd = initramfs(&dir, &modules, &busybox, &p)?;
     let disk = disk(&dir, disk_mib)?;
 
     let t = Instant::now();
@@ -80,16 +101,28 @@ pub fn prepare(
 
     Ok(Guest {
         qemu: qdir.join("usr/bin/qemu-system-aarch64"),
-        lib_path: QEMU_LIB_DIRS
-            .map(|d| qdir.join(d).display().to_string())
-            .join(":"),
+        lib_path: qemu_lib_path(&qdir),
         datadir: qdir.join("usr/share/qemu"),
         kernel: kimage,
+        kernel_config: config,
         initrd,
         disk,
+        busybox,
+        modules,
         qemu_version: qemu.label(),
         kernel_version: kver,
     })
+}
+
+/// The kernel package's module folder: /lib/modules/<release>, or /usr/lib/modules/<release> in
+/// packages built for a merged /usr (trixie's).
+pub fn module_dir(kdir: &Path, kver: &str) -> PathBuf {
+    let lib = kdir.join("lib/modules").join(kver);
+    if lib.is_dir() {
+        lib
+    } else {
+        kdir.join("usr/lib/modules").join(kver)
+    }
 }
 
 /// The static arm64 busybox the initramfs runs on.
@@ -114,9 +147,8 @@ fn initramfs(dir: &Path, moddir: &Path, busybox: &Path, p: &Progress) -> Result<
         "cached".to_string()
     } else {
         let mods = resolve_modules(moddir, GUEST_MODULES)?;
-        let names: Vec<_> = mods.iter().map(|(n, _)| n.clone()).collect();
-        write_initramfs(&initrd, busybox, &mods)?;
-        format!("built with modules {}", names.join(" "))
+        write_initramfs(&initrd, busybox, &mods, &standard_init(&mods), &[])?;
+        format!("built with modules {}", module_names(&mods).join(" "))
     };
     p.say("initramfs", &msg, t);
     Ok(initrd)

@@ -1,0 +1,213 @@
+//! The assertions on what `cargo xtask guest --inside` brings out of the guest: the guest's
+//! `cmdqv doctor` finds kprobe or fentry usable, `cmdqv sim` traced its VMM with eBPF and lost
+//! nothing, `cmdqv sample` read the sim VMM's LVCMDQs through its page0 mapping at the right
+//! offset, and the guest runs with the page size its kernel was built for.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+/// One assertion's outcome, with what was found.
+#[derive(Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn parse(what: &str, text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("{what} does not parse as JSON: {e}"))
+}
+
+fn check(name: &'static str, r: Result<String, String>) -> Check {
+    match r {
+        Ok(detail) => Check {
+            name,
+            ok: true,
+            detail,
+        },
+        Err(detail) => Check {
+            name,
+            ok: false,
+            detail,
+        },
+    }
+}
+
+/// doctor.json: `program_types` has kprobe or fentry available. The detail names both.
+pub fn doctor_kernel_probes(doctor: &str) -> Check {
+    check("doctor: kprobe or fentry", doctor_inner(doctor))
+}
+
+fn doctor_inner(doctor: &str) -> Result<String, String> {
+    let v = parse("doctor.json", doctor)?;
+    let types = v["program_types"]
+        .as_array()
+        .ok_or("doctor.json has no program_types")?;
+    let status = |t: &str| {
+        types
+            .iter()
+            .find(|p| p["program_type"] == t)
+            .map(|p| (p["available"] == true, p["reason"].as_str().unwrap_or("")))
+    };
+    let (kprobe, fentry) = (status("kprobe"), status("fentry"));
+    let show = |t: &str, s: Option<(bool, &str)>| match s {
+        Some((true, _)) => format!("{t} available"),
+        Some((false, why)) => format!("{t} unavailable ({why})"),
+        None => format!("{t} not reported"),
+    };
+    let detail = format!("{}, {}", show("kprobe", kprobe), show("fentry", fentry));
+    let usable = |s: Option<(bool, &str)>| s.is_some_and(|(ok, _)| ok);
+    if usable(kprobe) || usable(fentry) {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
+}
+
+/// sim.json: `source` is "ebpf", `drops` is 0 and events were seen.
+pub fn sim_ebpf(sim: &str) -> Check {
+    check("sim: eBPF source, 0 drops", sim_inner(sim))
+}
+
+fn sim_inner(sim: &str) -> Result<String, String> {
+    let v = parse("sim.json", sim)?;
+    let source = v["source"].as_str().unwrap_or("(none)");
+    let drops = v["drops"].as_u64();
+    let events = v["events"].as_u64().unwrap_or(0);
+    let detail = format!(
+        "source {source}, {events} events, drops {}",
+        drops.map_or("(none)".into(), |d| d.to_string())
+    );
+    if source == "ebpf" && drops == Some(0) && events > 0 {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
+}
+
+/// LVCMDQs of the sim VMM that `sample` reads (the hw-errors scenario's two vCPUs).
+pub const SAMPLED_LVCMDQS: u64 = 2;
+
+/// sample.jsonl (`cmdqv sample --json`, one object per interval): the LVCMDQs it found enabled
+/// are exactly 0..`lvcmdqs` and consumed commands. Reading page0 at a wrong offset (0x1000 off
+/// on a 16 KiB kernel) shows other slot numbers or none.
+pub fn sample_page0(sample: &str, lvcmdqs: u64) -> Check {
+    check("sample: page0 LVCMDQs", sample_inner(sample, lvcmdqs))
+}
+
+fn sample_inner(sample: &str, lvcmdqs: u64) -> Result<String, String> {
+    let (mut seen, mut commands, mut intervals) = (BTreeSet::new(), 0, 0);
+    for line in sample.lines().filter(|l| !l.trim().is_empty()) {
+        let v = parse("a sample.jsonl line", line)?;
+        intervals += 1;
+        for q in v["queues"]
+            .as_array()
+            .ok_or("a sample line has no queues")?
+        {
+            seen.insert(q["lidx"].as_u64().ok_or("a sampled queue has no lidx")?);
+            commands += q["commands"].as_u64().unwrap_or(0);
+        }
+    }
+    let want: BTreeSet<u64> = (0..lvcmdqs).collect();
+    let detail = format!("{intervals} intervals, LVCMDQs {seen:?}, {commands} commands");
+    if seen == want && commands > 0 {
+        Ok(detail)
+    } else {
+        Err(format!("{detail}; expected LVCMDQs {want:?} with commands"))
+    }
+}
+
+/// uname.txt: its `PAGESIZE N …` line says `want`.
+pub fn page_size(uname: &str, want: u64) -> Check {
+    check("uname: page size", page_inner(uname, want))
+}
+
+fn page_inner(uname: &str, want: u64) -> Result<String, String> {
+    let line = uname
+        .lines()
+        .find_map(|l| l.strip_prefix("PAGESIZE "))
+        .ok_or("uname.txt has no PAGESIZE line")?;
+    let got: u64 = line
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("unreadable page size: {line}"))?;
+    let detail = format!("{got} bytes, expected {want}");
+    if got == want { Ok(detail) } else { Err(detail) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doctor(kprobe: bool, fentry: bool) -> String {
+        format!(
+            r#"{{"checks":[],"program_types":[
+              {{"program_type":"uprobe","available":true,"reason":"loaded and attached","meaning":""}},
+              {{"program_type":"kprobe","available":{kprobe},"reason":"no kprobe PMU","meaning":""}},
+              {{"program_type":"fentry","available":{fentry},"reason":"EPERM","meaning":""}}]}}"#
+        )
+    }
+
+    #[test]
+    fn doctor_needs_kprobe_or_fentry() {
+        assert!(doctor_kernel_probes(&doctor(true, false)).ok);
+        assert!(doctor_kernel_probes(&doctor(false, true)).ok);
+        let c = doctor_kernel_probes(&doctor(false, false));
+        assert!(!c.ok);
+        assert_eq!(
+            c.detail,
+            "kprobe unavailable (no kprobe PMU), fentry unavailable (EPERM)"
+        );
+        assert!(!doctor_kernel_probes(r#"{"checks":[]}"#).ok);
+        assert!(!doctor_kernel_probes("cmdqv: error").ok);
+    }
+
+    #[test]
+    fn sim_needs_ebpf_no_drops_and_events() {
+        let ok = r#"{"source":"ebpf","events":120,"drops":0,"queues":[]}"#;
+        assert!(sim_ebpf(ok).ok);
+        assert!(!sim_ebpf(r#"{"source":"in-process","events":120,"drops":0}"#).ok);
+        assert!(!sim_ebpf(r#"{"source":"ebpf","events":120,"drops":3}"#).ok);
+        assert!(!sim_ebpf(r#"{"source":"ebpf","events":0,"drops":0}"#).ok);
+        assert!(
+            !sim_ebpf(r#"{"source":"ebpf","events":5}"#).ok,
+            "drops missing"
+        );
+        assert!(!sim_ebpf(&format!("{ok}\n{ok}")).ok, "two documents");
+    }
+
+    #[test]
+    fn sample_needs_exactly_the_vmm_queues_with_commands() {
+        let line = |l: &[(u64, u64)]| {
+            let qs: Vec<String> = l
+                .iter()
+                .map(|(i, c)| format!(r#"{{"lidx":{i},"enabled":true,"commands":{c}}}"#))
+                .collect();
+            format!(r#"{{"pid":7,"t_s":0.5,"queues":[{}]}}"#, qs.join(","))
+        };
+        let ok = format!("{}\n{}\n", line(&[]), line(&[(0, 5), (1, 9)]));
+        let c = sample_page0(&ok, 2);
+        assert!(c.ok, "{c:?}");
+        assert_eq!(c.detail, "2 intervals, LVCMDQs {0, 1}, 14 commands");
+        // page0 read 0x1000 too early: slots 32 and 33.
+        assert!(!sample_page0(&line(&[(32, 5), (33, 9)]), 2).ok);
+        assert!(!sample_page0(&line(&[(0, 0), (1, 0)]), 2).ok, "no commands");
+        assert!(!sample_page0(&line(&[(0, 5)]), 2).ok, "a queue missing");
+        assert!(!sample_page0("", 2).ok);
+        assert!(!sample_page0("cmdqv: no page0\n", 2).ok);
+    }
+
+    #[test]
+    fn page_size_reads_the_pagesize_line() {
+        let u = "Linux (none) 6.12.117+deb13-arm64-16k #1 SMP aarch64 GNU/Linux\n\
+                 PAGESIZE 16384 (KernelPageSize in /proc/self/smaps: busybox has no getconf)\n";
+        assert!(page_size(u, 16384).ok);
+        let c = page_size(u, 4096);
+        assert!(!c.ok);
+        assert_eq!(c.detail, "16384 bytes, expected 4096");
+        assert!(!page_size("Linux x\n", 4096).ok);
+        assert!(!page_size("PAGESIZE  (x)\n", 4096).ok);
+    }
+}
