@@ -233,18 +233,20 @@ fn take(
     decode_errors: &mut u64,
     record_error: &mut Option<String>,
 ) {
+    // Raw records take the collector's decode + ingest path (the one the benchmark measures).
     let ev = match item {
-        FeedItem::Raw(b) => match cmdqv_core::probe_abi::decode(b) {
+        FeedItem::Raw(b) => match collector.ingest_raw(b) {
             Ok(ev) => ev,
             Err(_) => {
                 *decode_errors += 1;
-                collector.add_drops(1);
                 return;
             }
         },
-        FeedItem::Event(ev) => ev,
+        FeedItem::Event(ev) => {
+            collector.ingest(&ev);
+            ev
+        }
     };
-    collector.ingest(&ev);
     if let Some(r) = recorder.as_mut() {
         if let Err(e) = r.w.write(&ev) {
             *record_error = Some(format!("recording to {} failed: {e}", r.path));
