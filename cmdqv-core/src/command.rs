@@ -660,13 +660,14 @@ impl Command {
             Self::TlbiNhAsid { vmid, asid } => format!("{name} vmid={vmid} asid={asid}"),
             Self::TlbiEl2Asid { asid } => format!("{name} asid={asid}"),
             Self::TlbiNhAll { vmid } | Self::TlbiS12Vmall { vmid } => format!("{name} vmid={vmid}"),
+            // Fields in the order the line prints them.
             Self::AtcInv {
                 sid,
-                ssid,
                 ssv,
-                global,
-                size,
+                ssid,
                 addr,
+                size,
+                global,
             } => {
                 let ssid = if ssv {
                     format!(" ssid={ssid:#x}")

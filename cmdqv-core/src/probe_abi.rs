@@ -244,7 +244,6 @@ fn decode_ioctl(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
     let (fd, cmd, ret, duration_ns) = (r.i32()?, r.u32()?, r.i64()?, r.u64()?);
     let arg_len = r.u32()?;
     let _pad = r.u32()?;
-    let arg: [u8; IOCTL_ARG_BYTES] = r.take()?;
     if arg_len as usize > IOCTL_ARG_BYTES {
         return Err(DecodeError::BadField {
             field: "ioctl.arg_len",
@@ -257,7 +256,7 @@ fn decode_ioctl(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
         ret,
         duration_ns,
         arg_len,
-        arg,
+        arg: r.take::<IOCTL_ARG_BYTES>()?,
     })
 }
 
@@ -291,13 +290,12 @@ fn decode_mmio(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
 }
 
 fn decode_mmap(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
-    let (addr, len, offset, ret, fd) = (r.u64()?, r.u64()?, r.u64()?, r.i64()?, r.i32()?);
     Ok(Payload::Mmap {
-        fd,
-        addr,
-        len,
-        offset,
-        ret,
+        addr: r.u64()?,
+        len: r.u64()?,
+        offset: r.u64()?,
+        ret: r.i64()?,
+        fd: r.i32()?,
         map: r.flag::<4>("mmap.is_map")?,
     })
 }
@@ -318,17 +316,14 @@ fn decode_iommu(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
         field: "iommu.op",
         value: raw.into(),
     })?;
-    let flags = r.i32()?;
-    let (iova, paddr, size, unmapped) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
-    let device: [u8; IOMMU_DEV_NAME] = r.take()?;
     Ok(Payload::Iommu {
         op,
-        iova,
-        paddr,
-        size,
-        unmapped,
-        flags,
-        device,
+        flags: r.i32()?,
+        iova: r.u64()?,
+        paddr: r.u64()?,
+        size: r.u64()?,
+        unmapped: r.u64()?,
+        device: r.take::<IOMMU_DEV_NAME>()?,
     })
 }
 
@@ -477,7 +472,8 @@ pub fn encode_into(ev: &Event, out: &mut Vec<u8>) {
     encode_payload(&ev.payload, out);
 }
 
-/// The payload's fields in the order (and with the padding) of its `#[repr(C)]` ABI struct.
+/// The payload's fields in the order (and with the padding) of its `#[repr(C)]` ABI struct;
+/// patterns list them in that order too.
 fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
     const PAD32: u32 = 0;
     match *payload {
@@ -490,11 +486,11 @@ fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
             arg,
         } => put!(out, fd, cmd, ret, duration_ns, arg_len, PAD32, arg),
         Payload::Mmio {
-            device,
             offset,
             value,
             size,
             write,
+            device,
         } => {
             let device: u8 = match device {
                 Device::Cmdqv => 0,
@@ -529,21 +525,21 @@ fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
             put!(out, queue, op, a, b)
         }
         Payload::Mmap {
-            fd,
             addr,
             len,
             offset,
             ret,
+            fd,
             map,
         } => put!(out, addr, len, offset, ret, fd, u32::from(map)),
         Payload::KFunc { func, ret, args } => put!(out, func, u32::from(ret), args),
         Payload::Iommu {
             op,
+            flags,
             iova,
             paddr,
             size,
             unmapped,
-            flags,
             device,
         } => put!(out, op.to_raw(), flags, iova, paddr, size, unmapped, device),
         Payload::Lost { count } => put!(out, count),
@@ -917,7 +913,184 @@ mod tests {
         );
     }
 
+    #[test]
+    fn lost_is_a_userspace_record_of_its_own() {
+        let lost = Event {
+            ts_ns: 0x1122_3344_5566_7788,
+            pid: 4242,
+            tid: 4243,
+            cpu: 3,
+            payload: Payload::Lost { count: 77 },
+        };
+        let want = as_bytes(&abi::LostEvent {
+            hdr: hdr(EventKind::Lost),
+            count: 77,
+        });
+        let mut got = Vec::new();
+        encode_into(&lost, &mut got);
+        assert_eq!(got, want);
+        assert_eq!(record_len(&lost.payload), want.len());
+        assert_eq!(decode(&got), Ok(lost));
+        assert!(EventKind::Lost as u16 >= abi::USERSPACE_KINDS);
+        assert!(abi::KIND_TRACE_META >= abi::USERSPACE_KINDS);
+        assert_eq!(EventKind::from_u16(abi::KIND_TRACE_META), None);
+        assert_eq!(encode(&lost), None, "the kernel never writes it");
+    }
+
+    #[test]
+    fn queue_words_unpack_into_typed_events_and_pack_back() {
+        use crate::regs::Cerror;
+        let errno = |e| NonZeroU32::new(e);
+        let cases = [
+            (
+                6,
+                0x12,
+                0x8,
+                QueueEvent::Doorbell {
+                    prod: 0x12,
+                    cons: 8,
+                },
+            ),
+            (
+                1,
+                0x100_0012,
+                0x12,
+                QueueEvent::Consumed {
+                    cons: 0x100_0012,
+                    prod: 0x12,
+                },
+            ),
+            (
+                2,
+                5,
+                2,
+                QueueEvent::Error {
+                    index: 5,
+                    cerror: Cerror::Abt.into(),
+                },
+            ),
+            (3, 1, 0, QueueEvent::ErrorAck { gerrorn: 1 }),
+            (
+                4,
+                10,
+                0,
+                QueueEvent::HwAlloc {
+                    log2size: 10,
+                    errno: None,
+                },
+            ),
+            (
+                4,
+                10,
+                12,
+                QueueEvent::HwAlloc {
+                    log2size: 10,
+                    errno: errno(12),
+                },
+            ),
+            (5, 0, 0, QueueEvent::HwFree),
+            (
+                7,
+                1,
+                19,
+                QueueEvent::Enable {
+                    enabled: true,
+                    log2size: 19,
+                },
+            ),
+            (
+                7,
+                0,
+                4,
+                QueueEvent::Enable {
+                    enabled: false,
+                    log2size: 4,
+                },
+            ),
+            (
+                8,
+                2,
+                3 | 1 << 16,
+                QueueEvent::Map {
+                    vintf: 2,
+                    lvcmdq: 3,
+                    alloc: true,
+                },
+            ),
+            (
+                8,
+                2,
+                3,
+                QueueEvent::Map {
+                    vintf: 2,
+                    lvcmdq: 3,
+                    alloc: false,
+                },
+            ),
+            (
+                9,
+                7,
+                4 | 5 << 32,
+                QueueEvent::Handover {
+                    handovers: 7,
+                    view_mismatches: 4,
+                    commands_lost: 5,
+                },
+            ),
+        ];
+        for (op, a, b, want) in cases {
+            assert_eq!(queue_event(op, a, b), Ok(want), "op {op}");
+            assert_eq!(queue_words(&want), (op, a, b), "{want:?}");
+        }
+    }
+
+    #[test]
+    fn impossible_queue_words_stay_impossible() {
+        // Sizes, errno and VINTF saturate: a failure never reads as success, a huge size never
+        // as a plausible one. CERROR keeps its 7 bits; an unnamed code keeps its number.
+        let ev = |op, a, b| queue_event(op, a, b).unwrap();
+        assert_eq!(
+            ev(4, 300, 1 << 32),
+            QueueEvent::HwAlloc {
+                log2size: u8::MAX,
+                errno: NonZeroU32::new(u32::MAX)
+            }
+        );
+        assert!(matches!(
+            ev(8, 1 << 40, 0),
+            QueueEvent::Map {
+                vintf: u32::MAX,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ev(7, 2, 0),
+            QueueEvent::Enable { enabled: true, .. }
+        ));
+        let QueueEvent::Error { cerror, .. } = ev(2, 0, 0x185) else {
+            panic!("not an error");
+        };
+        assert_eq!((cerror.code(), cerror.name().as_ref()), (5, "CERROR(5)"));
+        assert_eq!(cerror.cerror(), None);
+        assert_eq!(
+            queue_event(0, 0, 0),
+            Err(DecodeError::BadField {
+                field: "queue.op",
+                value: 0
+            })
+        );
+    }
+
     proptest! {
+        /// Whatever words a VMM reports, their typed event packs to words that decode to it.
+        #[test]
+        fn typed_queue_events_survive_packing(op in 1u32..=9, a in any::<u64>(), b in any::<u64>()) {
+            let ev = queue_event(op, a, b).unwrap();
+            let (op2, a2, b2) = queue_words(&ev);
+            prop_assert_eq!(op2, op);
+            prop_assert_eq!(queue_event(op2, a2, b2), Ok(ev));
+        }
+
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&bytes);

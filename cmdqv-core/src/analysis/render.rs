@@ -5,8 +5,8 @@
 use crate::analysis::summary::LogLine;
 use crate::command::describe;
 use crate::event::{
-    Device, Event, IOMMU_DEV_NAME, IommuOp, MAIN_CMDQ, Payload, QueueEvent, errno_name,
-    iommu_device_name, iommufd_ioctl_name,
+    Device, Event, IommuOp, MAIN_CMDQ, Payload, QueueEvent, errno_name, iommu_device_name,
+    iommufd_ioctl_name,
 };
 
 /// Register-name hook: `(device, offset)` → e.g. `VINTF0.LVCMDQ1.PROD_INDX`.
@@ -150,11 +150,11 @@ fn hex_sized(v: u64, size: u8) -> String {
 }
 
 fn render_mmio(
+    write: bool,
     device: Device,
     offset: u64,
     value: u64,
     size: u8,
-    write: bool,
     reg_name: Option<RegNameFn>,
 ) -> String {
     let dev = match device {
@@ -178,26 +178,16 @@ fn render_kvm_mmio(kind: u32, len: u32, gpa: u64, value: u64) -> String {
     format!("kvm_mmio {k} gpa={gpa:#x} len={len} val={value:#x}")
 }
 
-fn render_mmap(fd: i32, addr: u64, len: u64, offset: u64, ret: i64, map: bool) -> String {
-    if map {
-        let res = result_text(ret, |r| format!("{r:#x}"));
-        format!("mmap fd={fd} len={len:#x} offset={offset:#x} -> {res}")
-    } else {
-        format!("munmap addr={addr:#x} len={len:#x} -> {ret}")
-    }
-}
-
 /// (kind, text) of an `iommu:*` tracepoint's log line.
 fn render_iommu(
     op: IommuOp,
+    dev: &str,
     iova: u64,
     paddr: u64,
     size: u64,
     unmapped: u64,
     flags: i32,
-    device: &[u8; IOMMU_DEV_NAME],
 ) -> (&'static str, String) {
-    let dev = iommu_device_name(device);
     match op {
         IommuOp::Map => (
             "iommu",
@@ -218,15 +208,16 @@ fn render_iommu(
 /// (kind, text) of a log line.
 pub fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String) {
     match ev.payload {
+        // Fields in the order the line prints them.
         Payload::Mmio {
+            write,
             device,
             offset,
             value,
             size,
-            write,
         } => (
             "mmio",
-            render_mmio(device, offset, value, size, write, reg_name),
+            render_mmio(write, device, offset, value, size, reg_name),
         ),
         Payload::KvmMmio {
             kind,
@@ -258,25 +249,36 @@ pub fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String)
         }
         Payload::Mmap {
             fd,
-            addr,
             len,
             offset,
             ret,
-            map,
-        } => ("mmap", render_mmap(fd, addr, len, offset, ret, map)),
+            map: true,
+            ..
+        } => {
+            let res = result_text(ret, |r| format!("{r:#x}"));
+            let text = format!("mmap fd={fd} len={len:#x} offset={offset:#x} -> {res}");
+            ("mmap", text)
+        }
+        Payload::Mmap { addr, len, ret, .. } => (
+            "mmap",
+            format!("munmap addr={addr:#x} len={len:#x} -> {ret}"),
+        ),
         Payload::KFunc { func, ret, args } => {
             let dir = if ret { "return" } else { "entry" };
             ("kfunc", format!("kfunc#{func} {dir} args={args:x?}"))
         }
         Payload::Iommu {
             op,
+            device,
             iova,
             paddr,
             size,
             unmapped,
             flags,
-            device,
-        } => render_iommu(op, iova, paddr, size, unmapped, flags, &device),
+        } => {
+            let dev = iommu_device_name(&device);
+            render_iommu(op, &dev, iova, paddr, size, unmapped, flags)
+        }
         Payload::Lost { count } => ("lost", format!("{count} events lost")),
     }
 }
