@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use cmdqv_core::export::export_perfetto;
-use cmdqv_core::record::{TraceReader, replay};
+use cmdqv_core::record::{TraceReader, VERSION_1, replay};
 use serde_json::Value;
 
 const FIXTURES: [&str; 2] = ["trace_v1_hw_errors", "trace_v1_error_storm"];
@@ -29,7 +29,9 @@ fn json_file(name: &str) -> Value {
 #[test]
 fn version_1_files_replay_to_their_recorded_summary_and_log() {
     for name in FIXTURES {
-        let (summary, info) = replay(data(&format!("{name}.cmdqv"))).expect(name);
+        let file = data(&format!("{name}.cmdqv"));
+        assert_eq!(TraceReader::open(&file).unwrap().version(), VERSION_1);
+        let (summary, info) = replay(&file).expect(name);
         assert_eq!((info.bad_records, info.truncated), (0, None), "{name}");
         // Through text, as `--json` prints it: serde_json parses floats to the nearest value
         // only approximately, so both sides take the same path.
