@@ -41,14 +41,7 @@ fn collector() -> Collector {
 /// `lat` ns later.
 fn batch(c: &mut Collector, queue: u32, t: u64, prod0: u32, n: u32, lat: u64) -> u32 {
     let prod = prod0 + n;
-    c.ingest(&q(
-        t,
-        queue,
-        QueueEvent::Doorbell {
-            prod: prod.into(),
-            cons: prod0.into(),
-        },
-    ));
+    c.ingest(&q(t, queue, QueueEvent::Doorbell { prod, cons: prod0 }));
     for i in 0..n {
         let w0 = if i + 1 == n { SYNC } else { tlbi(1, 3) };
         c.ingest(&cmd(t + 1 + u64::from(i), queue, prod0 + i, w0, 0x1000));
@@ -56,10 +49,7 @@ fn batch(c: &mut Collector, queue: u32, t: u64, prod0: u32, n: u32, lat: u64) ->
     c.ingest(&q(
         t + lat,
         queue,
-        QueueEvent::Consumed {
-            cons: prod.into(),
-            prod: prod.into(),
-        },
+        QueueEvent::Consumed { cons: prod, prod },
     ));
     prod
 }

@@ -58,7 +58,7 @@ fn read_err_map(map: &mut [u64; 2], w: u8, value: u64) {
     let shift = 32 * (w % 2) as u32;
     if let Some(m) = map.get_mut(word) {
         *m = (*m & !(0xffff_ffffu64 << shift)) | ((value & 0xffff_ffff) << shift);
-        if w % 2 == 0 && value >> 32 != 0 {
+        if w.is_multiple_of(2) && value >> 32 != 0 {
             // A 64-bit read covers the next word too.
             *m = (*m & 0xffff_ffff) | (value & !0xffff_ffff);
         }

@@ -13,12 +13,15 @@ use crate::record::frame::{
 use crate::record::meta::TraceMeta;
 use crate::record::v1;
 
+/// Decodes one record body of a given format version.
+type BodyDecoder = fn(&[u8]) -> Result<Record, String>;
+
 /// Reads a trace file: the header's [`TraceMeta`], then records as an iterator.
 pub struct TraceReader<R: Read = BufReader<File>> {
     r: R,
     meta: TraceMeta,
     version: u16,
-    decode: fn(&[u8]) -> Result<Record, String>,
+    decode: BodyDecoder,
     offset: u64,
     truncated: Option<Truncation>,
     done: bool,
@@ -47,7 +50,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// The body decoder of a format version.
-fn body_decoder(version: u16) -> Result<fn(&[u8]) -> Result<Record, String>, TraceError> {
+fn body_decoder(version: u16) -> Result<BodyDecoder, TraceError> {
     match version {
         VERSION => Ok(body::decode_body),
         VERSION_1 => Ok(v1::decode_body),

@@ -283,6 +283,8 @@ const _: () = assert!(core::mem::size_of::<MmapEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<KFuncEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<IommuEvent>() == 24 + 40 + IOMMU_DEV_NAME);
 const _: () = assert!(core::mem::size_of::<LostEvent>() == 32);
+const _: () =
+    assert!(EventKind::Lost as u16 >= USERSPACE_KINDS && KIND_TRACE_META >= USERSPACE_KINDS);
 const _: () = assert!(core::mem::size_of::<FilterConfig>() == 56);
 
 /// In-kernel filter configuration, one entry in an `Array` map.
