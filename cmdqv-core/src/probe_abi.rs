@@ -200,17 +200,7 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         pos: HEADER_LEN,
         kind: h.kind,
     };
-    Ok(Event {
-        ts_ns: h.ts_ns,
-        pid: h.pid,
-        tid: h.tid,
-        cpu: h.cpu,
-        payload: decode_payload(kind, &mut r)?,
-    })
-}
-
-fn decode_payload(kind: EventKind, r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
-    Ok(match kind {
+    let payload = match kind {
         EventKind::Ioctl => decode_ioctl(r)?,
         EventKind::Mmio => decode_mmio(r)?,
         EventKind::KvmMmio => Payload::KvmMmio {
@@ -237,10 +227,17 @@ fn decode_payload(kind: EventKind, r: &mut Reader<'_>) -> Result<Payload, Decode
         EventKind::KFunc => decode_kfunc(r)?,
         EventKind::Iommu => decode_iommu(r)?,
         EventKind::Lost => Payload::Lost { count: r.u64()? },
+    };
+    Ok(Event {
+        ts_ns: h.ts_ns,
+        pid: h.pid,
+        tid: h.tid,
+        cpu: h.cpu,
+        payload,
     })
 }
 
-fn decode_ioctl(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
+fn decode_ioctl(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
     let (fd, cmd, ret, duration_ns) = (r.i32()?, r.u32()?, r.i64()?, r.u64()?);
     let arg_len = r.u32()?;
     let _pad = r.u32()?;
@@ -260,7 +257,7 @@ fn decode_ioctl(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
     })
 }
 
-fn decode_mmio(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
+fn decode_mmio(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
     let (offset, value, size) = (r.u64()?, r.u64()?, r.u8()?);
     let is_write = r.u8()?;
     let _origin = r.u8()?;
@@ -289,7 +286,7 @@ fn decode_mmio(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
     })
 }
 
-fn decode_mmap(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
+fn decode_mmap(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
     Ok(Payload::Mmap {
         addr: r.u64()?,
         len: r.u64()?,
@@ -300,7 +297,7 @@ fn decode_mmap(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
     })
 }
 
-fn decode_kfunc(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
+fn decode_kfunc(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
     let func = r.u32()?;
     let ret = r.flag::<4>("kfunc.is_ret")?;
     let mut args = [0u64; 5];
@@ -310,7 +307,7 @@ fn decode_kfunc(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
     Ok(Payload::KFunc { func, ret, args })
 }
 
-fn decode_iommu(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
+fn decode_iommu(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
     let raw = r.u32()?;
     let op = IommuOp::from_raw(raw).ok_or(DecodeError::BadField {
         field: "iommu.op",
@@ -340,6 +337,7 @@ fn saturate_u32(v: u64) -> u32 {
 /// `cmdqv_ebpf_common::QueueOp`). Only an unknown op is an error: PROD/CONS pointers and
 /// GERRORN keep their 32-bit register width, sizes, errno and VINTF saturate (so an impossible
 /// value never turns into a plausible one), flags are "non-zero".
+#[inline]
 pub fn queue_event(op: u32, a: u64, b: u64) -> Result<QueueEvent, DecodeError> {
     let op = QueueOp::from_raw(op).ok_or(DecodeError::BadField {
         field: "queue.op",

@@ -460,3 +460,39 @@ fn a_version_1_header_selects_the_legacy_reader() {
         "trace file version 3 is not supported (this build reads versions 1 to 2)"
     );
 }
+
+#[test]
+fn records_ingested_raw_are_recorded_as_they_came() {
+    // What the live runner does: decode + ingest each ring-buffer record (padded, as the ring
+    // buffer may), then record the record itself, cut to its length.
+    let events: Vec<_> = every_kind()
+        .into_iter()
+        .filter(|e| cmdqv_core::probe_abi::encode(e).is_some())
+        .collect();
+    let mut c = Collector::new(CollectorConfig::new(Source::Ebpf, "t"));
+    let mut w = TraceWriter::new(Vec::new(), &meta()).unwrap();
+    for e in &events {
+        let mut rec = cmdqv_core::probe_abi::encode(e).unwrap();
+        let len = rec.len();
+        rec.extend_from_slice(&[0xee; 5]);
+        let kept = c.ingest_raw(&rec).unwrap();
+        assert_eq!(kept, &rec[..len]);
+        w.write_record(kept).unwrap();
+    }
+    assert_eq!(
+        c.ingest_raw(&[1, 2, 3]).unwrap_err().to_string(),
+        "truncated record (kind 0): need 24 bytes, got 3"
+    );
+    assert_eq!(
+        c.snapshot(c.last_ts()).drops,
+        1,
+        "an undecodable record is a drop"
+    );
+    let file = w.finish().unwrap();
+    let got: Vec<Record> = TraceReader::new(&file[..])
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want: Vec<Record> = events.into_iter().map(Record::Event).collect();
+    assert_eq!(got, want);
+}

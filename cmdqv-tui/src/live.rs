@@ -233,10 +233,11 @@ fn take(
     decode_errors: &mut u64,
     record_error: &mut Option<String>,
 ) {
-    // Raw records take the collector's decode + ingest path (the one the benchmark measures).
-    let ev = match item {
+    // Raw records take the collector's decode + ingest path (the one the benchmark measures)
+    // and are recorded as they came: the trace file stores the probes' own records.
+    let written = match item {
         FeedItem::Raw(b) => match collector.ingest_raw(b) {
-            Ok(ev) => ev,
+            Ok(rec) => recorder.as_mut().map(|r| (r.w.write_record(rec), &r.path)),
             Err(_) => {
                 *decode_errors += 1;
                 return;
@@ -244,13 +245,11 @@ fn take(
         },
         FeedItem::Event(ev) => {
             collector.ingest(&ev);
-            ev
+            recorder.as_mut().map(|r| (r.w.write(&ev), &r.path))
         }
     };
-    if let Some(r) = recorder.as_mut() {
-        if let Err(e) = r.w.write(&ev) {
-            *record_error = Some(format!("recording to {} failed: {e}", r.path));
-        }
+    if let Some((Err(e), path)) = written {
+        *record_error = Some(format!("recording to {path} failed: {e}"));
     }
 }
 

@@ -201,13 +201,14 @@ impl Collector {
     }
 
     /// Decode one eBPF ring-buffer record and ingest it: the path every live source takes.
-    /// Returns the event (for a recorder); a record that does not decode counts as one dropped
-    /// event.
-    pub fn ingest_raw(&mut self, record: &[u8]) -> Result<Event, DecodeError> {
+    /// Returns the record cut to its kind's length (a ring buffer may pad), which is what a
+    /// recorder writes ([`TraceWriter::write_record`](crate::record::TraceWriter::write_record));
+    /// a record that does not decode counts as one dropped event.
+    pub fn ingest_raw<'r>(&mut self, record: &'r [u8]) -> Result<&'r [u8], DecodeError> {
         match probe_abi::decode(record) {
             Ok(ev) => {
                 self.ingest(&ev);
-                Ok(ev)
+                Ok(&record[..probe_abi::record_len(&ev.payload)])
             }
             Err(e) => {
                 self.add_drops(1);
@@ -294,6 +295,7 @@ impl Collector {
     }
 
     /// A command taken from `queue`; false when the queue id is not tracked.
+    #[inline]
     fn command(&mut self, ts_ns: u64, sec: u64, queue: u32, index: u32, w: [u64; 2]) -> bool {
         let Some(q) = self.queue_mut(queue) else {
             return false;

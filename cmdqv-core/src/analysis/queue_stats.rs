@@ -205,6 +205,7 @@ impl QueueStats {
     }
 
     /// Close per-second rate buckets up to second `sec` (since the collector's start).
+    #[inline]
     pub fn advance_rate(&mut self, sec: u64) {
         if sec <= self.rate_sec {
             return;
@@ -247,6 +248,7 @@ impl QueueStats {
     }
 
     /// A command taken from the queue at pointer `index`, in second `sec` of the run.
+    #[inline]
     pub fn command(&mut self, ts_ns: u64, sec: u64, index: u32, w0: u64, w1: u64) {
         self.enabled = true;
         self.advance_rate(sec);

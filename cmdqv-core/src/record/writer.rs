@@ -69,6 +69,15 @@ impl<W: Write> TraceWriter<W> {
         self.write_body()
     }
 
+    /// Write an event's ABI record as it came from the probes (version 2 stores exactly these):
+    /// a record [`probe_abi::decode`](crate::probe_abi::decode) accepted, cut to its length, as
+    /// [`Collector::ingest_raw`](crate::analysis::Collector::ingest_raw) returns it.
+    pub fn write_record(&mut self, record: &[u8]) -> io::Result<()> {
+        self.body.clear();
+        self.body.extend_from_slice(record);
+        self.write_body()
+    }
+
     pub fn write_meta(&mut self, m: &MetaUpdate) -> io::Result<()> {
         self.body.clear();
         encode_meta(m, &mut self.body).map_err(io::Error::other)?;
