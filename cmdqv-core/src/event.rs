@@ -336,7 +336,7 @@ pub fn monotonic_ns() -> u64 {
 
 /// iommufd ioctl names by command number (`_IO(';', nr)` = 0x3b00 | nr), 6.17+ numbering.
 pub fn iommufd_ioctl_name(cmd: u32) -> Option<&'static str> {
-    if cmd >> 8 & 0xff != 0x3b || cmd >> 16 != 0 {
+    if cmd >> 8 & 0xff != cmdqv_ebpf_common::IOMMUFD_TYPE || cmd >> 16 != 0 {
         return None;
     }
     Some(match cmd & 0xff {

@@ -13,7 +13,7 @@ use crate::analysis::summary::{Handover, LogLine, ProbeStatus, Summary, VintfSum
 use crate::analysis::vintf::track_vintf_mmio;
 use crate::event::{Device, Event, MAIN_CMDQ, Payload, QueueEvent, Source};
 use crate::probe_abi::{self, DecodeError};
-use crate::regs::{cons_indx, prod_indx, smmu};
+use crate::regs::{PAGE_SIZE, cons_indx, prod_indx, smmu};
 
 /// Highest global VCMDQ index the collector tracks; events for larger ids (other than
 /// [`MAIN_CMDQ`]) are counted as collector overflow drops. Ids come from the traced VMM, which
@@ -343,7 +343,7 @@ impl Collector {
 
     fn smmu_mmio(&mut self, ts_ns: u64, offset: u64, value: u64, write: bool) {
         // Page1 aliases page0 on the SMMU.
-        let off = offset & 0xffff;
+        let off = offset & (PAGE_SIZE - 1);
         let from_mmio = self.cfg.smmu_queue_from_mmio;
         match off {
             smmu::CMDQ_BASE if write => {
