@@ -136,9 +136,57 @@ pub struct ModelObserver<'a> {
     pub log2size: &'a dyn Fn(u16) -> u8,
 }
 
+impl ModelObserver<'_> {
+    /// The queue event a model event reports, if it reports one: (global queue, event).
+    fn queue_event(&self, ev: &ModelEvent) -> Option<(u16, QueueEvent)> {
+        Some(match *ev {
+            ModelEvent::Doorbell { queue, prod, cons } => {
+                (queue, QueueEvent::Doorbell { prod, cons })
+            }
+            ModelEvent::Consumed { queue, cons, prod } => {
+                (queue, QueueEvent::Consumed { cons, prod })
+            }
+            ModelEvent::QueueError {
+                queue,
+                index,
+                cerror,
+            } => {
+                let cerror = cerror.into();
+                (queue, QueueEvent::Error { index, cerror })
+            }
+            ModelEvent::ErrorAck { queue, gerrorn } => (queue, QueueEvent::ErrorAck { gerrorn }),
+            ModelEvent::Enable {
+                target: EnableTarget::Vcmdq(q),
+                on,
+            } => {
+                let log2size = (self.log2size)(q);
+                let enabled = on;
+                (q, QueueEvent::Enable { enabled, log2size })
+            }
+            ModelEvent::AllocMap {
+                queue,
+                vintf,
+                lvcmdq,
+                alloc,
+            } => {
+                let (vintf, lvcmdq) = (vintf.into(), lvcmdq.into());
+                (
+                    queue,
+                    QueueEvent::Map {
+                        vintf,
+                        lvcmdq,
+                        alloc,
+                    },
+                )
+            }
+            _ => return None,
+        })
+    }
+}
+
 impl Observer for ModelObserver<'_> {
     fn event(&mut self, ev: ModelEvent) {
-        let (queue, event) = match ev {
+        match ev {
             ModelEvent::Mmio {
                 device,
                 offset,
@@ -150,7 +198,7 @@ impl Observer for ModelObserver<'_> {
                     DeviceKind::Cmdqv => Device::Cmdqv,
                     DeviceKind::Smmu => Device::Smmu,
                 };
-                return self.emit.mmio(d, offset, value, size, write);
+                self.emit.mmio(d, offset, value, size, write);
             }
             // A faulting command is reported like any command taken from the queue, so the
             // tracer can show the command an error stopped on.
@@ -165,50 +213,12 @@ impl Observer for ModelObserver<'_> {
                 index,
                 w0,
                 w1,
-            } => return self.emit.command(queue as u32, index, w0, w1),
-            ModelEvent::Doorbell { queue, prod, cons } => {
-                (queue, QueueEvent::Doorbell { prod, cons })
+            } => self.emit.command(queue.into(), index, w0, w1),
+            _ => {
+                if let Some((queue, event)) = self.queue_event(&ev) {
+                    self.emit.queue(queue.into(), event);
+                }
             }
-            ModelEvent::Consumed { queue, cons, prod } => {
-                (queue, QueueEvent::Consumed { cons, prod })
-            }
-            ModelEvent::QueueError {
-                queue,
-                index,
-                cerror,
-            } => (
-                queue,
-                QueueEvent::Error {
-                    index,
-                    cerror: cerror.into(),
-                },
-            ),
-            ModelEvent::ErrorAck { queue, gerrorn } => (queue, QueueEvent::ErrorAck { gerrorn }),
-            ModelEvent::Enable {
-                target: EnableTarget::Vcmdq(q),
-                on,
-            } => (
-                q,
-                QueueEvent::Enable {
-                    enabled: on,
-                    log2size: (self.log2size)(q),
-                },
-            ),
-            ModelEvent::AllocMap {
-                queue,
-                vintf,
-                lvcmdq,
-                alloc,
-            } => (
-                queue,
-                QueueEvent::Map {
-                    vintf: vintf.into(),
-                    lvcmdq: lvcmdq.into(),
-                    alloc,
-                },
-            ),
-            _ => return,
-        };
-        self.emit.queue(queue.into(), event);
+        }
     }
 }
