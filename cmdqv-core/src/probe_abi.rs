@@ -179,6 +179,13 @@ pub fn decode_header(record: &[u8]) -> Result<Header, DecodeError> {
 /// Longer records than the kind requires are accepted (the ring buffer may pad); shorter ones
 /// are [`DecodeError::Truncated`].
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    decode_trimmed(record).map(|(ev, _)| ev)
+}
+
+/// [`decode`], also giving the record cut to its kind's length (without the padding a ring
+/// buffer may add): the bytes a recorder keeps.
+#[inline(always)]
+pub fn decode_trimmed(record: &[u8]) -> Result<(Event, &[u8]), DecodeError> {
     let h = decode_header(record)?;
     if h.version != ABI_VERSION {
         return Err(DecodeError::BadVersion {
@@ -195,8 +202,9 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             got: record.len(),
         });
     }
+    let record = &record[..need];
     let mut r = Reader {
-        buf: &record[..need],
+        buf: record,
         pos: HEADER_LEN,
         kind: h.kind,
     };
@@ -228,13 +236,14 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
         EventKind::Iommu => decode_iommu(r)?,
         EventKind::Lost => Payload::Lost { count: r.u64()? },
     };
-    Ok(Event {
+    let ev = Event {
         ts_ns: h.ts_ns,
         pid: h.pid,
         tid: h.tid,
         cpu: h.cpu,
         payload,
-    })
+    };
+    Ok((ev, record))
 }
 
 fn decode_ioctl(mut r: Reader<'_>) -> Result<Payload, DecodeError> {

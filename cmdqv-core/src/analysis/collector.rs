@@ -205,10 +205,10 @@ impl Collector {
     /// recorder writes ([`TraceWriter::write_record`](crate::record::TraceWriter::write_record));
     /// a record that does not decode counts as one dropped event.
     pub fn ingest_raw<'r>(&mut self, record: &'r [u8]) -> Result<&'r [u8], DecodeError> {
-        match probe_abi::decode(record) {
-            Ok(ev) => {
+        match probe_abi::decode_trimmed(record) {
+            Ok((ev, record)) => {
                 self.ingest(&ev);
-                Ok(&record[..probe_abi::record_len(&ev.payload)])
+                Ok(record)
             }
             Err(e) => {
                 self.add_drops(1);
