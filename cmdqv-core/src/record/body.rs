@@ -43,8 +43,8 @@ pub fn decode_body(body: &[u8]) -> Result<Record, String> {
             .map(Record::Meta)
             .map_err(|e| format!("bad meta record: {e}"));
     }
-    let ev = probe_abi::decode(body).map_err(|e| e.to_string())?;
-    let extra = body.len() - probe_abi::record_len(&ev.payload);
+    let (ev, record) = probe_abi::decode_trimmed(body).map_err(|e| e.to_string())?;
+    let extra = body.len() - record.len();
     if extra > 0 {
         return Err(format!("{extra} unexpected bytes after the event"));
     }
