@@ -2,13 +2,17 @@
 //! realistic mix (guest doorbell, a batch of 8–64 commands ending in a CMD_SYNC, the consumption
 //! pass, a few MMIO accesses and ioctls). Budget (ARCHITECTURE.md): ≥ 2 M events/s on one core.
 //!
+//! `decode+ingest` is the path every live source takes (`Collector::ingest_raw` on the records
+//! the probes write); `decode` and `ingest` are its two halves. The trace file stores the same
+//! records, so `record-write` / `trace-read` run the same codec plus framing and CRC.
+//!
 //! Run: `cargo bench -p cmdqv-core --bench collector`
 
 use std::hint::black_box;
 
 use cmdqv_core::analysis::{Collector, CollectorConfig};
 use cmdqv_core::command::op;
-use cmdqv_core::event::{Device, Event, MAIN_CMDQ, Payload, QueueOp, Source};
+use cmdqv_core::event::{Device, Event, MAIN_CMDQ, Payload, QueueEvent, Source};
 use cmdqv_core::probe_abi;
 use cmdqv_core::record::{TraceMeta, TraceReader, TraceWriter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -47,9 +51,10 @@ fn mix(batches: u32) -> Vec<Event> {
             5,
             Payload::Queue {
                 queue,
-                op: QueueOp::Doorbell,
-                a: p,
-                b: cons,
+                event: QueueEvent::Doorbell {
+                    prod: p as u32,
+                    cons: cons as u32,
+                },
             },
             &mut v,
         );
@@ -72,9 +77,10 @@ fn mix(batches: u32) -> Vec<Event> {
             300,
             Payload::Queue {
                 queue,
-                op: QueueOp::Consumed,
-                a: p,
-                b: p,
+                event: QueueEvent::Consumed {
+                    cons: p as u32,
+                    prod: p as u32,
+                },
             },
             &mut v,
         );
@@ -104,7 +110,7 @@ fn bench(c: &mut Criterion) {
         let mut col = Collector::new(CollectorConfig::new(Source::Ebpf, "bench"));
         b.iter(|| {
             for r in &records {
-                let _ = col.ingest_raw(black_box(r));
+                let _ = black_box(col.ingest_raw(black_box(r)));
             }
         });
         black_box(col.snapshot(col.last_ts()));

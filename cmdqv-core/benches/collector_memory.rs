@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use cmdqv_core::{
     analysis::{Collector, CollectorConfig},
-    event::{Device, Event, MAIN_CMDQ, Payload, QueueOp, Source},
+    event::{Device, Event, MAIN_CMDQ, Payload, QueueEvent, Source},
+    regs::Cerror,
 };
 
 fn rss_mib() -> f64 {
@@ -76,9 +77,7 @@ fn main() {
             &mut c,
             Payload::Queue {
                 queue,
-                op: QueueOp::Doorbell,
-                a: p as u64,
-                b: cons as u64,
+                event: QueueEvent::Doorbell { prod: p, cons },
             },
             &mut ts,
             &mut n,
@@ -105,9 +104,7 @@ fn main() {
             &mut c,
             Payload::Queue {
                 queue,
-                op: QueueOp::Consumed,
-                a: p as u64,
-                b: p as u64,
+                event: QueueEvent::Consumed { cons: p, prod: p },
             },
             &mut ts,
             &mut n,
@@ -130,9 +127,10 @@ fn main() {
                 &mut c,
                 Payload::Queue {
                     queue,
-                    op: QueueOp::Error,
-                    a: p as u64,
-                    b: 1,
+                    event: QueueEvent::Error {
+                        index: p,
+                        cerror: Cerror::Ill.into(),
+                    },
                 },
                 &mut ts,
                 &mut n,
@@ -141,9 +139,7 @@ fn main() {
                 &mut c,
                 Payload::Queue {
                     queue,
-                    op: QueueOp::ErrorAck,
-                    a: 1,
-                    b: 0,
+                    event: QueueEvent::ErrorAck { gerrorn: 1 },
                 },
                 &mut ts,
                 &mut n,

@@ -65,6 +65,11 @@ pub fn opcode_name(opcode: u8) -> Option<&'static str> {
     })
 }
 
+/// One line describing the command in `w0`, `w1` (see [`Command::describe`]).
+pub fn describe(w0: u64, w1: u64) -> String {
+    Command::decode(w0, w1).describe([w0, w1])
+}
+
 /// Name of the command in `w0` for statistics: the opcode name, or `UNKNOWN(0xNN)`.
 pub fn command_name(w0: u64) -> std::borrow::Cow<'static, str> {
     let opcode = w0 as u8;
@@ -82,6 +87,50 @@ fn bits(v: u64, hi: u32, lo: u32) -> u64 {
 #[inline]
 fn field(v: u64, hi: u32, lo: u32) -> u64 {
     (v & (u64::MAX >> (63 - (hi - lo)))) << lo
+}
+
+fn flag(b: bool, bit: u32) -> u64 {
+    (b as u64) << bit
+}
+
+fn put_sid(sid: u32) -> u64 {
+    (sid as u64) << 32
+}
+
+/// SSID w0\[31:12\] with SSV w0\[11\].
+fn put_ssid(ssid: u32, ssv: bool) -> u64 {
+    field(ssid as u64, 31, 12) | flag(ssv, 11)
+}
+
+/// The w0 fields several opcodes share (each opcode uses some of them).
+#[derive(Copy, Clone)]
+struct Fields {
+    /// w0\[63:32\].
+    sid: u32,
+    /// w0\[31:12\].
+    ssid: u32,
+    /// w0\[11\].
+    ssv: bool,
+    /// w0\[10\].
+    ssec: bool,
+    /// w0\[47:32\].
+    vmid: u16,
+    /// w0\[63:48\].
+    asid: u16,
+}
+
+impl Fields {
+    #[inline]
+    fn of(w0: u64) -> Self {
+        Self {
+            sid: (w0 >> 32) as u32,
+            ssid: bits(w0, 31, 12) as u32,
+            ssv: w0 & (1 << 11) != 0,
+            ssec: w0 & (1 << 10) != 0,
+            vmid: bits(w0, 47, 32) as u16,
+            asid: (w0 >> 48) as u16,
+        }
+    }
 }
 
 /// The address-range part of the TLBI_*_VA / *_VAA / S2_IPA commands.
@@ -125,6 +174,26 @@ impl VaRange {
             _ => 4 << 10,
         }
     }
+    /// TG as logs show it: `none` (a single address), `4K`, `16K`, `64K`.
+    pub fn tg_name(&self) -> &'static str {
+        match self.tg & 3 {
+            0 => "none",
+            1 => "4K",
+            2 => "16K",
+            _ => "64K",
+        }
+    }
+    /// `va=0x1000 tg=4K num=0 scale=0 leaf` (`what` names the address).
+    fn describe(&self, what: &str) -> String {
+        let leaf = if self.leaf { " leaf" } else { "" };
+        format!(
+            "{what}={:#x} tg={} num={} scale={}{leaf}",
+            self.addr,
+            self.tg_name(),
+            self.num,
+            self.scale
+        )
+    }
     fn decode(w0: u64, w1: u64, addr_hi: u32) -> Self {
         Self {
             num: bits(w0, 16, 12) as u8,
@@ -157,6 +226,15 @@ pub enum SyncCs {
 }
 
 impl SyncCs {
+    /// As logs show it: `NONE`, `IRQ`, `SEV`, `RSVD`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Irq => "IRQ",
+            Self::Sev => "SEV",
+            Self::Reserved => "RSVD",
+        }
+    }
     fn from_bits(v: u64) -> Self {
         match v & 3 {
             0 => Self::None,
@@ -293,13 +371,20 @@ impl Command {
     /// Decode the two words of a command.
     #[inline]
     pub fn decode(w0: u64, w1: u64) -> Self {
-        let sid = (w0 >> 32) as u32;
-        let ssid = bits(w0, 31, 12) as u32;
-        let ssv = w0 & (1 << 11) != 0;
-        let ssec = w0 & (1 << 10) != 0;
-        let vmid = bits(w0, 47, 32) as u16;
-        let asid = (w0 >> 48) as u16;
-        match w0 as u8 {
+        let opcode = w0 as u8;
+        match opcode {
+            op::PREFETCH_CFG..=op::CFGI_CD_ALL => Self::decode_config(opcode, w0, w1),
+            op::TLBI_NH_ALL..=op::TLBI_NSNH_ALL => Self::decode_tlbi(opcode, w0, w1),
+            _ => Self::decode_other(opcode, w0, w1),
+        }
+    }
+
+    /// PREFETCH_* and CFGI_* (opcodes 0x01..=0x06).
+    #[inline]
+    fn decode_config(opcode: u8, w0: u64, w1: u64) -> Self {
+        let f = Fields::of(w0);
+        let (sid, ssid, ssv, ssec) = (f.sid, f.ssid, f.ssv, f.ssec);
+        match opcode {
             op::PREFETCH_CFG => Self::PrefetchCfg { sid, ssv, ssid },
             op::PREFETCH_ADDR => Self::PrefetchAddr {
                 sid,
@@ -325,36 +410,45 @@ impl Command {
                 leaf: w1 & 1 != 0,
             },
             op::CFGI_CD_ALL => Self::CfgiCdAll { sid, ssec },
+            _ => Self::Unknown { opcode, w0, w1 },
+        }
+    }
+
+    /// TLBI_* (opcodes 0x10..=0x30).
+    #[inline]
+    fn decode_tlbi(opcode: u8, w0: u64, w1: u64) -> Self {
+        let Fields { vmid, asid, .. } = Fields::of(w0);
+        let va = || VaRange::decode(w0, w1, 63);
+        match opcode {
             op::TLBI_NH_ALL => Self::TlbiNhAll { vmid },
             op::TLBI_NH_ASID => Self::TlbiNhAsid { vmid, asid },
             op::TLBI_NH_VA => Self::TlbiNhVa {
                 vmid,
                 asid,
-                range: VaRange::decode(w0, w1, 63),
+                range: va(),
             },
-            op::TLBI_NH_VAA => Self::TlbiNhVaa {
-                vmid,
-                range: VaRange::decode(w0, w1, 63),
-            },
+            op::TLBI_NH_VAA => Self::TlbiNhVaa { vmid, range: va() },
             op::TLBI_EL3_ALL => Self::TlbiEl3All,
-            op::TLBI_EL3_VA => Self::TlbiEl3Va {
-                range: VaRange::decode(w0, w1, 63),
-            },
+            op::TLBI_EL3_VA => Self::TlbiEl3Va { range: va() },
             op::TLBI_EL2_ALL => Self::TlbiEl2All,
             op::TLBI_EL2_ASID => Self::TlbiEl2Asid { asid },
-            op::TLBI_EL2_VA => Self::TlbiEl2Va {
-                asid,
-                range: VaRange::decode(w0, w1, 63),
-            },
-            op::TLBI_EL2_VAA => Self::TlbiEl2Vaa {
-                range: VaRange::decode(w0, w1, 63),
-            },
+            op::TLBI_EL2_VA => Self::TlbiEl2Va { asid, range: va() },
+            op::TLBI_EL2_VAA => Self::TlbiEl2Vaa { range: va() },
             op::TLBI_S12_VMALL => Self::TlbiS12Vmall { vmid },
             op::TLBI_S2_IPA => Self::TlbiS2Ipa {
                 vmid,
                 range: VaRange::decode(w0, w1, 51),
             },
             op::TLBI_NSNH_ALL => Self::TlbiNsnhAll,
+            _ => Self::Unknown { opcode, w0, w1 },
+        }
+    }
+
+    /// ATC_INV, PRI_RESP, RESUME, STALL_TERM, CMD_SYNC, and every undefined opcode.
+    #[inline]
+    fn decode_other(opcode: u8, w0: u64, w1: u64) -> Self {
+        let Fields { sid, ssid, ssv, .. } = Fields::of(w0);
+        match opcode {
             op::ATC_INV => Self::AtcInv {
                 sid,
                 ssid,
@@ -383,98 +477,116 @@ impl Command {
                 msidata: (w0 >> 32) as u32,
                 msiaddr: w1 & 0x000f_ffff_ffff_fffc,
             }),
-            opcode => Self::Unknown { opcode, w0, w1 },
+            _ => Self::Unknown { opcode, w0, w1 },
         }
     }
 
     /// Encode into two words; `decode(encode(c)) == c` for every command whose fields fit
     /// their widths.
     pub fn encode(&self) -> [u64; 2] {
-        let sid = |s: u32| (s as u64) << 32;
-        let ssid = |s: u32| field(s as u64, 31, 12);
-        let flag = |b: bool, bit: u32| (b as u64) << bit;
-        let vmid = |v: u16| (v as u64) << 32;
-        let asid = |a: u16| (a as u64) << 48;
         let (w0, w1) = match *self {
-            Self::PrefetchCfg {
-                sid: s,
-                ssv,
-                ssid: ss,
-            } => (sid(s) | ssid(ss) | flag(ssv, 11), 0),
+            Self::PrefetchCfg { .. }
+            | Self::PrefetchAddr { .. }
+            | Self::CfgiSte { .. }
+            | Self::CfgiSteRange { .. }
+            | Self::CfgiCd { .. }
+            | Self::CfgiCdAll { .. } => self.encode_config(),
+            Self::AtcInv { .. }
+            | Self::PriResp { .. }
+            | Self::Resume { .. }
+            | Self::StallTerm { .. }
+            | Self::Sync(_) => self.encode_other(),
+            Self::Unknown { w0, w1, .. } => return [w0, w1],
+            _ => self.encode_tlbi(),
+        };
+        [w0 | self.opcode() as u64, w1]
+    }
+
+    /// The fields of PREFETCH_* and CFGI_* (opcode not included).
+    fn encode_config(&self) -> (u64, u64) {
+        match *self {
+            Self::PrefetchCfg { sid, ssv, ssid } => (put_sid(sid) | put_ssid(ssid, ssv), 0),
             Self::PrefetchAddr {
-                sid: s,
+                sid,
                 ssv,
-                ssid: ss,
+                ssid,
                 size,
                 addr,
             } => (
-                sid(s) | ssid(ss) | flag(ssv, 11),
+                put_sid(sid) | put_ssid(ssid, ssv),
                 field(size as u64, 4, 0) | (addr & !0xfff),
             ),
-            Self::CfgiSte { sid: s, ssec, leaf } => (sid(s) | flag(ssec, 10), leaf as u64),
-            Self::CfgiSteRange {
-                sid: s,
-                ssec,
-                range,
-            } => (sid(s) | flag(ssec, 10), field(range as u64, 4, 0)),
+            Self::CfgiSte { sid, ssec, leaf } => (put_sid(sid) | flag(ssec, 10), leaf as u64),
+            Self::CfgiSteRange { sid, ssec, range } => {
+                (put_sid(sid) | flag(ssec, 10), field(range as u64, 4, 0))
+            }
             Self::CfgiCd {
-                sid: s,
-                ssid: ss,
+                sid,
+                ssid,
                 ssec,
                 leaf,
-            } => (sid(s) | ssid(ss) | flag(ssec, 10), leaf as u64),
-            Self::CfgiCdAll { sid: s, ssec } => (sid(s) | flag(ssec, 10), 0),
-            Self::TlbiNhAll { vmid: v } => (vmid(v), 0),
+            } => (
+                put_sid(sid) | field(ssid as u64, 31, 12) | flag(ssec, 10),
+                leaf as u64,
+            ),
+            Self::CfgiCdAll { sid, ssec } => (put_sid(sid) | flag(ssec, 10), 0),
+            _ => (0, 0),
+        }
+    }
+
+    /// The fields of TLBI_* (opcode not included).
+    fn encode_tlbi(&self) -> (u64, u64) {
+        let vmid = |v: u16| (v as u64) << 32;
+        let asid = |a: u16| (a as u64) << 48;
+        let with = |w0: u64, range: &VaRange, addr_hi: u32| {
+            let (r0, r1) = range.encode(addr_hi);
+            (w0 | r0, r1)
+        };
+        match *self {
+            Self::TlbiNhAll { vmid: v } | Self::TlbiS12Vmall { vmid: v } => (vmid(v), 0),
             Self::TlbiNhAsid { vmid: v, asid: a } => (vmid(v) | asid(a), 0),
             Self::TlbiNhVa {
                 vmid: v,
                 asid: a,
                 range,
-            } => {
-                let (r0, r1) = range.encode(63);
-                (vmid(v) | asid(a) | r0, r1)
-            }
-            Self::TlbiNhVaa { vmid: v, range } => {
-                let (r0, r1) = range.encode(63);
-                (vmid(v) | r0, r1)
-            }
-            Self::TlbiEl3All | Self::TlbiEl2All | Self::TlbiNsnhAll => (0, 0),
+            } => with(vmid(v) | asid(a), &range, 63),
+            Self::TlbiNhVaa { vmid: v, range } => with(vmid(v), &range, 63),
             Self::TlbiEl3Va { range } | Self::TlbiEl2Vaa { range } => range.encode(63),
             Self::TlbiEl2Asid { asid: a } => (asid(a), 0),
-            Self::TlbiEl2Va { asid: a, range } => {
-                let (r0, r1) = range.encode(63);
-                (asid(a) | r0, r1)
-            }
-            Self::TlbiS12Vmall { vmid: v } => (vmid(v), 0),
-            Self::TlbiS2Ipa { vmid: v, range } => {
-                let (r0, r1) = range.encode(51);
-                (vmid(v) | r0, r1)
-            }
+            Self::TlbiEl2Va { asid: a, range } => with(asid(a), &range, 63),
+            Self::TlbiS2Ipa { vmid: v, range } => with(vmid(v), &range, 51),
+            _ => (0, 0),
+        }
+    }
+
+    /// The fields of ATC_INV, PRI_RESP, RESUME, STALL_TERM and CMD_SYNC (opcode not included).
+    fn encode_other(&self) -> (u64, u64) {
+        match *self {
             Self::AtcInv {
-                sid: s,
-                ssid: ss,
+                sid,
+                ssid,
                 ssv,
                 global,
                 size,
                 addr,
             } => (
-                sid(s) | ssid(ss) | flag(ssv, 11) | flag(global, 9),
+                put_sid(sid) | put_ssid(ssid, ssv) | flag(global, 9),
                 field(size as u64, 5, 0) | (addr & !0xfff),
             ),
             Self::PriResp {
-                sid: s,
-                ssid: ss,
+                sid,
+                ssid,
                 ssv,
                 grpid,
                 resp,
             } => (
-                sid(s) | ssid(ss) | flag(ssv, 11),
+                put_sid(sid) | put_ssid(ssid, ssv),
                 field(grpid as u64, 8, 0) | field(resp as u64, 13, 12),
             ),
-            Self::Resume { sid: s, resp, stag } => {
-                (sid(s) | field(resp as u64, 13, 12), stag as u64)
+            Self::Resume { sid, resp, stag } => {
+                (put_sid(sid) | field(resp as u64, 13, 12), stag as u64)
             }
-            Self::StallTerm { sid: s } => (sid(s), 0),
+            Self::StallTerm { sid } => (put_sid(sid), 0),
             Self::Sync(c) => (
                 field(c.cs as u64, 13, 12)
                     | field(c.msh as u64, 23, 22)
@@ -482,9 +594,8 @@ impl Command {
                     | (c.msidata as u64) << 32,
                 c.msiaddr & 0x000f_ffff_ffff_fffc,
             ),
-            Self::Unknown { w0, w1, .. } => return [w0, w1],
-        };
-        [w0 | self.opcode() as u64, w1]
+            _ => (0, 0),
+        }
     }
 
     /// The opcode byte.
@@ -515,6 +626,77 @@ impl Command {
             Self::StallTerm { .. } => op::STALL_TERM,
             Self::Sync(_) => op::CMD_SYNC,
             Self::Unknown { opcode, .. } => opcode,
+        }
+    }
+
+    /// The command's name for statistics and logs: the opcode name, or `UNKNOWN(0xNN)`.
+    pub fn name(&self) -> std::borrow::Cow<'static, str> {
+        command_name(self.opcode().into())
+    }
+
+    /// One line for logs and the detail view, e.g.
+    /// `TLBI_NH_VA vmid=1 asid=3 va=0x1000 tg=4K num=0 scale=0 leaf`. Opcodes whose fields
+    /// the log does not name print the raw words they were decoded from (`raw`).
+    pub fn describe(&self, raw: [u64; 2]) -> String {
+        let name = self.name();
+        match *self {
+            Self::Sync(s) if s.cs == SyncCs::Irq => format!(
+                "{name} cs=IRQ msiaddr={:#x} msidata={:#x}",
+                s.msiaddr, s.msidata
+            ),
+            Self::Sync(s) => format!("{name} cs={}", s.cs.name()),
+            Self::TlbiNhVa { vmid, asid, range } => {
+                format!("{name} vmid={vmid} asid={asid} {}", range.describe("va"))
+            }
+            Self::TlbiNhVaa { vmid, range } => {
+                format!("{name} vmid={vmid} {}", range.describe("va"))
+            }
+            Self::TlbiEl2Va { asid, range } => {
+                format!("{name} asid={asid} {}", range.describe("va"))
+            }
+            Self::TlbiS2Ipa { vmid, range } => {
+                format!("{name} vmid={vmid} {}", range.describe("ipa"))
+            }
+            Self::TlbiNhAsid { vmid, asid } => format!("{name} vmid={vmid} asid={asid}"),
+            Self::TlbiEl2Asid { asid } => format!("{name} asid={asid}"),
+            Self::TlbiNhAll { vmid } | Self::TlbiS12Vmall { vmid } => format!("{name} vmid={vmid}"),
+            // Fields in the order the line prints them.
+            Self::AtcInv {
+                sid,
+                ssv,
+                ssid,
+                addr,
+                size,
+                global,
+            } => {
+                let ssid = if ssv {
+                    format!(" ssid={ssid:#x}")
+                } else {
+                    String::new()
+                };
+                let size = if size >= 52 {
+                    "all".to_string()
+                } else {
+                    size.to_string()
+                };
+                let global = if global { " global" } else { "" };
+                format!("{name} sid={sid:#x}{ssid} addr={addr:#x} size={size}{global}")
+            }
+            Self::CfgiSte { sid, leaf, .. } => {
+                format!("{name} sid={sid:#x} leaf={}", u8::from(leaf))
+            }
+            Self::CfgiSteRange { range: 31, .. } => "CFGI_ALL".to_string(),
+            Self::CfgiSteRange { sid, range, .. } => format!("{name} sid={sid:#x} range={range}"),
+            Self::CfgiCd {
+                sid, ssid, leaf, ..
+            } => {
+                format!("{name} sid={sid:#x} ssid={ssid:#x} leaf={}", u8::from(leaf))
+            }
+            Self::CfgiCdAll { sid, .. } | Self::PrefetchCfg { sid, .. } => {
+                format!("{name} sid={sid:#x}")
+            }
+            Self::TlbiNsnhAll | Self::TlbiEl2All => name.into_owned(),
+            _ => format!("{name} w0={:#018x} w1={:#018x}", raw[0], raw[1]),
         }
     }
 

@@ -4,7 +4,12 @@
 //! Events are small, `Copy`, and carry a monotonic nanosecond timestamp (CLOCK_MONOTONIC, the
 //! clock `bpf_ktime_get_ns` uses), so in-process and eBPF events order the same way.
 
+use std::borrow::Cow;
+use std::num::NonZeroU32;
+
 use serde::{Deserialize, Serialize};
+
+use crate::regs::{Cerror, cons_indx};
 
 /// Where a stream of events comes from (shown to the user in the header and in JSON).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,29 +44,107 @@ pub enum Device {
     Smmu,
 }
 
-/// A queue-level happening, mirroring `cmdqv_ebpf_common::QueueOp`.
+/// Which kind of [`QueueEvent`] (the ABI's `cmdqv_ebpf_common::QueueOp`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum QueueOp {
-    /// A consumption pass ended with CONS = `a`, PROD = `b`.
     Consumed,
-    /// The queue stopped on an error at index `a` with CERROR code `b`.
     Error,
-    /// The guest acknowledged the error (GERRORN = `a`).
     ErrorAck,
-    /// A host hardware queue was allocated (`a` = log2size, `b` = 0 or errno).
     HwAlloc,
+    HwFree,
+    Doorbell,
+    Enable,
+    Map,
+    Handover,
+}
+
+/// CONS_INDX.ERR as a queue reported it: a 7-bit code, named by [`Cerror`] where the reference
+/// defines it. A code the reference does not name is kept (shown as `CERROR(n)`) rather than
+/// refused, so an error reported by newer hardware still counts as an error.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ErrCode(u8);
+
+impl ErrCode {
+    /// From a CONS_INDX.ERR value; bits above the 7-bit field are not part of it.
+    pub fn new(code: u64) -> Self {
+        Self((code & u64::from(cons_indx::ERR_MASK)) as u8)
+    }
+    pub fn code(self) -> u8 {
+        self.0
+    }
+    /// The CERROR this code names, if the reference names it.
+    pub fn cerror(self) -> Option<Cerror> {
+        Cerror::from_code(self.0.into())
+    }
+    /// `CERROR_ILL`, `CERROR_ABT`, … or `CERROR(n)` for an unnamed code.
+    pub fn name(self) -> Cow<'static, str> {
+        match self.cerror() {
+            Some(c) => c.name().into(),
+            None => format!("CERROR({})", self.0).into(),
+        }
+    }
+}
+
+impl From<Cerror> for ErrCode {
+    fn from(c: Cerror) -> Self {
+        Self(c as u8)
+    }
+}
+
+/// A queue-level happening, decoded from the ABI's packed words once (in
+/// [`crate::probe_abi`]); queue pointers are PROD/CONS register values (index, wrap bit and,
+/// for CONS, the ERR field).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "op")]
+pub enum QueueEvent {
+    /// Guest doorbell: PROD written, CONS at that moment.
+    Doorbell { prod: u32, cons: u32 },
+    /// A consumption pass ended.
+    Consumed { cons: u32, prod: u32 },
+    /// The queue stopped on the command at CONS pointer `index`.
+    Error { index: u32, cerror: ErrCode },
+    /// The guest acknowledged the error by writing GERRORN.
+    ErrorAck { gerrorn: u32 },
+    /// A host hardware queue was allocated (`errno` = `None`) or its allocation failed.
+    HwAlloc {
+        log2size: u8,
+        errno: Option<NonZeroU32>,
+    },
     /// The host hardware queue was freed.
     HwFree,
-    /// Guest doorbell: PROD = `a`, CONS at the time = `b`.
-    Doorbell,
-    /// Queue enabled (`a` = 1) or disabled (`a` = 0), `b` = log2size.
-    Enable,
-    /// The queue was mapped (or unmapped) to VINTF `a` as LVCMDQ `b & 0xffff`; `b >> 16` = ALLOC.
-    Map,
-    /// VMM-wide passthrough bookkeeping (queue [`VMM_QUEUE`]): `a` = handovers,
-    /// `b` = view_mismatches | commands_lost << 32.
-    Handover,
+    /// The queue was enabled or disabled (ring size at that moment).
+    Enable { enabled: bool, log2size: u8 },
+    /// CMDQ_ALLOC_MAP took effect: the queue was mapped (`alloc`) or unmapped as LVCMDQ `lvcmdq`
+    /// of VINTF `vintf`.
+    Map {
+        vintf: u32,
+        lvcmdq: u16,
+        alloc: bool,
+    },
+    /// VMM-wide passthrough bookkeeping (on queue [`VMM_QUEUE`]), cumulative.
+    Handover {
+        handovers: u64,
+        view_mismatches: u32,
+        commands_lost: u32,
+    },
+}
+
+impl QueueEvent {
+    pub fn op(&self) -> QueueOp {
+        match self {
+            Self::Doorbell { .. } => QueueOp::Doorbell,
+            Self::Consumed { .. } => QueueOp::Consumed,
+            Self::Error { .. } => QueueOp::Error,
+            Self::ErrorAck { .. } => QueueOp::ErrorAck,
+            Self::HwAlloc { .. } => QueueOp::HwAlloc,
+            Self::HwFree => QueueOp::HwFree,
+            Self::Enable { .. } => QueueOp::Enable,
+            Self::Map { .. } => QueueOp::Map,
+            Self::Handover { .. } => QueueOp::Handover,
+        }
+    }
 }
 
 /// Queue id of VMM-wide reports.
@@ -172,13 +255,9 @@ pub enum Payload {
         w0: u64,
         w1: u64,
     },
-    /// A queue-level happening.
-    Queue {
-        queue: u32,
-        op: QueueOp,
-        a: u64,
-        b: u64,
-    },
+    /// A queue-level happening on queue `queue` (global VCMDQ index, [`MAIN_CMDQ`] or
+    /// [`VMM_QUEUE`]).
+    Queue { queue: u32, event: QueueEvent },
     /// An iommufd ioctl (enter and exit joined); `ret` is negative errno on failure.
     Ioctl {
         fd: i32,
@@ -257,7 +336,7 @@ pub fn monotonic_ns() -> u64 {
 
 /// iommufd ioctl names by command number (`_IO(';', nr)` = 0x3b00 | nr), 6.17+ numbering.
 pub fn iommufd_ioctl_name(cmd: u32) -> Option<&'static str> {
-    if cmd >> 8 & 0xff != 0x3b || cmd >> 16 != 0 {
+    if cmd >> 8 & 0xff != cmdqv_ebpf_common::IOMMUFD_TYPE || cmd >> 16 != 0 {
         return None;
     }
     Some(match cmd & 0xff {

@@ -13,9 +13,10 @@ use std::io::{Read, Write};
 
 use serde_json::{Value, json};
 
-use crate::analysis::{BatchTracker, MAX_QUEUES, cerror_name, describe, queue_name};
-use crate::command;
-use crate::event::{Event, MAIN_CMDQ, Payload, QueueOp, errno_name, iommufd_ioctl_name};
+use crate::analysis::{BatchTracker, MAX_QUEUES, ioctl_name, queue_event_title, queue_name};
+use crate::command::{self, describe};
+use crate::event::{Event, MAIN_CMDQ, Payload, QueueEvent, errno_name};
+use crate::probe_abi::queue_words;
 use crate::record::{Record, TraceError, TraceReader, Truncation};
 
 /// Thread id of the `iommufd` track.
@@ -108,144 +109,34 @@ impl<W: Write> Exporter<W> {
     fn event(&mut self, ev: &Event) -> std::io::Result<()> {
         self.info.events_read += 1;
         self.base_ns.get_or_insert(ev.ts_ns);
-        let pid = self.pid;
         match ev.payload {
             Payload::Command {
                 queue,
                 index,
                 w0,
                 w1,
-            } => {
-                if !self.track(queue)? {
-                    return Ok(());
-                }
-                let t = self.tracks.get_mut(&queue).expect("track was just ensured");
-                t.tracker.command();
-                *t.opcodes.entry(w0 as u8).or_insert(0) += 1;
-                t.recent[t.recent_n % 4] = (index, w0, w1);
-                t.recent_n += 1;
-            }
+            } => self.command(queue, index, w0, w1),
             Payload::Queue {
-                op: QueueOp::Handover,
-                a,
-                b,
+                event:
+                    e @ QueueEvent::Handover {
+                        handovers,
+                        view_mismatches,
+                        commands_lost,
+                    },
                 ..
             } => {
-                // VMM-wide passthrough bookkeeping, not a queue: a process-scoped instant.
-                let ts = self.us(ev.ts_ns);
-                self.info.instants += 1;
-                self.emit(&json!({
-                    "ph": "i", "s": "p", "name": "passthrough handover", "cat": "handover",
-                    "pid": pid, "tid": 0, "ts": ts,
-                    "args": {"handovers": a, "commands_lost": b >> 32,
-                             "view_mismatches": b & 0xffff_ffff},
-                }))?;
+                let args = json!({"handovers": handovers, "commands_lost": commands_lost,
+                                  "view_mismatches": view_mismatches});
+                self.process_instant(ev.ts_ns, &queue_event_title(&e), "handover", Some(args))
             }
-            Payload::Queue { queue, op, a, b } => {
-                if !self.track(queue)? {
-                    return Ok(());
-                }
-                let tid = queue_tid(queue);
-                let ts = self.us(ev.ts_ns);
-                let t = self.tracks.get_mut(&queue).expect("track was just ensured");
-                match op {
-                    QueueOp::Doorbell => t.tracker.doorbell(ev.ts_ns, a, b),
-                    QueueOp::Consumed => {
-                        // Only this pass's commands can be blamed for a later error.
-                        t.recent_n = 0;
-                        if let Some(batch) = t.tracker.consumed(ev.ts_ns, a, b, |_| {}) {
-                            let opcodes: serde_json::Map<String, Value> =
-                                std::mem::take(&mut t.opcodes)
-                                    .into_iter()
-                                    .map(|(o, n)| {
-                                        (command::command_name(u64::from(o)).into_owned(), n.into())
-                                    })
-                                    .collect();
-                            let start = self.us(batch.start_ns);
-                            let dur = (batch.end_ns.saturating_sub(batch.start_ns)) as f64 / 1e3;
-                            self.info.slices += 1;
-                            self.emit(&json!({
-                                "ph": "X", "name": format!("batch ({} cmds)", batch.commands),
-                                "cat": "batch", "pid": pid, "tid": tid, "ts": start, "dur": dur,
-                                "args": {"commands": batch.commands, "doorbells": batch.doorbells,
-                                         "cons": a, "prod": b, "opcodes": opcodes},
-                            }))?;
-                        } else if a == b {
-                            t.opcodes.clear();
-                        }
-                    }
-                    QueueOp::Error => {
-                        let index = a as u32;
-                        let seen = t.recent_n.min(4);
-                        let cmd = (0..seen)
-                            .map(|k| t.recent[(t.recent_n - 1 - k) % 4])
-                            .find(|c| c.0 == index)
-                            .map(|(_, w0, w1)| describe(w0, w1));
-                        self.info.instants += 1;
-                        self.emit(&json!({
-                            "ph": "i", "s": "t", "name": cerror_name(b & 0x7f), "cat": "error",
-                            "pid": pid, "tid": tid, "ts": ts,
-                            "args": {"cons": a, "code": b, "command": cmd},
-                        }))?;
-                    }
-                    other => {
-                        if matches!(other, QueueOp::Enable) && a == 0 {
-                            t.tracker.clear();
-                            t.opcodes.clear();
-                        }
-                        let name = match other {
-                            QueueOp::ErrorAck => "error acknowledged".to_string(),
-                            QueueOp::HwAlloc if b == 0 => "host queue allocated".to_string(),
-                            QueueOp::HwAlloc => {
-                                format!("host queue allocation failed: {}", errno_name(b as i64))
-                            }
-                            QueueOp::HwFree => "host queue freed".to_string(),
-                            QueueOp::Enable if a != 0 => "enabled".to_string(),
-                            QueueOp::Enable => "disabled".to_string(),
-                            QueueOp::Map if (b >> 16) & 1 != 0 => {
-                                format!("mapped to VINTF{a}.LVCMDQ{}", b & 0xffff)
-                            }
-                            QueueOp::Map => format!("unmapped from VINTF{a}.LVCMDQ{}", b & 0xffff),
-                            // These have their own arms above.
-                            QueueOp::Handover
-                            | QueueOp::Doorbell
-                            | QueueOp::Consumed
-                            | QueueOp::Error => format!("{other:?}"),
-                        };
-                        self.info.instants += 1;
-                        self.emit(&json!({
-                            "ph": "i", "s": "t", "name": name, "cat": "queue",
-                            "pid": pid, "tid": tid, "ts": ts, "args": {"a": a, "b": b},
-                        }))?;
-                    }
-                }
-            }
+            Payload::Queue { queue, event } => self.queue_event(ev.ts_ns, queue, &event),
             Payload::Ioctl {
                 fd,
                 cmd,
                 ret,
                 duration_ns,
                 ..
-            } => {
-                self.iommufd_track()?;
-                let name = match iommufd_ioctl_name(cmd) {
-                    Some(n) => n.to_string(),
-                    None => format!("ioctl({cmd:#x})"),
-                };
-                let result = if ret < 0 {
-                    errno_name(ret.saturating_neg()).to_string()
-                } else {
-                    ret.to_string()
-                };
-                // The probe stamps the joined event at syscall exit.
-                let start = self.us(ev.ts_ns.saturating_sub(duration_ns));
-                self.info.slices += 1;
-                self.emit(&json!({
-                    "ph": "X", "name": name, "cat": "ioctl", "pid": pid, "tid": TID_IOMMUFD,
-                    "ts": start, "dur": duration_ns as f64 / 1e3,
-                    "args": {"fd": fd, "cmd": format!("{cmd:#x}"), "result": result},
-                }))?;
-            }
+            } => self.ioctl(ev.ts_ns, fd, cmd, ret, duration_ns),
             Payload::Mmap {
                 fd,
                 addr,
@@ -255,29 +146,153 @@ impl<W: Write> Exporter<W> {
                 map,
             } => {
                 self.iommufd_track()?;
-                let ts = self.us(ev.ts_ns);
+                let (pid, ts) = (self.pid, self.us(ev.ts_ns));
                 self.info.instants += 1;
                 self.emit(&json!({
                     "ph": "i", "s": "t", "name": if map { "mmap" } else { "munmap" },
                     "cat": "mmap", "pid": pid, "tid": TID_IOMMUFD, "ts": ts,
                     "args": {"fd": fd, "addr": format!("{addr:#x}"), "len": len,
                              "offset": offset, "ret": ret},
-                }))?;
+                }))
             }
             Payload::Lost { count } => {
-                let ts = self.us(ev.ts_ns);
-                self.info.instants += 1;
-                self.emit(&json!({
-                    "ph": "i", "s": "p", "name": format!("{count} events lost"), "cat": "lost",
-                    "pid": pid, "tid": 0, "ts": ts,
-                }))?;
+                let name = format!("{count} events lost");
+                self.process_instant(ev.ts_ns, &name, "lost", None)
             }
             Payload::Mmio { .. }
             | Payload::KvmMmio { .. }
             | Payload::KFunc { .. }
-            | Payload::Iommu { .. } => {}
+            | Payload::Iommu { .. } => Ok(()),
         }
+    }
+
+    fn command(&mut self, queue: u32, index: u32, w0: u64, w1: u64) -> std::io::Result<()> {
+        if !self.track(queue)? {
+            return Ok(());
+        }
+        let t = self.tracks.get_mut(&queue).expect("track was just ensured");
+        t.tracker.command();
+        *t.opcodes.entry(w0 as u8).or_insert(0) += 1;
+        t.recent[t.recent_n % 4] = (index, w0, w1);
+        t.recent_n += 1;
         Ok(())
+    }
+
+    /// A process-scoped instant (what concerns the whole VMM, not one queue).
+    fn process_instant(
+        &mut self,
+        ts_ns: u64,
+        name: &str,
+        cat: &str,
+        args: Option<Value>,
+    ) -> std::io::Result<()> {
+        let (pid, ts) = (self.pid, self.us(ts_ns));
+        self.info.instants += 1;
+        let mut v = json!({
+            "ph": "i", "s": "p", "name": name, "cat": cat, "pid": pid, "tid": 0, "ts": ts,
+        });
+        if let Some(args) = args {
+            v["args"] = args;
+        }
+        self.emit(&v)
+    }
+
+    fn queue_event(&mut self, ts_ns: u64, queue: u32, event: &QueueEvent) -> std::io::Result<()> {
+        if !self.track(queue)? {
+            return Ok(());
+        }
+        let t = self.tracks.get_mut(&queue).expect("track was just ensured");
+        match *event {
+            QueueEvent::Doorbell { prod, cons } => {
+                t.tracker.doorbell(ts_ns, prod.into(), cons.into());
+                Ok(())
+            }
+            QueueEvent::Consumed { cons, prod } => self.consumed(ts_ns, queue, cons, prod),
+            QueueEvent::Error { index, cerror } => {
+                // Only this pass's commands can be blamed.
+                let seen = t.recent_n.min(4);
+                let cmd = (0..seen)
+                    .map(|k| t.recent[(t.recent_n - 1 - k) % 4])
+                    .find(|c| c.0 == index)
+                    .map(|(_, w0, w1)| describe(w0, w1));
+                let (pid, tid, ts) = (self.pid, queue_tid(queue), self.us(ts_ns));
+                self.info.instants += 1;
+                self.emit(&json!({
+                    "ph": "i", "s": "t", "name": cerror.name(), "cat": "error",
+                    "pid": pid, "tid": tid, "ts": ts,
+                    "args": {"cons": index, "code": cerror.code(), "command": cmd},
+                }))
+            }
+            _ => {
+                if let QueueEvent::Enable { enabled: false, .. } = event {
+                    t.tracker.clear();
+                    t.opcodes.clear();
+                }
+                self.queue_instant(ts_ns, queue, event)
+            }
+        }
+    }
+
+    /// A consumption pass: the batch it closed, as a slice with its opcodes.
+    fn consumed(&mut self, ts_ns: u64, queue: u32, cons: u32, prod: u32) -> std::io::Result<()> {
+        let t = self.tracks.get_mut(&queue).expect("track was ensured");
+        // Only this pass's commands can be blamed for a later error.
+        t.recent_n = 0;
+        let Some(batch) = t.tracker.consumed(ts_ns, cons.into(), prod.into(), |_| {}) else {
+            if cons == prod {
+                t.opcodes.clear();
+            }
+            return Ok(());
+        };
+        let opcodes: serde_json::Map<String, Value> = std::mem::take(&mut t.opcodes)
+            .into_iter()
+            .map(|(o, n)| (command::command_name(u64::from(o)).into_owned(), n.into()))
+            .collect();
+        let (pid, tid, start) = (self.pid, queue_tid(queue), self.us(batch.start_ns));
+        let dur = (batch.end_ns.saturating_sub(batch.start_ns)) as f64 / 1e3;
+        self.info.slices += 1;
+        self.emit(&json!({
+            "ph": "X", "name": format!("batch ({} cmds)", batch.commands),
+            "cat": "batch", "pid": pid, "tid": tid, "ts": start, "dur": dur,
+            "args": {"commands": batch.commands, "doorbells": batch.doorbells,
+                     "cons": cons, "prod": prod, "opcodes": opcodes},
+        }))
+    }
+
+    /// Any other queue event: an instant named as the log names it, with the ABI's words.
+    fn queue_instant(&mut self, ts_ns: u64, queue: u32, event: &QueueEvent) -> std::io::Result<()> {
+        let (_, a, b) = queue_words(event);
+        let (pid, tid, ts) = (self.pid, queue_tid(queue), self.us(ts_ns));
+        self.info.instants += 1;
+        self.emit(&json!({
+            "ph": "i", "s": "t", "name": queue_event_title(event), "cat": "queue",
+            "pid": pid, "tid": tid, "ts": ts, "args": {"a": a, "b": b},
+        }))
+    }
+
+    fn ioctl(
+        &mut self,
+        ts_ns: u64,
+        fd: i32,
+        cmd: u32,
+        ret: i64,
+        duration_ns: u64,
+    ) -> std::io::Result<()> {
+        self.iommufd_track()?;
+        let name = ioctl_name(cmd, "ioctl");
+        let result = if ret < 0 {
+            errno_name(ret.saturating_neg()).to_string()
+        } else {
+            ret.to_string()
+        };
+        // The probe stamps the joined event at syscall exit.
+        let (pid, start) = (self.pid, self.us(ts_ns.saturating_sub(duration_ns)));
+        self.info.slices += 1;
+        self.emit(&json!({
+            "ph": "X", "name": name, "cat": "ioctl", "pid": pid, "tid": TID_IOMMUFD,
+            "ts": start, "dur": duration_ns as f64 / 1e3,
+            "args": {"fd": fd, "cmd": format!("{cmd:#x}"), "result": result},
+        }))
     }
 
     fn iommufd_track(&mut self) -> std::io::Result<()> {

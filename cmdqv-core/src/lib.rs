@@ -14,9 +14,11 @@
 //! - [`qtest`]: QEMU's qtest text protocol driving the model.
 //! - [`host`]: host backends (iommufd, simulated host), passthrough state machine, sampler.
 //! - [`event`]: the one event type every source produces.
-//! - [`probe_abi`]: checked decoding of eBPF ring-buffer records into events.
-//! - [`analysis`]: correlation and per-queue statistics with bounded memory.
-//! - [`record`]: the trace file format (writer, crash-tolerant reader).
+//! - [`probe_abi`]: the one wire codec: eBPF ABI records ⇄ typed events (ring buffer and trace
+//!   file alike; packed fields are unpacked here, once).
+//! - [`analysis`]: the summary contract, text rendering, and the collector (correlation and
+//!   per-queue statistics with bounded memory).
+//! - [`record`]: the trace file format (writer, crash-tolerant reader of versions 2 and 1).
 //! - [`export`]: Perfetto / Chrome trace-event export.
 //! - [`sim`]: the simulated VMM, synthetic guest driver and scenarios.
 //! - [`qemu`]: tracing a real QEMU (trace-log parsing, symbol discovery, probe choice).

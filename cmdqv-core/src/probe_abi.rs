@@ -1,17 +1,25 @@
-//! Checked decoding of eBPF ring-buffer records (`cmdqv_ebpf_common`) into [`Event`]s.
+//! The one wire codec: eBPF ring-buffer records (`cmdqv_ebpf_common`) to [`Event`]s and back.
 //!
 //! Every record is an [`EventHeader`] (24 bytes) followed by a payload whose size depends on the
-//! kind. The bytes come from the kernel, but a record may still be short (a truncated copy, an
-//! ABI mismatch between a stale object and this binary), so every field is read with an explicit
-//! bounds check, little-endian, and never by transmuting an unchecked slice. Decoding never
-//! panics; every problem is a typed [`DecodeError`].
+//! kind. The probes write these records, the sim VMM's in-process fallback writes them too, and
+//! the trace file (format version 2) stores every event as one of them. The bytes come from the
+//! kernel, but a record may still be short (a truncated copy, an ABI mismatch between a stale
+//! object and this binary), so every field is read with an explicit bounds check,
+//! little-endian, and never by transmuting an unchecked slice. Decoding never panics; every
+//! problem is a typed [`DecodeError`].
+//!
+//! This is where the ABI ends: packed fields (a queue event's `a`/`b` words) are unpacked here,
+//! once, into typed values ([`QueueEvent`]), and packed again here when encoding.
+
+use std::num::NonZeroU32;
 
 use cmdqv_ebpf_common::{
-    ABI_VERSION, CommandEvent, EventHeader, EventKind, IOCTL_ARG_BYTES, IoctlEvent, IommuEvent,
-    KFuncEvent, KvmMmioEvent, MmapEvent, MmioEvent, QueueEvent,
+    ABI_VERSION, CommandEvent, EventHeader, EventKind, HANDOVER_LOST_SHIFT, IOCTL_ARG_BYTES,
+    IoctlEvent, IommuEvent, KFuncEvent, KvmMmioEvent, LostEvent, MAP_ALLOC_BIT, MAP_LVCMDQ_MASK,
+    MmapEvent, MmioEvent, MmioOrigin, QueueEvent as QueueRecord,
 };
 
-use crate::event::{Device, Event, IOMMU_DEV_NAME, IommuOp, Payload, QueueOp};
+use crate::event::{Device, ErrCode, Event, IOMMU_DEV_NAME, IommuOp, Payload, QueueEvent, QueueOp};
 
 /// Size of the fixed header of every record.
 pub const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
@@ -43,13 +51,38 @@ pub fn payload_len(kind: EventKind) -> usize {
         EventKind::Mmio => size_of::<MmioEvent>(),
         EventKind::KvmMmio => size_of::<KvmMmioEvent>(),
         EventKind::Command => size_of::<CommandEvent>(),
-        EventKind::Queue => size_of::<QueueEvent>(),
+        EventKind::Queue => size_of::<QueueRecord>(),
         EventKind::Mmap => size_of::<MmapEvent>(),
         EventKind::KFunc => size_of::<KFuncEvent>(),
         EventKind::Iommu => size_of::<IommuEvent>(),
+        EventKind::Lost => size_of::<LostEvent>(),
     };
     total - HEADER_LEN
 }
+
+/// The record kind of a payload.
+pub fn kind_of(payload: &Payload) -> EventKind {
+    match payload {
+        Payload::Ioctl { .. } => EventKind::Ioctl,
+        Payload::Mmio { .. } => EventKind::Mmio,
+        Payload::KvmMmio { .. } => EventKind::KvmMmio,
+        Payload::Command { .. } => EventKind::Command,
+        Payload::Queue { .. } => EventKind::Queue,
+        Payload::Mmap { .. } => EventKind::Mmap,
+        Payload::KFunc { .. } => EventKind::KFunc,
+        Payload::Iommu { .. } => EventKind::Iommu,
+        Payload::Lost { .. } => EventKind::Lost,
+    }
+}
+
+/// Bytes of the record that encodes `payload` (header included).
+pub fn record_len(payload: &Payload) -> usize {
+    HEADER_LEN + payload_len(kind_of(payload))
+}
+
+// ----------------------------------------------------------------------------------------------
+// Decoding
+// ----------------------------------------------------------------------------------------------
 
 /// A bounds-checked little-endian cursor over a byte slice whose length was already checked;
 /// reads past the end still return an error instead of panicking.
@@ -94,6 +127,16 @@ impl<'a> Reader<'a> {
     fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.take()?))
     }
+    /// A 0/1 flag the ABI stores in `N` bytes.
+    fn flag<const N: usize>(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        let mut v = [0u8; 8];
+        v[..N].copy_from_slice(&self.take::<N>()?);
+        match u64::from_le_bytes(v) {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(DecodeError::BadField { field, value }),
+        }
+    }
 }
 
 /// The decoded fixed header.
@@ -131,11 +174,18 @@ pub fn decode_header(record: &[u8]) -> Result<Header, DecodeError> {
     })
 }
 
-/// Decode one ring-buffer record into an [`Event`].
+/// Decode one record into an [`Event`].
 ///
 /// Longer records than the kind requires are accepted (the ring buffer may pad); shorter ones
 /// are [`DecodeError::Truncated`].
 pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
+    decode_trimmed(record).map(|(ev, _)| ev)
+}
+
+/// [`decode`], also giving the record cut to its kind's length (without the padding a ring
+/// buffer may add): the bytes a recorder keeps.
+#[inline(always)]
+pub fn decode_trimmed(record: &[u8]) -> Result<(Event, &[u8]), DecodeError> {
     let h = decode_header(record)?;
     if h.version != ABI_VERSION {
         return Err(DecodeError::BadVersion {
@@ -152,195 +202,288 @@ pub fn decode(record: &[u8]) -> Result<Event, DecodeError> {
             got: record.len(),
         });
     }
+    let record = &record[..need];
     let mut r = Reader {
-        buf: &record[..need],
+        buf: record,
         pos: HEADER_LEN,
         kind: h.kind,
     };
     let payload = match kind {
-        EventKind::Ioctl => {
-            let fd = r.i32()?;
-            let cmd = r.u32()?;
-            let ret = r.i64()?;
-            let duration_ns = r.u64()?;
-            let arg_len = r.u32()?;
-            let _pad = r.u32()?;
-            let arg: [u8; IOCTL_ARG_BYTES] = r.take()?;
-            if arg_len as usize > IOCTL_ARG_BYTES {
-                return Err(DecodeError::BadField {
-                    field: "ioctl.arg_len",
-                    value: arg_len.into(),
-                });
-            }
-            Payload::Ioctl {
-                fd,
-                cmd,
-                ret,
-                duration_ns,
-                arg_len,
-                arg,
-            }
-        }
-        EventKind::Mmio => {
-            let offset = r.u64()?;
-            let value = r.u64()?;
-            let size = r.u8()?;
-            let is_write = r.u8()?;
-            let _origin = r.u8()?;
-            let device = match r.u8()? {
-                0 => Device::Cmdqv,
-                1 => Device::Smmu,
-                d => {
-                    return Err(DecodeError::BadField {
-                        field: "mmio.device",
-                        value: d.into(),
-                    });
-                }
-            };
-            if is_write > 1 {
-                return Err(DecodeError::BadField {
-                    field: "mmio.is_write",
-                    value: is_write.into(),
-                });
-            }
-            Payload::Mmio {
-                device,
-                offset,
-                value,
-                size,
-                write: is_write == 1,
-            }
-        }
-        EventKind::KvmMmio => {
-            let kind = r.u32()?;
-            let len = r.u32()?;
-            let gpa = r.u64()?;
-            let value = r.u64()?;
-            Payload::KvmMmio {
-                kind,
-                len,
-                gpa,
-                value,
-            }
-        }
-        EventKind::Command => {
-            let queue = r.u32()?;
-            let index = r.u32()?;
-            let w0 = r.u64()?;
-            let w1 = r.u64()?;
-            Payload::Command {
-                queue,
-                index,
-                w0,
-                w1,
-            }
-        }
+        EventKind::Ioctl => decode_ioctl(r)?,
+        EventKind::Mmio => decode_mmio(r)?,
+        EventKind::KvmMmio => Payload::KvmMmio {
+            kind: r.u32()?,
+            len: r.u32()?,
+            gpa: r.u64()?,
+            value: r.u64()?,
+        },
+        EventKind::Command => Payload::Command {
+            queue: r.u32()?,
+            index: r.u32()?,
+            w0: r.u64()?,
+            w1: r.u64()?,
+        },
         EventKind::Queue => {
             let queue = r.u32()?;
-            let raw = r.u32()?;
-            let op = QueueOp::from_raw(raw).ok_or(DecodeError::BadField {
-                field: "queue.op",
-                value: raw.into(),
-            })?;
-            let a = r.u64()?;
-            let b = r.u64()?;
-            Payload::Queue { queue, op, a, b }
-        }
-        EventKind::Mmap => {
-            let addr = r.u64()?;
-            let len = r.u64()?;
-            let offset = r.u64()?;
-            let ret = r.i64()?;
-            let fd = r.i32()?;
-            let is_map = r.u32()?;
-            if is_map > 1 {
-                return Err(DecodeError::BadField {
-                    field: "mmap.is_map",
-                    value: is_map.into(),
-                });
-            }
-            Payload::Mmap {
-                fd,
-                addr,
-                len,
-                offset,
-                ret,
-                map: is_map == 1,
+            let (op, a, b) = (r.u32()?, r.u64()?, r.u64()?);
+            Payload::Queue {
+                queue,
+                event: queue_event(op, a, b)?,
             }
         }
-        EventKind::KFunc => {
-            let func = r.u32()?;
-            let is_ret = r.u32()?;
-            if is_ret > 1 {
-                return Err(DecodeError::BadField {
-                    field: "kfunc.is_ret",
-                    value: is_ret.into(),
-                });
-            }
-            let mut args = [0u64; 5];
-            for a in &mut args {
-                *a = r.u64()?;
-            }
-            Payload::KFunc {
-                func,
-                ret: is_ret == 1,
-                args,
-            }
-        }
-        EventKind::Iommu => {
-            let raw = r.u32()?;
-            let op = IommuOp::from_raw(raw).ok_or(DecodeError::BadField {
-                field: "iommu.op",
-                value: raw.into(),
-            })?;
-            let flags = r.i32()?;
-            let iova = r.u64()?;
-            let paddr = r.u64()?;
-            let size = r.u64()?;
-            let unmapped = r.u64()?;
-            let device: [u8; IOMMU_DEV_NAME] = r.take()?;
-            Payload::Iommu {
-                op,
-                iova,
-                paddr,
-                size,
-                unmapped,
-                flags,
-                device,
-            }
-        }
+        EventKind::Mmap => decode_mmap(r)?,
+        EventKind::KFunc => decode_kfunc(r)?,
+        EventKind::Iommu => decode_iommu(r)?,
+        EventKind::Lost => Payload::Lost { count: r.u64()? },
     };
-    Ok(Event {
+    let ev = Event {
         ts_ns: h.ts_ns,
         pid: h.pid,
         tid: h.tid,
         cpu: h.cpu,
         payload,
+    };
+    Ok((ev, record))
+}
+
+fn decode_ioctl(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
+    let (fd, cmd, ret, duration_ns) = (r.i32()?, r.u32()?, r.i64()?, r.u64()?);
+    let arg_len = r.u32()?;
+    let _pad = r.u32()?;
+    if arg_len as usize > IOCTL_ARG_BYTES {
+        return Err(DecodeError::BadField {
+            field: "ioctl.arg_len",
+            value: arg_len.into(),
+        });
+    }
+    Ok(Payload::Ioctl {
+        fd,
+        cmd,
+        ret,
+        duration_ns,
+        arg_len,
+        arg: r.take::<IOCTL_ARG_BYTES>()?,
     })
 }
 
-/// Encode an event as the eBPF programs would write it (the inverse of [`decode`]), for the
-/// in-process fallback, tests and benchmarks. `Lost` has no ring-buffer record: `None`.
-pub fn encode(ev: &Event) -> Option<Vec<u8>> {
-    let kind = match ev.payload {
-        Payload::Ioctl { .. } => EventKind::Ioctl,
-        Payload::Mmio { .. } => EventKind::Mmio,
-        Payload::KvmMmio { .. } => EventKind::KvmMmio,
-        Payload::Command { .. } => EventKind::Command,
-        Payload::Queue { .. } => EventKind::Queue,
-        Payload::Mmap { .. } => EventKind::Mmap,
-        Payload::KFunc { .. } => EventKind::KFunc,
-        Payload::Iommu { .. } => EventKind::Iommu,
-        Payload::Lost { .. } => return None,
+fn decode_mmio(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
+    let (offset, value, size) = (r.u64()?, r.u64()?, r.u8()?);
+    let is_write = r.u8()?;
+    let _origin = r.u8()?;
+    let device = match r.u8()? {
+        0 => Device::Cmdqv,
+        1 => Device::Smmu,
+        d => {
+            return Err(DecodeError::BadField {
+                field: "mmio.device",
+                value: d.into(),
+            });
+        }
     };
-    let mut b = Vec::with_capacity(HEADER_LEN + payload_len(kind));
-    b.extend_from_slice(&(kind as u16).to_le_bytes());
-    b.extend_from_slice(&ABI_VERSION.to_le_bytes());
-    b.extend_from_slice(&ev.cpu.to_le_bytes());
-    b.extend_from_slice(&ev.ts_ns.to_le_bytes());
-    b.extend_from_slice(&ev.pid.to_le_bytes());
-    b.extend_from_slice(&ev.tid.to_le_bytes());
-    match ev.payload {
+    if is_write > 1 {
+        return Err(DecodeError::BadField {
+            field: "mmio.is_write",
+            value: is_write.into(),
+        });
+    }
+    Ok(Payload::Mmio {
+        device,
+        offset,
+        value,
+        size,
+        write: is_write == 1,
+    })
+}
+
+fn decode_mmap(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
+    Ok(Payload::Mmap {
+        addr: r.u64()?,
+        len: r.u64()?,
+        offset: r.u64()?,
+        ret: r.i64()?,
+        fd: r.i32()?,
+        map: r.flag::<4>("mmap.is_map")?,
+    })
+}
+
+fn decode_kfunc(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
+    let func = r.u32()?;
+    let ret = r.flag::<4>("kfunc.is_ret")?;
+    let mut args = [0u64; 5];
+    for a in &mut args {
+        *a = r.u64()?;
+    }
+    Ok(Payload::KFunc { func, ret, args })
+}
+
+fn decode_iommu(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
+    let raw = r.u32()?;
+    let op = IommuOp::from_raw(raw).ok_or(DecodeError::BadField {
+        field: "iommu.op",
+        value: raw.into(),
+    })?;
+    Ok(Payload::Iommu {
+        op,
+        flags: r.i32()?,
+        iova: r.u64()?,
+        paddr: r.u64()?,
+        size: r.u64()?,
+        unmapped: r.u64()?,
+        device: r.take::<IOMMU_DEV_NAME>()?,
+    })
+}
+
+/// A size the hook passed as u64: an impossible value stays impossible (saturates).
+fn saturate_u8(v: u64) -> u8 {
+    u8::try_from(v).unwrap_or(u8::MAX)
+}
+
+fn saturate_u32(v: u64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+/// Unpack a queue record's `op`, `a` and `b` (their meaning per op is documented on
+/// `cmdqv_ebpf_common::QueueOp`). Only an unknown op is an error: PROD/CONS pointers and
+/// GERRORN keep their 32-bit register width, sizes, errno and VINTF saturate (so an impossible
+/// value never turns into a plausible one), flags are "non-zero".
+#[inline]
+pub fn queue_event(op: u32, a: u64, b: u64) -> Result<QueueEvent, DecodeError> {
+    let op = QueueOp::from_raw(op).ok_or(DecodeError::BadField {
+        field: "queue.op",
+        value: op.into(),
+    })?;
+    Ok(match op {
+        QueueOp::Doorbell => QueueEvent::Doorbell {
+            prod: a as u32,
+            cons: b as u32,
+        },
+        QueueOp::Consumed => QueueEvent::Consumed {
+            cons: a as u32,
+            prod: b as u32,
+        },
+        QueueOp::Error => QueueEvent::Error {
+            index: a as u32,
+            cerror: ErrCode::new(b),
+        },
+        QueueOp::ErrorAck => QueueEvent::ErrorAck { gerrorn: a as u32 },
+        QueueOp::HwAlloc => QueueEvent::HwAlloc {
+            log2size: saturate_u8(a),
+            errno: NonZeroU32::new(saturate_u32(b)),
+        },
+        QueueOp::HwFree => QueueEvent::HwFree,
+        QueueOp::Enable => QueueEvent::Enable {
+            enabled: a != 0,
+            log2size: saturate_u8(b),
+        },
+        QueueOp::Map => QueueEvent::Map {
+            vintf: saturate_u32(a),
+            lvcmdq: (b & MAP_LVCMDQ_MASK) as u16,
+            alloc: b >> MAP_ALLOC_BIT & 1 != 0,
+        },
+        QueueOp::Handover => QueueEvent::Handover {
+            handovers: a,
+            view_mismatches: b as u32,
+            commands_lost: (b >> HANDOVER_LOST_SHIFT) as u32,
+        },
+    })
+}
+
+/// Pack a queue event into the ABI's `op`, `a` and `b` (what the sim VMM's queue hook takes);
+/// [`queue_event`] of the result gives the event back.
+pub fn queue_words(ev: &QueueEvent) -> (u32, u64, u64) {
+    let (a, b) = match *ev {
+        QueueEvent::Doorbell { prod, cons } => (prod.into(), cons.into()),
+        QueueEvent::Consumed { cons, prod } => (cons.into(), prod.into()),
+        QueueEvent::Error { index, cerror } => (index.into(), cerror.code().into()),
+        QueueEvent::ErrorAck { gerrorn } => (gerrorn.into(), 0),
+        QueueEvent::HwAlloc { log2size, errno } => {
+            (log2size.into(), errno.map_or(0, |e| e.get().into()))
+        }
+        QueueEvent::HwFree => (0, 0),
+        QueueEvent::Enable { enabled, log2size } => (enabled.into(), log2size.into()),
+        QueueEvent::Map {
+            vintf,
+            lvcmdq,
+            alloc,
+        } => (
+            vintf.into(),
+            u64::from(lvcmdq) | u64::from(alloc) << MAP_ALLOC_BIT,
+        ),
+        QueueEvent::Handover {
+            handovers,
+            view_mismatches,
+            commands_lost,
+        } => (
+            handovers,
+            u64::from(view_mismatches) | u64::from(commands_lost) << HANDOVER_LOST_SHIFT,
+        ),
+    };
+    (ev.op().to_raw(), a, b)
+}
+
+// ----------------------------------------------------------------------------------------------
+// Encoding
+// ----------------------------------------------------------------------------------------------
+
+/// A value the ABI stores little-endian, field by field.
+trait Field {
+    fn put(&self, out: &mut Vec<u8>);
+}
+
+macro_rules! le_field {
+    ($($t:ty),*) => {
+        $(impl Field for $t {
+            fn put(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+        })*
+    };
+}
+le_field!(u8, u16, u32, u64, i32, i64);
+
+impl<const N: usize> Field for [u8; N] {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+
+impl<const N: usize> Field for [u64; N] {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.iter().for_each(|v| v.put(out));
+    }
+}
+
+/// Append fields in order.
+macro_rules! put {
+    ($out:expr, $($f:expr),+ $(,)?) => {{
+        $(Field::put(&$f, $out);)+
+    }};
+}
+
+/// Encode an event as the eBPF programs would write it (the inverse of [`decode`]), for the
+/// in-process fallback, tests and benchmarks. Kinds the kernel never writes (`Lost`) have no
+/// ring-buffer record: `None` (the trace file uses [`encode_into`], which writes every kind).
+pub fn encode(ev: &Event) -> Option<Vec<u8>> {
+    if kind_of(&ev.payload) as u16 >= cmdqv_ebpf_common::USERSPACE_KINDS {
+        return None;
+    }
+    let mut b = Vec::with_capacity(record_len(&ev.payload));
+    encode_into(ev, &mut b);
+    Some(b)
+}
+
+/// Append the record of any event, userspace-only kinds included.
+pub fn encode_into(ev: &Event, out: &mut Vec<u8>) {
+    let kind = kind_of(&ev.payload) as u16;
+    put!(out, kind, ABI_VERSION, ev.cpu, ev.ts_ns, ev.pid, ev.tid);
+    encode_payload(&ev.payload, out);
+}
+
+/// The payload's fields in the order (and with the padding) of its `#[repr(C)]` ABI struct;
+/// patterns list them in that order too.
+fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
+    const PAD32: u32 = 0;
+    match *payload {
         Payload::Ioctl {
             fd,
             cmd,
@@ -348,108 +491,66 @@ pub fn encode(ev: &Event) -> Option<Vec<u8>> {
             duration_ns,
             arg_len,
             arg,
-        } => {
-            b.extend_from_slice(&fd.to_le_bytes());
-            b.extend_from_slice(&cmd.to_le_bytes());
-            b.extend_from_slice(&ret.to_le_bytes());
-            b.extend_from_slice(&duration_ns.to_le_bytes());
-            b.extend_from_slice(&arg_len.to_le_bytes());
-            b.extend_from_slice(&0u32.to_le_bytes());
-            b.extend_from_slice(&arg);
-        }
+        } => put!(out, fd, cmd, ret, duration_ns, arg_len, PAD32, arg),
         Payload::Mmio {
-            device,
             offset,
             value,
             size,
             write,
+            device,
         } => {
-            b.extend_from_slice(&offset.to_le_bytes());
-            b.extend_from_slice(&value.to_le_bytes());
-            b.push(size);
-            b.push(write as u8);
-            b.push(cmdqv_ebpf_common::MmioOrigin::SimVmm as u8);
-            b.push(match device {
+            let device: u8 = match device {
                 Device::Cmdqv => 0,
                 Device::Smmu => 1,
-            });
-            b.extend_from_slice(&0u32.to_le_bytes());
+            };
+            let origin = MmioOrigin::SimVmm as u8;
+            put!(
+                out,
+                offset,
+                value,
+                size,
+                u8::from(write),
+                origin,
+                device,
+                PAD32
+            )
         }
         Payload::KvmMmio {
             kind,
             len,
             gpa,
             value,
-        } => {
-            b.extend_from_slice(&kind.to_le_bytes());
-            b.extend_from_slice(&len.to_le_bytes());
-            b.extend_from_slice(&gpa.to_le_bytes());
-            b.extend_from_slice(&value.to_le_bytes());
-        }
+        } => put!(out, kind, len, gpa, value),
         Payload::Command {
             queue,
             index,
             w0,
             w1,
-        } => {
-            b.extend_from_slice(&queue.to_le_bytes());
-            b.extend_from_slice(&index.to_le_bytes());
-            b.extend_from_slice(&w0.to_le_bytes());
-            b.extend_from_slice(&w1.to_le_bytes());
-        }
-        Payload::Queue {
-            queue,
-            op,
-            a,
-            b: bb,
-        } => {
-            b.extend_from_slice(&queue.to_le_bytes());
-            b.extend_from_slice(&op.to_raw().to_le_bytes());
-            b.extend_from_slice(&a.to_le_bytes());
-            b.extend_from_slice(&bb.to_le_bytes());
+        } => put!(out, queue, index, w0, w1),
+        Payload::Queue { queue, event } => {
+            let (op, a, b) = queue_words(&event);
+            put!(out, queue, op, a, b)
         }
         Payload::Mmap {
-            fd,
             addr,
             len,
             offset,
             ret,
+            fd,
             map,
-        } => {
-            b.extend_from_slice(&addr.to_le_bytes());
-            b.extend_from_slice(&len.to_le_bytes());
-            b.extend_from_slice(&offset.to_le_bytes());
-            b.extend_from_slice(&ret.to_le_bytes());
-            b.extend_from_slice(&fd.to_le_bytes());
-            b.extend_from_slice(&u32::from(map).to_le_bytes());
-        }
-        Payload::KFunc { func, ret, args } => {
-            b.extend_from_slice(&func.to_le_bytes());
-            b.extend_from_slice(&u32::from(ret).to_le_bytes());
-            for a in args {
-                b.extend_from_slice(&a.to_le_bytes());
-            }
-        }
+        } => put!(out, addr, len, offset, ret, fd, u32::from(map)),
+        Payload::KFunc { func, ret, args } => put!(out, func, u32::from(ret), args),
         Payload::Iommu {
             op,
+            flags,
             iova,
             paddr,
             size,
             unmapped,
-            flags,
             device,
-        } => {
-            b.extend_from_slice(&op.to_raw().to_le_bytes());
-            b.extend_from_slice(&flags.to_le_bytes());
-            b.extend_from_slice(&iova.to_le_bytes());
-            b.extend_from_slice(&paddr.to_le_bytes());
-            b.extend_from_slice(&size.to_le_bytes());
-            b.extend_from_slice(&unmapped.to_le_bytes());
-            b.extend_from_slice(&device);
-        }
-        Payload::Lost { .. } => return None,
+        } => put!(out, op.to_raw(), flags, iova, paddr, size, unmapped, device),
+        Payload::Lost { count } => put!(out, count),
     }
-    Some(b)
 }
 
 #[cfg(test)]
@@ -572,9 +673,10 @@ mod tests {
                 }),
                 Payload::Queue {
                     queue: abi::MAIN_CMDQ,
-                    op: QueueOp::Error,
-                    a: 9,
-                    b: 1,
+                    event: QueueEvent::Error {
+                        index: 9,
+                        cerror: crate::regs::Cerror::Ill.into(),
+                    },
                 },
             ),
             (
@@ -731,7 +833,10 @@ mod tests {
                 b: 2,
             });
             match decode(&b).unwrap().payload {
-                Payload::Queue { op: got, .. } => assert_eq!(got.to_raw(), op as u32),
+                Payload::Queue { event, .. } => {
+                    let got = event.op();
+                    assert_eq!(got.to_raw(), op as u32)
+                }
                 p => panic!("wrong payload {p:?}"),
             }
         }
@@ -815,7 +920,182 @@ mod tests {
         );
     }
 
+    #[test]
+    fn lost_is_a_userspace_record_of_its_own() {
+        let lost = Event {
+            ts_ns: 0x1122_3344_5566_7788,
+            pid: 4242,
+            tid: 4243,
+            cpu: 3,
+            payload: Payload::Lost { count: 77 },
+        };
+        let want = as_bytes(&abi::LostEvent {
+            hdr: hdr(EventKind::Lost),
+            count: 77,
+        });
+        let mut got = Vec::new();
+        encode_into(&lost, &mut got);
+        assert_eq!(got, want);
+        assert_eq!(record_len(&lost.payload), want.len());
+        assert_eq!(decode(&got), Ok(lost));
+        assert_eq!(EventKind::from_u16(abi::KIND_TRACE_META), None);
+        assert_eq!(encode(&lost), None, "the kernel never writes it");
+    }
+
+    #[test]
+    fn queue_words_unpack_into_typed_events_and_pack_back() {
+        use crate::regs::Cerror;
+        let errno = |e| NonZeroU32::new(e);
+        let cases = [
+            (
+                6,
+                0x12,
+                0x8,
+                QueueEvent::Doorbell {
+                    prod: 0x12,
+                    cons: 8,
+                },
+            ),
+            (
+                1,
+                0x100_0012,
+                0x12,
+                QueueEvent::Consumed {
+                    cons: 0x100_0012,
+                    prod: 0x12,
+                },
+            ),
+            (
+                2,
+                5,
+                2,
+                QueueEvent::Error {
+                    index: 5,
+                    cerror: Cerror::Abt.into(),
+                },
+            ),
+            (3, 1, 0, QueueEvent::ErrorAck { gerrorn: 1 }),
+            (
+                4,
+                10,
+                0,
+                QueueEvent::HwAlloc {
+                    log2size: 10,
+                    errno: None,
+                },
+            ),
+            (
+                4,
+                10,
+                12,
+                QueueEvent::HwAlloc {
+                    log2size: 10,
+                    errno: errno(12),
+                },
+            ),
+            (5, 0, 0, QueueEvent::HwFree),
+            (
+                7,
+                1,
+                19,
+                QueueEvent::Enable {
+                    enabled: true,
+                    log2size: 19,
+                },
+            ),
+            (
+                7,
+                0,
+                4,
+                QueueEvent::Enable {
+                    enabled: false,
+                    log2size: 4,
+                },
+            ),
+            (
+                8,
+                2,
+                3 | 1 << 16,
+                QueueEvent::Map {
+                    vintf: 2,
+                    lvcmdq: 3,
+                    alloc: true,
+                },
+            ),
+            (
+                8,
+                2,
+                3,
+                QueueEvent::Map {
+                    vintf: 2,
+                    lvcmdq: 3,
+                    alloc: false,
+                },
+            ),
+            (
+                9,
+                7,
+                4 | 5 << 32,
+                QueueEvent::Handover {
+                    handovers: 7,
+                    view_mismatches: 4,
+                    commands_lost: 5,
+                },
+            ),
+        ];
+        for (op, a, b, want) in cases {
+            assert_eq!(queue_event(op, a, b), Ok(want), "op {op}");
+            assert_eq!(queue_words(&want), (op, a, b), "{want:?}");
+        }
+    }
+
+    #[test]
+    fn impossible_queue_words_stay_impossible() {
+        // Sizes, errno and VINTF saturate: a failure never reads as success, a huge size never
+        // as a plausible one. CERROR keeps its 7 bits; an unnamed code keeps its number.
+        let ev = |op, a, b| queue_event(op, a, b).unwrap();
+        assert_eq!(
+            ev(4, 300, 1 << 32),
+            QueueEvent::HwAlloc {
+                log2size: u8::MAX,
+                errno: NonZeroU32::new(u32::MAX)
+            }
+        );
+        assert!(matches!(
+            ev(8, 1 << 40, 0),
+            QueueEvent::Map {
+                vintf: u32::MAX,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ev(7, 2, 0),
+            QueueEvent::Enable { enabled: true, .. }
+        ));
+        let QueueEvent::Error { cerror, .. } = ev(2, 0, 0x185) else {
+            panic!("not an error");
+        };
+        assert_eq!((cerror.code(), cerror.name().as_ref()), (5, "CERROR(5)"));
+        assert_eq!(cerror.cerror(), None);
+        assert_eq!(
+            queue_event(0, 0, 0),
+            Err(DecodeError::BadField {
+                field: "queue.op",
+                value: 0
+            })
+        );
+    }
+
     proptest! {
+        /// Whatever words a VMM reports, their typed event packs to words that decode to it.
+        #[test]
+        fn typed_queue_events_survive_packing(op in 1u32..=9, a in any::<u64>(), b in any::<u64>()) {
+            let ev = queue_event(op, a, b).unwrap();
+            let (op2, a2, b2) = queue_words(&ev);
+            prop_assert_eq!(op2, op);
+            prop_assert_eq!(queue_event(op2, a2, b2), Ok(ev));
+        }
+
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&bytes);

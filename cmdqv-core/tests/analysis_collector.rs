@@ -2,7 +2,8 @@
 
 use cmdqv_core::analysis::*;
 use cmdqv_core::command::op;
-use cmdqv_core::event::{Device, Event, MAIN_CMDQ, Payload, QueueOp, Source};
+use cmdqv_core::event::{Device, Event, MAIN_CMDQ, Payload, QueueEvent, Source};
+use cmdqv_core::regs::Cerror;
 
 fn ev(ts_ns: u64, payload: Payload) -> Event {
     Event {
@@ -13,8 +14,8 @@ fn ev(ts_ns: u64, payload: Payload) -> Event {
         payload,
     }
 }
-fn q(ts: u64, queue: u32, op: QueueOp, a: u64, b: u64) -> Event {
-    ev(ts, Payload::Queue { queue, op, a, b })
+fn q(ts: u64, queue: u32, event: QueueEvent) -> Event {
+    ev(ts, Payload::Queue { queue, event })
 }
 fn cmd(ts: u64, queue: u32, index: u32, w0: u64, w1: u64) -> Event {
     ev(
@@ -40,7 +41,7 @@ fn collector() -> Collector {
 /// `lat` ns later.
 fn batch(c: &mut Collector, queue: u32, t: u64, prod0: u32, n: u32, lat: u64) -> u32 {
     let prod = prod0 + n;
-    c.ingest(&q(t, queue, QueueOp::Doorbell, prod.into(), prod0.into()));
+    c.ingest(&q(t, queue, QueueEvent::Doorbell { prod, cons: prod0 }));
     for i in 0..n {
         let w0 = if i + 1 == n { SYNC } else { tlbi(1, 3) };
         c.ingest(&cmd(t + 1 + u64::from(i), queue, prod0 + i, w0, 0x1000));
@@ -48,9 +49,7 @@ fn batch(c: &mut Collector, queue: u32, t: u64, prod0: u32, n: u32, lat: u64) ->
     c.ingest(&q(
         t + lat,
         queue,
-        QueueOp::Consumed,
-        prod.into(),
-        prod.into(),
+        QueueEvent::Consumed { cons: prod, prod },
     ));
     prod
 }
@@ -65,7 +64,14 @@ fn find<'a>(s: &'a Summary, name: &str) -> &'a QueueSummary {
 #[test]
 fn doorbell_to_cons_gives_batch_latency_size_and_counts() {
     let mut c = collector();
-    c.ingest(&q(0, 3, QueueOp::Enable, 1, 8));
+    c.ingest(&q(
+        0,
+        3,
+        QueueEvent::Enable {
+            enabled: true,
+            log2size: 8,
+        },
+    ));
     let mut prod = 0;
     for (i, lat) in [1_000u64, 2_000, 3_000, 100_000].into_iter().enumerate() {
         prod = batch(&mut c, 3, 1_000_000 * (i as u64 + 1), prod, 8, lat);
@@ -111,15 +117,22 @@ fn doorbell_to_cons_gives_batch_latency_size_and_counts() {
 #[test]
 fn coalesced_doorbells_close_together_and_partial_passes_close_up_to_cons() {
     let mut c = collector();
-    c.ingest(&q(0, 1, QueueOp::Enable, 1, 4));
-    c.ingest(&q(100, 1, QueueOp::Doorbell, 2, 0));
-    c.ingest(&q(200, 1, QueueOp::Doorbell, 4, 0));
-    c.ingest(&q(300, 1, QueueOp::Doorbell, 6, 0));
+    c.ingest(&q(
+        0,
+        1,
+        QueueEvent::Enable {
+            enabled: true,
+            log2size: 4,
+        },
+    ));
+    c.ingest(&q(100, 1, QueueEvent::Doorbell { prod: 2, cons: 0 }));
+    c.ingest(&q(200, 1, QueueEvent::Doorbell { prod: 4, cons: 0 }));
+    c.ingest(&q(300, 1, QueueEvent::Doorbell { prod: 6, cons: 0 }));
     for i in 0..4 {
         c.ingest(&cmd(400, 1, i, tlbi(0, 0), 0));
     }
     // Pass stops at CONS = 4 (PROD 6): the first two doorbells are done.
-    c.ingest(&q(1_000, 1, QueueOp::Consumed, 4, 6));
+    c.ingest(&q(1_000, 1, QueueEvent::Consumed { cons: 4, prod: 6 }));
     let s = c.snapshot(1_000);
     let v = find(&s, "vcmdq1");
     assert_eq!(v.batches, 1);
@@ -131,7 +144,7 @@ fn coalesced_doorbells_close_together_and_partial_passes_close_up_to_cons() {
     for i in 4..6 {
         c.ingest(&cmd(1_100, 1, i, SYNC, 0));
     }
-    c.ingest(&q(1_300, 1, QueueOp::Consumed, 6, 6));
+    c.ingest(&q(1_300, 1, QueueEvent::Consumed { cons: 6, prod: 6 }));
     let v = find(&c.snapshot(2_000), "vcmdq1").clone();
     assert_eq!(v.batches, 2);
     assert_eq!(v.batch_latency_ns.count, 3);
@@ -142,18 +155,18 @@ fn coalesced_doorbells_close_together_and_partial_passes_close_up_to_cons() {
 #[test]
 fn consumed_without_doorbell_and_repeated_doorbells_do_not_break_anything() {
     let mut c = collector();
-    c.ingest(&q(10, 2, QueueOp::Consumed, 5, 5));
-    c.ingest(&q(20, 2, QueueOp::Consumed, 7, 9));
+    c.ingest(&q(10, 2, QueueEvent::Consumed { cons: 5, prod: 5 }));
+    c.ingest(&q(20, 2, QueueEvent::Consumed { cons: 7, prod: 9 }));
     // A doorbell that adds nothing (PROD == CONS) opens no batch.
-    c.ingest(&q(30, 2, QueueOp::Doorbell, 9, 9));
-    c.ingest(&q(40, 2, QueueOp::Consumed, 9, 9));
+    c.ingest(&q(30, 2, QueueEvent::Doorbell { prod: 9, cons: 9 }));
+    c.ingest(&q(40, 2, QueueEvent::Consumed { cons: 9, prod: 9 }));
     let v = find(&c.snapshot(100), "vcmdq2").clone();
     assert_eq!(v.batches, 0);
     assert_eq!(v.batch_latency_ns, Latency::default());
     // Then normal traffic still correlates.
-    c.ingest(&q(50, 2, QueueOp::Doorbell, 11, 9));
-    c.ingest(&q(55, 2, QueueOp::Doorbell, 11, 9)); // same PROD written twice
-    c.ingest(&q(80, 2, QueueOp::Consumed, 11, 11));
+    c.ingest(&q(50, 2, QueueEvent::Doorbell { prod: 11, cons: 9 }));
+    c.ingest(&q(55, 2, QueueEvent::Doorbell { prod: 11, cons: 9 })); // same PROD written twice
+    c.ingest(&q(80, 2, QueueEvent::Consumed { cons: 11, prod: 11 }));
     let v = find(&c.snapshot(100), "vcmdq2").clone();
     assert_eq!(v.batches, 1);
     assert_eq!(v.batch_latency_ns.count, 1);
@@ -179,13 +192,34 @@ fn pending_doorbells_are_bounded() {
 #[test]
 fn errors_name_the_faulting_command_and_drive_the_state() {
     let mut c = collector();
-    c.ingest(&q(0, 5, QueueOp::Enable, 1, 4));
-    c.ingest(&q(1, 5, QueueOp::HwAlloc, 4, 0));
+    c.ingest(&q(
+        0,
+        5,
+        QueueEvent::Enable {
+            enabled: true,
+            log2size: 4,
+        },
+    ));
+    c.ingest(&q(
+        1,
+        5,
+        QueueEvent::HwAlloc {
+            log2size: 4,
+            errno: None,
+        },
+    ));
     assert_eq!(find(&c.snapshot(1), "vcmdq5").state, QueueState::Hardware);
-    c.ingest(&q(2, 5, QueueOp::Doorbell, 3, 0));
+    c.ingest(&q(2, 5, QueueEvent::Doorbell { prod: 3, cons: 0 }));
     c.ingest(&cmd(3, 5, 0, tlbi(1, 1), 0));
     c.ingest(&cmd(4, 5, 1, 0x7f, 0xabc)); // illegal opcode
-    c.ingest(&q(5, 5, QueueOp::Error, 1, 1));
+    c.ingest(&q(
+        5,
+        5,
+        QueueEvent::Error {
+            index: 1,
+            cerror: Cerror::Ill.into(),
+        },
+    ));
     let s = c.snapshot(10);
     let v = find(&s, "vcmdq5");
     assert_eq!(v.state, QueueState::Error);
@@ -203,24 +237,38 @@ fn errors_name_the_faulting_command_and_drive_the_state() {
     );
 
     // An error at an index never seen as a command has no command.
-    c.ingest(&q(6, 5, QueueOp::ErrorAck, 1, 0));
+    c.ingest(&q(6, 5, QueueEvent::ErrorAck { gerrorn: 1 }));
     let v = find(&c.snapshot(10), "vcmdq5").clone();
     assert_eq!(v.state, QueueState::Hardware);
     assert!(v.last_error.as_ref().unwrap().acknowledged);
-    c.ingest(&q(7, 5, QueueOp::Error, 9, 3));
+    c.ingest(&q(
+        7,
+        5,
+        QueueEvent::Error {
+            index: 9,
+            cerror: Cerror::AtcInvSync.into(),
+        },
+    ));
     let v = find(&c.snapshot(10), "vcmdq5").clone();
     let e = v.last_error.unwrap();
     assert_eq!((e.name.as_str(), e.command), ("CERROR_ATC_INV_SYNC", None));
     assert_eq!(v.errors, 2);
 
-    c.ingest(&q(8, 5, QueueOp::ErrorAck, 2, 0));
-    c.ingest(&q(9, 5, QueueOp::HwFree, 0, 0));
+    c.ingest(&q(8, 5, QueueEvent::ErrorAck { gerrorn: 2 }));
+    c.ingest(&q(9, 5, QueueEvent::HwFree));
     assert_eq!(find(&c.snapshot(10), "vcmdq5").state, QueueState::Emulated);
-    c.ingest(&q(10, 5, QueueOp::Enable, 0, 4));
+    c.ingest(&q(
+        10,
+        5,
+        QueueEvent::Enable {
+            enabled: false,
+            log2size: 4,
+        },
+    ));
     assert_eq!(find(&c.snapshot(10), "vcmdq5").state, QueueState::Disabled);
     // PROD written to a disabled queue does not enable it; consumption (a trace that started
     // after the Enable) shows it is.
-    c.ingest(&q(11, 5, QueueOp::Doorbell, 4, 2));
+    c.ingest(&q(11, 5, QueueEvent::Doorbell { prod: 4, cons: 2 }));
     assert_eq!(find(&c.snapshot(11), "vcmdq5").state, QueueState::Disabled);
     c.ingest(&cmd(12, 5, 2, SYNC, 0));
     assert_eq!(find(&c.snapshot(12), "vcmdq5").state, QueueState::Emulated);
@@ -233,7 +281,7 @@ fn main_cmdq_has_no_global_id_and_queue_ids_are_bounded() {
     c.ingest(&cmd(1, MAIN_CMDQ, 0, SYNC, 0));
     for id in [MAX_QUEUES, 1_000, u32::MAX, 0x1_0000] {
         c.ingest(&cmd(2, id, 0, SYNC, 0));
-        c.ingest(&q(2, id, QueueOp::Doorbell, 1, 0));
+        c.ingest(&q(2, id, QueueEvent::Doorbell { prod: 1, cons: 0 }));
     }
     c.set_queue_meta(9_999, Some(0), Some(0), Some(4)); // ignored
     let s = c.snapshot(10);
@@ -344,7 +392,14 @@ fn memory_stays_bounded_under_a_flood() {
             },
         ));
         c.ingest(&cmd(i * 10_000_000, (i % 300) as u32, i as u32, i, i));
-        c.ingest(&q(i * 10_000_000, 4, QueueOp::Doorbell, i + 1, 0));
+        c.ingest(&q(
+            i * 10_000_000,
+            4,
+            QueueEvent::Doorbell {
+                prod: (i + 1) as u32,
+                cons: 0,
+            },
+        ));
         c.ingest(&ev(
             i,
             Payload::Ioctl {
@@ -388,7 +443,14 @@ fn intervals_restart_counters_but_keep_state() {
     let mut cfg = CollectorConfig::new(Source::InProcess, "t");
     cfg.intervals = true;
     let mut c = Collector::new(cfg);
-    c.ingest(&q(0, 1, QueueOp::Enable, 1, 8));
+    c.ingest(&q(
+        0,
+        1,
+        QueueEvent::Enable {
+            enabled: true,
+            log2size: 8,
+        },
+    ));
     batch(&mut c, 1, 10, 0, 4, 100);
     let s1 = c.snapshot(1_000);
     assert_eq!(s1.interval, Some(1));
@@ -447,7 +509,14 @@ fn describe_decodes_common_opcodes() {
 #[test]
 fn commands_are_logged_but_errors_outlive_a_flood_of_them() {
     let mut c = collector();
-    c.ingest(&q(1, 2, QueueOp::Error, 4, 2));
+    c.ingest(&q(
+        1,
+        2,
+        QueueEvent::Error {
+            index: 4,
+            cerror: Cerror::Abt.into(),
+        },
+    ));
     for i in 0..(2 * LOG_CAP as u64) {
         c.ingest(&cmd(10 + i, 2, i as u32, tlbi(1, 2), 0x3000));
         if i % 10 == 0 {
@@ -475,7 +544,14 @@ fn commands_are_logged_but_errors_outlive_a_flood_of_them() {
 
     // With fewer errors, the first one survives the flood.
     let mut c = collector();
-    c.ingest(&q(1, 2, QueueOp::Error, 4, 2));
+    c.ingest(&q(
+        1,
+        2,
+        QueueEvent::Error {
+            index: 4,
+            cerror: Cerror::Abt.into(),
+        },
+    ));
     for i in 0..(5 * LOG_CAP as u64) {
         c.ingest(&cmd(10 + i, 2, i as u32, SYNC, 0));
     }
@@ -524,8 +600,8 @@ proptest::proptest! {
 #[test]
 fn a_trace_that_starts_mid_run_infers_enabled_queues_from_consumption() {
     let mut c = collector();
-    c.ingest(&q(1, 6, QueueOp::Consumed, 3, 3));
-    c.ingest(&q(1, 7, QueueOp::Doorbell, 3, 0));
+    c.ingest(&q(1, 6, QueueEvent::Consumed { cons: 3, prod: 3 }));
+    c.ingest(&q(1, 7, QueueEvent::Doorbell { prod: 3, cons: 0 }));
     let s = c.snapshot(2);
     assert_eq!(find(&s, "vcmdq6").state, QueueState::Emulated);
     assert_eq!(find(&s, "vcmdq7").state, QueueState::Disabled);
@@ -535,8 +611,18 @@ fn a_trace_that_starts_mid_run_infers_enabled_queues_from_consumption() {
 fn map_and_handover_reports() {
     use cmdqv_core::event::VMM_QUEUE;
     let mut c = collector();
-    c.ingest(&q(1, 9, QueueOp::Map, 1, 2 | 1 << 16));
-    c.ingest(&q(2, VMM_QUEUE, QueueOp::Handover, 3, 4 | 5 << 32));
+    let map = |alloc| QueueEvent::Map {
+        vintf: 1,
+        lvcmdq: 2,
+        alloc,
+    };
+    c.ingest(&q(1, 9, map(true)));
+    let report = QueueEvent::Handover {
+        handovers: 3,
+        view_mismatches: 4,
+        commands_lost: 5,
+    };
+    c.ingest(&q(2, VMM_QUEUE, report));
     let s = c.snapshot(3);
     let v = find(&s, "vcmdq9");
     assert_eq!((v.vintf, v.lvcmdq), (Some(1), Some(2)));
@@ -557,7 +643,7 @@ fn map_and_handover_reports() {
         "passthrough: 3 handovers, 5 commands lost, 4 view mismatches"
     );
     // Unmapping keeps the last mapping so the row still says where the queue came from.
-    c.ingest(&q(4, 9, QueueOp::Map, 1, 2));
+    c.ingest(&q(4, 9, map(false)));
     let v = find(&c.snapshot(5), "vcmdq9").clone();
     assert_eq!((v.vintf, v.lvcmdq), (Some(1), Some(2)));
 }
@@ -565,20 +651,34 @@ fn map_and_handover_reports() {
 #[test]
 fn an_error_never_blames_a_command_from_an_earlier_pass() {
     let mut c = collector();
-    c.ingest(&q(0, 1, QueueOp::Enable, 1, 1)); // 2 entries: index+wrap repeats every 4
-    c.ingest(&q(1, 1, QueueOp::Doorbell, 1, 0));
+    c.ingest(&q(
+        0,
+        1,
+        QueueEvent::Enable {
+            enabled: true,
+            log2size: 1,
+        },
+    )); // 2 entries: index+wrap repeats every 4
+    c.ingest(&q(1, 1, QueueEvent::Doorbell { prod: 1, cons: 0 }));
     c.ingest(&cmd(2, 1, 0, tlbi(1, 1), 0));
-    c.ingest(&q(3, 1, QueueOp::Consumed, 1, 1));
+    c.ingest(&q(3, 1, QueueEvent::Consumed { cons: 1, prod: 1 }));
     // Three more commands (indices 1, 2, 3), then the next pass faults at index 0 again (four
     // entries later, same index and wrap bit). The command seen at index 0 two laps ago must
     // not be blamed.
-    c.ingest(&q(4, 1, QueueOp::Doorbell, 4, 1));
+    c.ingest(&q(4, 1, QueueEvent::Doorbell { prod: 4, cons: 1 }));
     for (i, idx) in [1u32, 2, 3].into_iter().enumerate() {
         c.ingest(&cmd(5 + i as u64, 1, idx, SYNC, 0));
     }
-    c.ingest(&q(8, 1, QueueOp::Consumed, 4, 4));
-    c.ingest(&q(9, 1, QueueOp::Doorbell, 1, 4));
-    c.ingest(&q(10, 1, QueueOp::Error, 0, 1)); // faults on index 0 (4 & 3), never reported
+    c.ingest(&q(8, 1, QueueEvent::Consumed { cons: 4, prod: 4 }));
+    c.ingest(&q(9, 1, QueueEvent::Doorbell { prod: 1, cons: 4 }));
+    c.ingest(&q(
+        10,
+        1,
+        QueueEvent::Error {
+            index: 0,
+            cerror: Cerror::Ill.into(),
+        },
+    )); // faults on index 0 (4 & 3), never reported
     let v = find(&c.snapshot(10), "vcmdq1").clone();
     assert_eq!(v.last_error.unwrap().command, None);
 }

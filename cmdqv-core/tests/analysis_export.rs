@@ -3,7 +3,7 @@
 mod analysis_common;
 
 use analysis_common::*;
-use cmdqv_core::event::{MAIN_CMDQ, Payload, QueueOp, Source};
+use cmdqv_core::event::{MAIN_CMDQ, Payload, QueueEvent, Source};
 use cmdqv_core::export::*;
 use cmdqv_core::record::{TraceMeta, TraceReader, TraceWriter};
 use serde_json::Value;
@@ -100,9 +100,7 @@ fn pid_defaults_to_the_events_and_untracked_queues_are_skipped() {
             10,
             Payload::Queue {
                 queue: MAIN_CMDQ,
-                op: QueueOp::Doorbell,
-                a: 1,
-                b: 0,
+                event: QueueEvent::Doorbell { prod: 1, cons: 0 },
             },
         ),
         ev(
@@ -118,9 +116,7 @@ fn pid_defaults_to_the_events_and_untracked_queues_are_skipped() {
             20,
             Payload::Queue {
                 queue: MAIN_CMDQ,
-                op: QueueOp::Consumed,
-                a: 1,
-                b: 1,
+                event: QueueEvent::Consumed { cons: 1, prod: 1 },
             },
         ),
         ev(
@@ -136,9 +132,7 @@ fn pid_defaults_to_the_events_and_untracked_queues_are_skipped() {
             22,
             Payload::Queue {
                 queue: 2,
-                op: QueueOp::Consumed,
-                a: 5,
-                b: 5,
+                event: QueueEvent::Consumed { cons: 5, prod: 5 },
             },
         ),
     ];
@@ -212,18 +206,22 @@ fn handover_is_a_process_instant_and_map_a_queue_instant() {
             1,
             Payload::Queue {
                 queue: 4,
-                op: QueueOp::Map,
-                a: 0,
-                b: 3 | 1 << 16,
+                event: QueueEvent::Map {
+                    vintf: 0,
+                    lvcmdq: 3,
+                    alloc: true,
+                },
             },
         ),
         ev(
             2,
             Payload::Queue {
                 queue: VMM_QUEUE,
-                op: QueueOp::Handover,
-                a: 1,
-                b: 2 << 32,
+                event: QueueEvent::Handover {
+                    handovers: 1,
+                    view_mismatches: 0,
+                    commands_lost: 2,
+                },
             },
         ),
     ];

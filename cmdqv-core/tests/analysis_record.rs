@@ -346,3 +346,153 @@ fn replay_skips_corrupt_records_and_says_how_many() {
     assert_eq!(h.view_mismatches, (u64::MAX - 8) & 0xffff_ffff);
     assert_eq!(s.vintfs.len(), 1);
 }
+
+/// The frames of a trace file after its header: (body offset, body).
+fn frames(file: &[u8]) -> Vec<(usize, Vec<u8>)> {
+    let mut at = TraceReader::new(file).unwrap().offset() as usize;
+    let mut out = Vec::new();
+    while at < file.len() {
+        let len = u32::from_le_bytes(file[at..at + 4].try_into().unwrap()) as usize;
+        out.push((at + 8, file[at + 8..at + 8 + len].to_vec()));
+        at += 8 + len;
+    }
+    out
+}
+
+#[test]
+fn the_writer_writes_version_2_whose_events_are_their_abi_records() {
+    let recs = records();
+    let file = to_bytes(&recs);
+    assert_eq!(u16::from_le_bytes([file[8], file[9]]), 2);
+    assert_eq!(TraceReader::new(&file[..]).unwrap().version(), VERSION);
+    let bodies = frames(&file);
+    assert_eq!(bodies.len(), recs.len());
+    for ((_, body), rec) in bodies.iter().zip(&recs) {
+        match rec {
+            Record::Event(e) => {
+                // Byte for byte what the ring buffer carries (Lost: its userspace-only kind).
+                let mut want = Vec::new();
+                cmdqv_core::probe_abi::encode_into(e, &mut want);
+                assert_eq!(body, &want, "{e:?}");
+                if let Some(ring) = cmdqv_core::probe_abi::encode(e) {
+                    assert_eq!(body, &ring);
+                }
+            }
+            Record::Meta(m) => {
+                let kind = cmdqv_ebpf_common::KIND_TRACE_META.to_le_bytes();
+                assert_eq!(body[..2], kind);
+                assert_eq!(
+                    &serde_json::from_slice::<MetaUpdate>(&body[2..]).unwrap(),
+                    m
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_version_2_body_must_be_exactly_its_record() {
+    let e = &every_kind()[3];
+    let mut body = Vec::new();
+    encode_event(e, &mut body);
+    assert_eq!(decode_body(&body), Ok(Record::Event(*e)));
+    body.extend_from_slice(&[0; 3]);
+    assert_eq!(
+        decode_body(&body),
+        Err("3 unexpected bytes after the event".to_string())
+    );
+    assert_eq!(decode_body(&[]), Err("empty record".to_string()));
+    let short = decode_body(&body[..30]).unwrap_err();
+    assert!(short.starts_with("truncated record"), "{short}");
+}
+
+#[test]
+fn version_1_bodies_decode_through_the_same_queue_unpacking() {
+    use cmdqv_core::event::{Payload, QueueEvent};
+    // tag 4 (queue), ts, pid, tid, cpu, queue 3, op 8 (map), a = VINTF 1, b = LVCMDQ 2 | ALLOC.
+    let mut body = vec![4u8];
+    for v in [7u64.to_le_bytes().to_vec(), 1u32.to_le_bytes().to_vec()] {
+        body.extend_from_slice(&v);
+    }
+    for v in [2u32, 0, 3, 8] {
+        body.extend_from_slice(&v.to_le_bytes());
+    }
+    body.extend_from_slice(&1u64.to_le_bytes());
+    body.extend_from_slice(&(2u64 | 1 << 16).to_le_bytes());
+    let Ok(Record::Event(e)) = v1::decode_body(&body) else {
+        panic!("a valid version-1 queue record");
+    };
+    assert_eq!((e.ts_ns, e.pid, e.tid, e.cpu), (7, 1, 2, 0));
+    let map = QueueEvent::Map {
+        vintf: 1,
+        lvcmdq: 2,
+        alloc: true,
+    };
+    assert_eq!(
+        e.payload,
+        Payload::Queue {
+            queue: 3,
+            event: map
+        }
+    );
+    body[25] = 77; // op
+    assert_eq!(
+        v1::decode_body(&body),
+        Err("unknown queue op 77".to_string())
+    );
+    assert_eq!(
+        v1::decode_body(&[0x42]),
+        Err("record body too short (0 bytes left, need 8)".to_string())
+    );
+}
+
+#[test]
+fn a_version_1_header_selects_the_legacy_reader() {
+    let mut file = to_bytes(&[]);
+    file[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
+    let r = TraceReader::new(&file[..]).unwrap();
+    assert_eq!(r.version(), 1);
+    assert_eq!(r.count(), 0);
+    file[8..10].copy_from_slice(&3u16.to_le_bytes());
+    let e = TraceReader::new(&file[..]).err().unwrap();
+    assert_eq!(
+        e.to_string(),
+        "trace file version 3 is not supported (this build reads versions 1 to 2)"
+    );
+}
+
+#[test]
+fn records_ingested_raw_are_recorded_as_they_came() {
+    // What the live runner does: decode + ingest each ring-buffer record (padded, as the ring
+    // buffer may), then record the record itself, cut to its length.
+    let events: Vec<_> = every_kind()
+        .into_iter()
+        .filter(|e| cmdqv_core::probe_abi::encode(e).is_some())
+        .collect();
+    let mut c = Collector::new(CollectorConfig::new(Source::Ebpf, "t"));
+    let mut w = TraceWriter::new(Vec::new(), &meta()).unwrap();
+    for e in &events {
+        let mut rec = cmdqv_core::probe_abi::encode(e).unwrap();
+        let len = rec.len();
+        rec.extend_from_slice(&[0xee; 5]);
+        let kept = c.ingest_raw(&rec).unwrap();
+        assert_eq!(kept, &rec[..len]);
+        w.write_record(kept).unwrap();
+    }
+    assert_eq!(
+        c.ingest_raw(&[1, 2, 3]).unwrap_err().to_string(),
+        "truncated record (kind 0): need 24 bytes, got 3"
+    );
+    assert_eq!(
+        c.snapshot(c.last_ts()).drops,
+        1,
+        "an undecodable record is a drop"
+    );
+    let file = w.finish().unwrap();
+    let got: Vec<Record> = TraceReader::new(&file[..])
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let want: Vec<Record> = events.into_iter().map(Record::Event).collect();
+    assert_eq!(got, want);
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cmdqv_core::analysis::{Collector, CollectorConfig, QueueState, Summary};
-use cmdqv_core::event::{Event, Payload, QueueOp, Source};
+use cmdqv_core::event::{Event, Payload, QueueEvent, Source};
 use cmdqv_core::probe_abi;
 use cmdqv_core::record::{TraceMeta, TraceReader, TraceWriter, replay_reader};
 use cmdqv_core::sim::{
@@ -109,7 +109,7 @@ fn error_storm_names_the_faulting_command() {
             matches!(
                 e.payload,
                 Payload::Queue {
-                    op: QueueOp::Error,
+                    event: QueueEvent::Error { .. },
                     ..
                 }
             )

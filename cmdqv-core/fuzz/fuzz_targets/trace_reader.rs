@@ -1,11 +1,14 @@
 //! Fuzz the trace-file reader: any bytes, as a whole file and as records behind a valid
-//! header, must give records or typed errors — never a panic, a hang or unbounded memory.
+//! header (current and version-1 formats), must give records or typed errors — never a panic,
+//! a hang or unbounded memory.
 //!
 //! Run: `cd cmdqv-core/fuzz && cargo +nightly fuzz run trace_reader`
 #![no_main]
 
 use cmdqv_core::event::Source;
-use cmdqv_core::record::{TraceMeta, TraceReader, TraceWriter, decode_body, replay_reader};
+use cmdqv_core::record::{
+    TraceMeta, TraceReader, TraceWriter, VERSION_1, decode_body, replay_reader, v1,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +28,13 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = TraceReader::new(&file[..]) {
         let _ = replay_reader(r, None);
     }
+    // The same behind a version-1 header (the legacy reader).
+    file[8..10].copy_from_slice(&VERSION_1.to_le_bytes());
+    if let Ok(r) = TraceReader::new(&file[..]) {
+        let _ = replay_reader(r, None);
+    }
 
-    // 3. The bytes as one record body.
+    // 3. The bytes as one record body, of either version.
     let _ = decode_body(data);
+    let _ = v1::decode_body(data);
 });

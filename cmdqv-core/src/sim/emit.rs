@@ -10,14 +10,11 @@ use std::{
     thread::JoinHandle,
 };
 
-use cmdqv_ebpf_common::{
-    ABI_VERSION, CommandEvent, EventHeader, EventKind, MmioEvent, MmioOrigin, QueueEvent, QueueOp,
-};
-
-use super::hooks;
 use crate::{
     engine::{DeviceKind, EnableTarget, ModelEvent, Observer},
-    event::monotonic_ns,
+    event::{Device, Event, Payload, QueueEvent, monotonic_ns},
+    probe_abi,
+    sim::hooks,
 };
 
 /// Where in-process records go.
@@ -55,7 +52,8 @@ impl PipeSink {
     }
 }
 
-fn header(kind: EventKind) -> EventHeader {
+/// An event stamped now, in this thread (what a probe's header would say).
+fn stamped(payload: Payload) -> Event {
     // SAFETY: plain libc calls without pointers.
     let (pid, tid, cpu) = unsafe {
         (
@@ -64,20 +62,13 @@ fn header(kind: EventKind) -> EventHeader {
             libc::sched_getcpu().max(0) as u32,
         )
     };
-    EventHeader {
-        kind: kind as u16,
-        version: ABI_VERSION,
-        cpu,
+    Event {
         ts_ns: monotonic_ns(),
         pid,
         tid,
+        cpu,
+        payload,
     }
-}
-
-fn bytes_of<T: Copy>(v: &T) -> Vec<u8> {
-    // SAFETY: T is one of the #[repr(C)] ABI structs, whose padding fields are explicit and
-    // initialised; we copy exactly size_of::<T>() bytes.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
 }
 
 /// The reporting side of the sim VMM, shared by all its threads.
@@ -97,52 +88,44 @@ impl Emitter {
         }
     }
 
-    fn send(&self, rec: Vec<u8>) {
+    /// The in-process fallback: the very record the probe would have written.
+    fn send(&self, payload: Payload) {
         if let Some(tx) = &self.pipe {
-            let _ = tx.send(rec);
+            if let Some(rec) = probe_abi::encode(&stamped(payload)) {
+                let _ = tx.send(rec);
+            }
         }
     }
 
-    pub fn mmio(&self, device: u32, offset: u64, value: u64, size: u8, write: bool) {
-        hooks::cmdqv_vmm_mmio(device, offset, value, size as u32, write as u32);
-        if self.pipe.is_some() {
-            self.send(bytes_of(&MmioEvent {
-                hdr: header(EventKind::Mmio),
-                offset,
-                value,
-                size,
-                is_write: write as u8,
-                origin: MmioOrigin::SimVmm as u8,
-                device: device as u8,
-                _pad: 0,
-            }));
-        }
+    pub fn mmio(&self, device: Device, offset: u64, value: u64, size: u8, write: bool) {
+        let d = match device {
+            Device::Cmdqv => 0,
+            Device::Smmu => 1,
+        };
+        hooks::cmdqv_vmm_mmio(d, offset, value, size as u32, write as u32);
+        self.send(Payload::Mmio {
+            device,
+            offset,
+            value,
+            size,
+            write,
+        });
     }
 
     pub fn command(&self, queue: u32, index: u32, w0: u64, w1: u64) {
         hooks::cmdqv_vmm_command(queue, index, w0, w1);
-        if self.pipe.is_some() {
-            self.send(bytes_of(&CommandEvent {
-                hdr: header(EventKind::Command),
-                queue,
-                index,
-                w0,
-                w1,
-            }));
-        }
+        self.send(Payload::Command {
+            queue,
+            index,
+            w0,
+            w1,
+        });
     }
 
-    pub fn queue(&self, queue: u32, op: QueueOp, a: u64, b: u64) {
-        hooks::cmdqv_vmm_queue(queue, op as u32, a, b);
-        if self.pipe.is_some() {
-            self.send(bytes_of(&QueueEvent {
-                hdr: header(EventKind::Queue),
-                queue,
-                op: op as u32,
-                a,
-                b,
-            }));
-        }
+    pub fn queue(&self, queue: u32, event: QueueEvent) {
+        let (op, a, b) = probe_abi::queue_words(&event);
+        hooks::cmdqv_vmm_queue(queue, op, a, b);
+        self.send(Payload::Queue { queue, event });
     }
 }
 
@@ -151,6 +134,54 @@ pub struct ModelObserver<'a> {
     pub emit: &'a Emitter,
     /// log2size of each global VCMDQ's ring (for Enable events).
     pub log2size: &'a dyn Fn(u16) -> u8,
+}
+
+impl ModelObserver<'_> {
+    /// The queue event a model event reports, if it reports one: (global queue, event).
+    fn queue_event(&self, ev: &ModelEvent) -> Option<(u16, QueueEvent)> {
+        Some(match *ev {
+            ModelEvent::Doorbell { queue, prod, cons } => {
+                (queue, QueueEvent::Doorbell { prod, cons })
+            }
+            ModelEvent::Consumed { queue, cons, prod } => {
+                (queue, QueueEvent::Consumed { cons, prod })
+            }
+            ModelEvent::QueueError {
+                queue,
+                index,
+                cerror,
+            } => {
+                let cerror = cerror.into();
+                (queue, QueueEvent::Error { index, cerror })
+            }
+            ModelEvent::ErrorAck { queue, gerrorn } => (queue, QueueEvent::ErrorAck { gerrorn }),
+            ModelEvent::Enable {
+                target: EnableTarget::Vcmdq(q),
+                on,
+            } => {
+                let log2size = (self.log2size)(q);
+                let enabled = on;
+                (q, QueueEvent::Enable { enabled, log2size })
+            }
+            ModelEvent::AllocMap {
+                queue,
+                vintf,
+                lvcmdq,
+                alloc,
+            } => {
+                let (vintf, lvcmdq) = (vintf.into(), lvcmdq.into());
+                (
+                    queue,
+                    QueueEvent::Map {
+                        vintf,
+                        lvcmdq,
+                        alloc,
+                    },
+                )
+            }
+            _ => return None,
+        })
+    }
 }
 
 impl Observer for ModelObserver<'_> {
@@ -164,14 +195,10 @@ impl Observer for ModelObserver<'_> {
                 write,
             } => {
                 let d = match device {
-                    DeviceKind::Cmdqv => 0,
-                    DeviceKind::Smmu => 1,
+                    DeviceKind::Cmdqv => Device::Cmdqv,
+                    DeviceKind::Smmu => Device::Smmu,
                 };
                 self.emit.mmio(d, offset, value, size, write);
-            }
-            ModelEvent::Doorbell { queue, prod, cons } => {
-                self.emit
-                    .queue(queue as u32, QueueOp::Doorbell, prod as u64, cons as u64)
             }
             // A faulting command is reported like any command taken from the queue, so the
             // tracer can show the command an error stopped on.
@@ -186,43 +213,12 @@ impl Observer for ModelObserver<'_> {
                 index,
                 w0,
                 w1,
-            } => self.emit.command(queue as u32, index, w0, w1),
-            ModelEvent::Consumed { queue, cons, prod } => {
-                self.emit
-                    .queue(queue as u32, QueueOp::Consumed, cons as u64, prod as u64)
+            } => self.emit.command(queue.into(), index, w0, w1),
+            _ => {
+                if let Some((queue, event)) = self.queue_event(&ev) {
+                    self.emit.queue(queue.into(), event);
+                }
             }
-            ModelEvent::QueueError {
-                queue,
-                index,
-                cerror,
-            } => self
-                .emit
-                .queue(queue as u32, QueueOp::Error, index as u64, cerror as u64),
-            ModelEvent::ErrorAck { queue, gerrorn } => {
-                self.emit
-                    .queue(queue as u32, QueueOp::ErrorAck, gerrorn as u64, 0)
-            }
-            ModelEvent::Enable {
-                target: EnableTarget::Vcmdq(q),
-                on,
-            } => self.emit.queue(
-                q as u32,
-                QueueOp::Enable,
-                on as u64,
-                (self.log2size)(q) as u64,
-            ),
-            ModelEvent::AllocMap {
-                queue,
-                vintf,
-                lvcmdq,
-                alloc,
-            } => self.emit.queue(
-                queue as u32,
-                QueueOp::Map,
-                vintf as u64,
-                lvcmdq as u64 | (alloc as u64) << 16,
-            ),
-            _ => {}
         }
     }
 }

@@ -11,14 +11,13 @@
 //! not trap, exactly the point of VCMDQ passthrough.
 
 use std::{
+    num::NonZeroU32,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
-
-use cmdqv_ebpf_common::QueueOp;
 
 use super::{
     driver::{Dev, Driver, DriverConfig, GuestPort, QueueShadow, Target},
@@ -29,6 +28,7 @@ use super::{
 use crate::{
     command::{Command, VaRange},
     engine::{self, Invalidation, InvalidationSink, MAIN_CMDQ_ID, ModelEvent, Observer, Smmu},
+    event::{Device, QueueEvent, VMM_QUEUE},
     host::{
         HostBackend,
         passthrough::{
@@ -322,31 +322,36 @@ impl Vmm {
         for e in evs {
             match e {
                 PassEvent::HwAlloc { q, log2size, .. } => {
-                    self.emit
-                        .queue(q as u32, QueueOp::HwAlloc, log2size as u64, 0);
+                    let ok = QueueEvent::HwAlloc {
+                        log2size,
+                        errno: None,
+                    };
+                    self.emit.queue(q as u32, ok);
                     self.count_handover(d, q as usize);
                 }
                 PassEvent::HwAllocFailed {
                     q, log2size, errno, ..
                 } => {
-                    self.emit
-                        .queue(q as u32, QueueOp::HwAlloc, log2size as u64, errno as u64);
+                    let failed = QueueEvent::HwAlloc {
+                        log2size,
+                        errno: NonZeroU32::new(errno as u32),
+                    };
+                    self.emit.queue(q as u32, failed);
                     self.handover
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .alloc_failures += 1;
                 }
                 PassEvent::HwFree { q, .. } => {
-                    self.emit.queue(q as u32, QueueOp::HwFree, 0, 0);
+                    self.emit.queue(q as u32, QueueEvent::HwFree);
                     // The move stopped the hardware queue (its STATUS went to 0, which the
                     // hardware reported); the guest's queue is as enabled as its CONFIG says.
                     let en = d.cmdqv.page0_state(q as usize).unwrap_or_default().config & 1;
-                    self.emit.queue(
-                        q as u32,
-                        QueueOp::Enable,
-                        en as u64,
-                        lookup(&self.log2)(q) as u64,
-                    );
+                    let enable = QueueEvent::Enable {
+                        enabled: en != 0,
+                        log2size: lookup(&self.log2)(q),
+                    };
+                    self.emit.queue(q as u32, enable);
                     self.count_handover(d, q as usize);
                 }
                 PassEvent::AttachFailed { error } | PassEvent::MapFailed { error } => self
@@ -460,7 +465,7 @@ impl GuestPort for Vmm {
             d.cmdqv
                 .write(off, size, val, &*self.ram, &mut engine::NullSink, &mut ());
             self.refresh_log2(&d);
-            self.emit.mmio(0, off, val, size, true);
+            self.emit.mmio(Device::Cmdqv, off, val, size, true);
             self.sync(&mut d);
             return;
         }
@@ -613,12 +618,13 @@ pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, Str
     t.commands_lost = t.submitted_total.saturating_sub(executed);
     t.commands_duplicated = executed.saturating_sub(t.submitted_total);
     if !matches!(sc.path, Path::Emulated) {
-        vmm.emit.queue(
-            cmdqv_ebpf_common::VMM_QUEUE,
-            QueueOp::Handover,
-            h.handovers,
-            (h.view_mismatches + t.commands_duplicated) | t.commands_lost << 32,
-        );
+        let sat = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        let report = QueueEvent::Handover {
+            handovers: h.handovers,
+            view_mismatches: sat(h.view_mismatches + t.commands_duplicated),
+            commands_lost: sat(t.commands_lost),
+        };
+        vmm.emit.queue(VMM_QUEUE, report);
     }
     Ok(t)
 }

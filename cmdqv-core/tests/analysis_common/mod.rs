@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use cmdqv_core::command::op;
-use cmdqv_core::event::{Device, Event, IommuOp, MAIN_CMDQ, Payload, QueueOp};
+use cmdqv_core::event::{Device, Event, IommuOp, MAIN_CMDQ, Payload, QueueEvent, QueueOp};
+use cmdqv_core::probe_abi;
+use cmdqv_core::regs::Cerror;
 
 pub const PID: u32 = 4321;
 
@@ -129,6 +131,7 @@ pub fn every_kind() -> Vec<Event> {
             }
         }),
     ];
+    // As the ABI decodes them from the words a = i, b = u64::MAX - i.
     for (i, op) in [
         QueueOp::Consumed,
         QueueOp::Error,
@@ -143,13 +146,12 @@ pub fn every_kind() -> Vec<Event> {
     .into_iter()
     .enumerate()
     {
+        let event = probe_abi::queue_event(op.to_raw(), i as u64, u64::MAX - i as u64).unwrap();
         v.push(ev(
             10 + i as u64,
             Payload::Queue {
                 queue: MAIN_CMDQ,
-                op,
-                a: i as u64,
-                b: u64::MAX - i as u64,
+                event,
             },
         ));
     }
@@ -192,9 +194,10 @@ pub fn workload(batches: u32) -> Vec<Event> {
             next(100),
             Payload::Queue {
                 queue: q,
-                op: QueueOp::Enable,
-                a: 1,
-                b: 8,
+                event: QueueEvent::Enable {
+                    enabled: true,
+                    log2size: 8,
+                },
             },
         ));
     }
@@ -202,9 +205,10 @@ pub fn workload(batches: u32) -> Vec<Event> {
         next(100),
         Payload::Queue {
             queue: 3,
-            op: QueueOp::HwAlloc,
-            a: 8,
-            b: 0,
+            event: QueueEvent::HwAlloc {
+                log2size: 8,
+                errno: None,
+            },
         },
     ));
     let mut prod = [0u64; 3];
@@ -228,9 +232,10 @@ pub fn workload(batches: u32) -> Vec<Event> {
             next(5),
             Payload::Queue {
                 queue,
-                op: QueueOp::Doorbell,
-                a: p,
-                b: cons,
+                event: QueueEvent::Doorbell {
+                    prod: p as u32,
+                    cons: cons as u32,
+                },
             },
         ));
         for k in 0..n {
@@ -258,18 +263,17 @@ pub fn workload(batches: u32) -> Vec<Event> {
                 next(100),
                 Payload::Queue {
                     queue,
-                    op: QueueOp::Error,
-                    a: index,
-                    b: 1,
+                    event: QueueEvent::Error {
+                        index: index as u32,
+                        cerror: Cerror::Ill.into(),
+                    },
                 },
             ));
             v.push(ev(
                 next(2_000),
                 Payload::Queue {
                     queue,
-                    op: QueueOp::ErrorAck,
-                    a: 1,
-                    b: 0,
+                    event: QueueEvent::ErrorAck { gerrorn: 1 },
                 },
             ));
         }
@@ -277,9 +281,10 @@ pub fn workload(batches: u32) -> Vec<Event> {
             next(200 + u64::from(i % 13) * 97),
             Payload::Queue {
                 queue,
-                op: QueueOp::Consumed,
-                a: p,
-                b: p,
+                event: QueueEvent::Consumed {
+                    cons: p as u32,
+                    prod: p as u32,
+                },
             },
         ));
         prod[qi] = p;
@@ -301,9 +306,7 @@ pub fn workload(batches: u32) -> Vec<Event> {
         next(10),
         Payload::Queue {
             queue: 3,
-            op: QueueOp::HwFree,
-            a: 0,
-            b: 0,
+            event: QueueEvent::HwFree,
         },
     ));
     v
@@ -324,6 +327,8 @@ pub fn any_event() -> impl proptest::strategy::Strategy<Value = Event> {
         Just(QueueOp::Map),
         Just(QueueOp::Handover),
     ];
+    // Queue events as the ABI decodes any words.
+    let queue_event = |op: QueueOp, a, b| probe_abi::queue_event(op.to_raw(), a, b).unwrap();
     let small = prop_oneof![0u64..16, any::<u64>()];
     let payload = prop_oneof![
         (
@@ -356,11 +361,9 @@ pub fn any_event() -> impl proptest::strategy::Strategy<Value = Event> {
                 w1,
             }
         }),
-        (queue, op, small.clone(), small).prop_map(|(queue, op, a, b)| Payload::Queue {
+        (queue, op, small.clone(), small).prop_map(move |(queue, op, a, b)| Payload::Queue {
             queue,
-            op,
-            a,
-            b
+            event: queue_event(op, a, b),
         }),
         (
             any::<i32>(),

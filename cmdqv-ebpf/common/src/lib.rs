@@ -16,6 +16,10 @@ pub const IOMMUFD_TYPE: u32 = 0x3b;
 pub const IOCTL_ARG_BYTES: usize = 48;
 
 /// Kinds of record. Values are part of the ABI.
+///
+/// Kinds from [`USERSPACE_KINDS`] on are never written by the eBPF programs: userspace uses them
+/// for what it reports itself (e.g. [`EventKind::Lost`]) in the same record format, so the trace
+/// file stores every event as one of these records.
 #[repr(u16)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -35,7 +39,14 @@ pub enum EventKind {
     KFunc = 7,
     /// An `iommu:*` tracepoint (map, unmap, io_page_fault, attach_device_to_domain).
     Iommu = 8,
+    /// Userspace only: events lost before they were decoded (ring buffer full, a channel).
+    Lost = 0x8001,
 }
+
+/// First record kind that only userspace writes.
+pub const USERSPACE_KINDS: u16 = 0x8000;
+/// Userspace only, not an event: a trace file's metadata record (the kind, then JSON).
+pub const KIND_TRACE_META: u16 = 0x8000;
 
 impl EventKind {
     pub fn from_u16(v: u16) -> Option<Self> {
@@ -48,6 +59,7 @@ impl EventKind {
             6 => Self::Mmap,
             7 => Self::KFunc,
             8 => Self::Iommu,
+            0x8001 => Self::Lost,
             _ => return None,
         })
     }
@@ -173,6 +185,13 @@ pub enum QueueOp {
 /// Queue id used for VMM-wide reports (not a queue).
 pub const VMM_QUEUE: u32 = 0xfffe;
 
+/// [`QueueOp::Map`]: `b` holds the LVCMDQ in its low 16 bits and ALLOC at this bit.
+pub const MAP_ALLOC_BIT: u32 = 16;
+/// [`QueueOp::Map`]: mask of the LVCMDQ in `b`.
+pub const MAP_LVCMDQ_MASK: u64 = 0xffff;
+/// [`QueueOp::Handover`]: `b` holds view_mismatches in its low 32 bits, commands_lost above.
+pub const HANDOVER_LOST_SHIFT: u32 = 32;
+
 /// A queue-level event from the VMM (header + 24 bytes).
 #[repr(C)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -245,6 +264,14 @@ pub struct IommuEvent {
     pub device: [u8; IOMMU_DEV_NAME],
 }
 
+/// Events lost before userspace decoded them (header + 8 bytes). Userspace only.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct LostEvent {
+    pub hdr: EventHeader,
+    pub count: u64,
+}
+
 // The layout is the contract: assert every size on both sides.
 const _: () = assert!(core::mem::size_of::<EventHeader>() == 24);
 const _: () = assert!(core::mem::size_of::<IoctlEvent>() == 24 + 32 + IOCTL_ARG_BYTES);
@@ -255,6 +282,9 @@ const _: () = assert!(core::mem::size_of::<QueueEvent>() == 48);
 const _: () = assert!(core::mem::size_of::<MmapEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<KFuncEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<IommuEvent>() == 24 + 40 + IOMMU_DEV_NAME);
+const _: () = assert!(core::mem::size_of::<LostEvent>() == 32);
+const _: () =
+    assert!(EventKind::Lost as u16 >= USERSPACE_KINDS && KIND_TRACE_META >= USERSPACE_KINDS);
 const _: () = assert!(core::mem::size_of::<FilterConfig>() == 56);
 
 /// In-kernel filter configuration, one entry in an `Array` map.

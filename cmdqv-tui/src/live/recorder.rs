@@ -44,6 +44,13 @@ impl Recorder {
             .map_err(|e| format!("recording to {} failed: {e}", self.path))
     }
 
+    /// Writes one probe record as it came from the ring buffer (already checked by the decoder).
+    pub fn write_record(&mut self, record: &[u8]) -> Result<(), String> {
+        self.w
+            .write_record(record)
+            .map_err(|e| format!("recording to {} failed: {e}", self.path))
+    }
+
     /// Writes the drop total and flushes, at most once per [`META_EVERY`].
     pub fn tick(&mut self, drops_total: u64) {
         if self.last_meta.elapsed() >= META_EVERY {

@@ -63,22 +63,24 @@ struct Intake {
 
 impl Intake {
     fn take(&mut self, item: FeedItem<'_>) {
-        let ev = match item {
-            FeedItem::Raw(b) => match cmdqv_core::probe_abi::decode(b) {
-                Ok(ev) => ev,
+        // Raw records take the collector's decode + ingest path (the one the benchmark
+        // measures; a record that does not decode is counted there as a drop) and are recorded
+        // as they came: the trace file stores the probes' own records.
+        let written = match item {
+            FeedItem::Raw(b) => match self.collector.ingest_raw(b) {
+                Ok(rec) => self.recorder.as_mut().map(|r| r.write_record(rec)),
                 Err(_) => {
                     self.decode_errors += 1;
-                    self.collector.add_drops(1);
                     return;
                 }
             },
-            FeedItem::Event(ev) => ev,
-        };
-        self.collector.ingest(&ev);
-        if let Some(r) = self.recorder.as_mut() {
-            if let Err(e) = r.write(&ev) {
-                self.record_error = Some(e);
+            FeedItem::Event(ev) => {
+                self.collector.ingest(&ev);
+                self.recorder.as_mut().map(|r| r.write(&ev))
             }
+        };
+        if let Some(Err(e)) = written {
+            self.record_error = Some(e);
         }
     }
 }

@@ -1,0 +1,177 @@
+//! The summary contract: what the TUI, the headless JSON output and replay read.
+//!
+//! The JSON field names below are a contract (issue: headless output): `source`, `events`,
+//! `drops`, `probes`, `queues[]` with `vintf`, `lvcmdq`, `global_id`, `commands`, `syncs`,
+//! `errors`, `commands_per_s`, `batch_latency_ns` {`p50`,`p99`,`max`}, `opcodes`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::Source;
+
+/// Attach status of one probe, as the loader recorded it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    /// e.g. `tracepoint:syscalls/sys_enter_ioctl`, `uprobe:cmdqv_vmm_mmio`.
+    pub name: String,
+    /// `attached`, `symbol-not-found`, `unsupported` (kernel lacks the hook), `permission-denied`,
+    /// `failed`, `not-requested`, `in-process`.
+    pub status: String,
+    /// One line a user can act on.
+    pub reason: String,
+}
+
+/// Life-cycle state of a queue as the collector last saw it.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QueueState {
+    #[default]
+    Disabled,
+    /// Enabled, commands consumed by the model (fully emulated / trapped).
+    Emulated,
+    /// Enabled and backed by a host hardware queue.
+    Hardware,
+    /// Stopped on an error not yet acknowledged.
+    Error,
+}
+
+/// Latency percentiles in nanoseconds.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+/// The last error a queue stopped on, with the command that caused it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueError {
+    pub ts_ns: u64,
+    /// CERROR code (1 ILL, 2 ABT, 3 ATC_INV_SYNC, 4 ILL_ACCESS).
+    pub code: u8,
+    pub name: String,
+    /// CONS index (with wrap) of the faulting entry.
+    pub index: u32,
+    /// The faulting command, when it was captured.
+    pub command: Option<[u64; 2]>,
+    pub acknowledged: bool,
+}
+
+/// A recently consumed command (for the detail view).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentCommand {
+    pub ts_ns: u64,
+    pub index: u32,
+    pub w0: u64,
+    pub w1: u64,
+    /// Human-readable decoding, e.g. `TLBI_NH_VA vmid=1 asid=3 va=0x1000 tg=4K num=0 scale=0`.
+    pub text: String,
+}
+
+/// Per-queue statistics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QueueSummary {
+    /// Display name: `vcmdq<global>` or `smmu-cmdq`.
+    pub name: String,
+    /// Global VCMDQ index; `null` for the SMMU's own command queue.
+    pub global_id: Option<u32>,
+    pub vintf: Option<u32>,
+    pub lvcmdq: Option<u32>,
+    pub state: QueueState,
+    pub log2size: u8,
+    pub prod: u32,
+    pub cons: u32,
+    /// Fraction of the ring in use at the last observation, 0.0..=1.0.
+    pub occupancy: f64,
+    pub commands: u64,
+    pub syncs: u64,
+    pub errors: u64,
+    pub errors_by_code: BTreeMap<String, u64>,
+    pub batches: u64,
+    pub commands_per_s: f64,
+    pub syncs_per_s: f64,
+    pub mean_batch_size: f64,
+    /// Guest doorbell (PROD write) → CONS reaching that PROD.
+    pub batch_latency_ns: Latency,
+    /// Command name → count.
+    pub opcodes: BTreeMap<String, u64>,
+    pub last_error: Option<QueueError>,
+    /// Commands/s per interval, oldest first (bounded; for sparklines).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rate_history: Vec<u64>,
+    /// Log2-bucketed batch latency histogram: (upper bound ns, count) (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub latency_histogram: Vec<(u64, u64)>,
+    /// Last few commands (bounded).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<RecentCommand>,
+}
+
+/// VINTF state for the device panel.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VintfSummary {
+    pub index: u32,
+    pub enabled: bool,
+    pub hyp_own: bool,
+    pub vmid: u16,
+    /// (slot, virtual SID, physical SID) of enabled SID_MATCH entries.
+    pub sids: Vec<(u32, u32, u32)>,
+    /// LVCMDQ_ERR_MAP as two 64-bit words.
+    pub lvcmdq_err_map: [u64; 2],
+}
+
+/// One line of the live event log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub ts_ns: u64,
+    pub pid: u32,
+    /// `mmio`, `cmd`, `ioctl`, `queue`, `error`, `kvm`, `mmap`, `kfunc`, `lost`.
+    pub kind: String,
+    /// e.g. `W VINTF0.LVCMDQ1.PROD_INDX = 0x00000012`, `IOMMU_HW_QUEUE_ALLOC -> ENOTTY 3.1us`.
+    pub text: String,
+    pub is_error: bool,
+}
+
+/// Passthrough bookkeeping (reported by the sim's handover scenario).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Handover {
+    pub handovers: u64,
+    pub commands_lost: u64,
+    pub view_mismatches: u64,
+}
+
+/// Everything a view or the headless output needs at one instant.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// `ebpf`, `in-process` or `replay`.
+    pub source: Source,
+    /// What is being traced, e.g. `sim:steady-unmap (pid 1234)`.
+    pub target: String,
+    /// Seconds covered by this summary (since start, or the interval).
+    pub elapsed_s: f64,
+    pub events: u64,
+    pub events_per_s: f64,
+    /// Events lost anywhere (ring buffer, channels, collector overflow).
+    pub drops: u64,
+    pub probes: Vec<ProbeStatus>,
+    pub queues: Vec<QueueSummary>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vintfs: Vec<VintfSummary>,
+    /// iommufd ioctls: name → (count, errors).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ioctls: BTreeMap<String, (u64, u64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<Handover>,
+    /// Only in `--interval` output: which interval this is (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+    /// Recent log lines (bounded; not serialized in headless JSON).
+    #[serde(skip)]
+    pub log: Vec<LogLine>,
+    /// Free-form notes the user must see (e.g. "events come from the in-process fallback").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
