@@ -7,11 +7,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use cmdqv_core::command::Command;
-use cmdqv_core::engine::{CountingSink, NullSink, Smmu};
+use cmdqv_core::engine::{CountingSink, NullSink};
 use cmdqv_core::mem::{GuestMemory, VecMemory};
 use cmdqv_core::model::{Cmdqv, ModelConfig};
 use cmdqv_core::qtest::{DEFAULT_MMIO_BASE, QtestConfig, QtestServer, RAM_BASE};
 use cmdqv_core::regs::alloc_map;
+use cmdqv_core::smmu::Smmu;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -156,7 +157,7 @@ fn bench_consumption(c: &mut Criterion<CpuTime>) {
             s.write(0x98, 4, prod, &mem, &mut NullSink, &mut ());
         })
     });
-    assert_eq!(s.cmdq_cons, prod as u32);
+    assert_eq!(s.cmdq_cons(), prod as u32);
     g.finish();
 }
 

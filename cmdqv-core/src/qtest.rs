@@ -24,10 +24,11 @@ use std::io::{self, BufRead, Write};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::engine::{CountingSink, IrqLine, ModelEvent, Observer, SMMU_MMIO_SIZE, Smmu, SmmuStats};
+use crate::engine::{CountingSink, IrqLine, ModelEvent, Observer};
 use crate::mem::{GuestMemory, VecMemory};
 use crate::model::{Cmdqv, ModelConfig, ModelStats, Personality};
 use crate::regs::Geometry;
+use crate::smmu::{SMMU_MMIO_SIZE, Smmu, SmmuStats};
 
 /// Guest RAM base (QEMU virt).
 pub const RAM_BASE: u64 = 0x4000_0000;

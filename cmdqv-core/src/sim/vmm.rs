@@ -28,7 +28,7 @@ use super::{
 };
 use crate::{
     command::{Command, VaRange},
-    engine::{self, Invalidation, InvalidationSink, MAIN_CMDQ_ID, ModelEvent, Observer, Smmu},
+    engine::{self, Invalidation, InvalidationSink, MAIN_CMDQ_ID, ModelEvent, Observer},
     host::{
         HostBackend,
         passthrough::{
@@ -38,6 +38,7 @@ use crate::{
     },
     model::{Cmdqv, ModelConfig},
     regs::{self, Aperture, Cerror, Page0Reg, RegRef, VcmdqReg},
+    smmu::Smmu,
 };
 
 /// Guest RAM base (as QEMU's virt machine).
