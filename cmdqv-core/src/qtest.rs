@@ -435,20 +435,7 @@ impl<O: Observer> QtestServer<O> {
         let Some(&cmd) = w.first() else {
             return Err("empty line".into());
         };
-        let arg = |i: usize| -> Result<u64, String> {
-            let s = w
-                .get(i)
-                .ok_or_else(|| format!("{cmd}: missing argument {i}"))?;
-            parse_u64(s).ok_or_else(|| format!("{cmd}: invalid number '{s}'"))
-        };
-        let size_arg = |i: usize| -> Result<u64, String> {
-            let n = arg(i)?;
-            if n > MAX_TRANSFER {
-                return Err(format!("{cmd}: size {n} exceeds {MAX_TRANSFER}"));
-            }
-            Ok(n)
-        };
-        let mut reply = String::new();
+        let args = Args { cmd, w: &w };
         let mut tap = Tap {
             inner: &mut self.obs,
             irqs: &mut self.irqs,
@@ -457,89 +444,142 @@ impl<O: Observer> QtestServer<O> {
         let m = &mut self.machine;
         match cmd {
             "readb" | "readw" | "readl" | "readq" => {
-                let size = access_size(cmd);
-                let v = m.read(arg(1)?, size, &mut tap);
-                reply = format!("OK 0x{v:016x}");
+                let v = m.read(args.num(1)?, access_size(cmd), &mut tap);
+                Ok(format!("OK 0x{v:016x}"))
             }
-            "writeb" | "writew" | "writel" | "writeq" => {
-                let size = access_size(cmd);
-                let (a, v) = (arg(1)?, arg(2)?);
-                let v = if size == 8 {
-                    v
-                } else {
-                    v & ((1u64 << (8 * size)) - 1)
-                };
-                m.write(a, size, v, &mut tap);
-                reply.push_str("OK");
-            }
-            "read" | "b64read" => {
-                let (a, n) = (arg(1)?, size_arg(2)?);
-                if n == 0 && cmd == "read" {
-                    return Err("read: size must be non-zero".into());
-                }
-                let mut buf = vec![0u8; n as usize];
-                m.read_bytes(a, &mut buf, &mut tap);
-                if cmd == "read" {
-                    reply.reserve(3 + 2 * buf.len());
-                    reply.push_str("OK 0x");
-                    for b in &buf {
-                        use std::fmt::Write as _;
-                        let _ = write!(reply, "{b:02x}");
-                    }
-                } else {
-                    reply = format!("OK {}", B64.encode(&buf));
-                }
-            }
-            "write" => {
-                let (a, n) = (arg(1)?, size_arg(2)?);
-                let data = w.get(3).ok_or("write: missing data")?.as_bytes();
-                if data.len() < 3 {
-                    return Err("invalid argument size".into());
-                }
-                // QEMU skips the two-character 0x prefix and zero-fills missing bytes.
-                let mut buf = vec![0u8; n as usize];
-                for (i, b) in buf.iter_mut().enumerate() {
-                    if i * 2 + 4 <= data.len() {
-                        // As QEMU: no check; a non-hex digit is -1, so `0xzz` writes 0xff.
-                        let hi = hex2nib(data[i * 2 + 2]);
-                        let lo = hex2nib(data[i * 2 + 3]);
-                        *b = ((hi << 4) as u8) | lo as u8;
-                    }
-                }
-                m.write_bytes(a, &buf, &mut tap);
-                reply.push_str("OK");
-            }
-            "b64write" => {
-                let (a, n) = (arg(1)?, size_arg(2)?);
-                let data = w.get(3).ok_or("b64write: missing data")?;
-                if data.len() < 3 {
-                    return Err("invalid argument size".into());
-                }
-                let mut buf = glib_base64_decode(data.as_bytes());
-                // QEMU logs a length mismatch and writes SIZE bytes; missing bytes are zero here.
-                buf.resize(n as usize, 0);
-                m.write_bytes(a, &buf, &mut tap);
-                reply.push_str("OK");
-            }
+            "writeb" | "writew" | "writel" | "writeq" => write_access(m, &args, &mut tap),
+            "read" | "b64read" => read_bulk(m, &args, &mut tap),
+            "write" => write_hex(m, &args, &mut tap),
+            "b64write" => write_b64(m, &args, &mut tap),
             "memset" => {
-                let (a, n, p) = (arg(1)?, size_arg(2)?, arg(3)?);
-                let buf = vec![p as u8; n as usize];
-                m.write_bytes(a, &buf, &mut tap);
-                reply.push_str("OK");
+                let (a, n, p) = (args.num(1)?, args.size(2)?, args.num(3)?);
+                m.write_bytes(a, &vec![p as u8; n as usize], &mut tap);
+                Ok("OK".into())
             }
-            "endianness" => reply.push_str("OK little"),
+            "endianness" => Ok("OK little".into()),
             "irq_intercept_in" | "irq_intercept_out" => {
                 if w.len() < 2 {
                     return Err(format!("{cmd}: missing device path"));
                 }
                 self.intercept = true;
-                reply.push_str("OK");
+                Ok("OK".into())
             }
             // QEMU's own wording (system/qtest.c), so a libqtest client sees the same line.
-            other => return Err(format!("FAIL Unknown command '{other}'")),
+            other => Err(format!("FAIL Unknown command '{other}'")),
         }
-        Ok(reply)
     }
+}
+
+/// The words of one qtest line, numbers parsed as QEMU parses them.
+struct Args<'a> {
+    cmd: &'a str,
+    w: &'a [&'a str],
+}
+
+impl Args<'_> {
+    fn num(&self, i: usize) -> Result<u64, String> {
+        let cmd = self.cmd;
+        let s = self
+            .w
+            .get(i)
+            .ok_or_else(|| format!("{cmd}: missing argument {i}"))?;
+        parse_u64(s).ok_or_else(|| format!("{cmd}: invalid number '{s}'"))
+    }
+    /// A transfer size, bounded by [`MAX_TRANSFER`].
+    fn size(&self, i: usize) -> Result<u64, String> {
+        let n = self.num(i)?;
+        if n > MAX_TRANSFER {
+            return Err(format!("{}: size {n} exceeds {MAX_TRANSFER}", self.cmd));
+        }
+        Ok(n)
+    }
+    /// The data word of `write` / `b64write` (QEMU asserts it has at least 3 characters).
+    fn data(&self, i: usize) -> Result<&[u8], String> {
+        let data = self
+            .w
+            .get(i)
+            .ok_or_else(|| format!("{}: missing data", self.cmd))?;
+        if data.len() < 3 {
+            return Err("invalid argument size".into());
+        }
+        Ok(data.as_bytes())
+    }
+}
+
+/// `writeb/writew/writel/writeq ADDR VALUE`: the value truncated to the access size.
+fn write_access<O: Observer + ?Sized>(
+    m: &mut Machine,
+    args: &Args<'_>,
+    obs: &mut O,
+) -> Result<String, String> {
+    let size = access_size(args.cmd);
+    let (a, v) = (args.num(1)?, args.num(2)?);
+    let v = if size == 8 {
+        v
+    } else {
+        v & ((1u64 << (8 * size)) - 1)
+    };
+    m.write(a, size, v, obs);
+    Ok("OK".into())
+}
+
+/// `read ADDR SIZE` (hex bytes) and `b64read ADDR SIZE` (base64).
+fn read_bulk<O: Observer + ?Sized>(
+    m: &mut Machine,
+    args: &Args<'_>,
+    obs: &mut O,
+) -> Result<String, String> {
+    let (a, n) = (args.num(1)?, args.size(2)?);
+    if n == 0 && args.cmd == "read" {
+        return Err("read: size must be non-zero".into());
+    }
+    let mut buf = vec![0u8; n as usize];
+    m.read_bytes(a, &mut buf, obs);
+    if args.cmd != "read" {
+        return Ok(format!("OK {}", B64.encode(&buf)));
+    }
+    let mut reply = String::with_capacity(5 + 2 * buf.len());
+    reply.push_str("OK 0x");
+    for b in &buf {
+        use std::fmt::Write as _;
+        let _ = write!(reply, "{b:02x}");
+    }
+    Ok(reply)
+}
+
+/// `write ADDR SIZE 0xHEX`: QEMU skips the two-character 0x prefix and zero-fills missing bytes;
+/// it checks no digit, so a non-hex digit is -1 and `0xzz` writes 0xff.
+fn write_hex<O: Observer + ?Sized>(
+    m: &mut Machine,
+    args: &Args<'_>,
+    obs: &mut O,
+) -> Result<String, String> {
+    let (a, n) = (args.num(1)?, args.size(2)?);
+    let data = args.data(3)?;
+    let mut buf = vec![0u8; n as usize];
+    for (i, b) in buf.iter_mut().enumerate() {
+        if i * 2 + 4 <= data.len() {
+            let hi = hex2nib(data[i * 2 + 2]);
+            let lo = hex2nib(data[i * 2 + 3]);
+            *b = ((hi << 4) as u8) | lo as u8;
+        }
+    }
+    m.write_bytes(a, &buf, obs);
+    Ok("OK".into())
+}
+
+/// `b64write ADDR SIZE B64`: QEMU logs a length mismatch and writes SIZE bytes; missing bytes
+/// are zero here.
+fn write_b64<O: Observer + ?Sized>(
+    m: &mut Machine,
+    args: &Args<'_>,
+    obs: &mut O,
+) -> Result<String, String> {
+    let (a, n) = (args.num(1)?, args.size(2)?);
+    let mut buf = glib_base64_decode(args.data(3)?);
+    buf.resize(n as usize, 0);
+    m.write_bytes(a, &buf, obs);
+    Ok("OK".into())
 }
 
 fn access_size(cmd: &str) -> u8 {
