@@ -21,13 +21,11 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 struct CpuTime;
 
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid pointer to a timespec; the clock exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    use nix::time::{ClockId, clock_gettime};
+    // The clock exists on every Linux; a failure would only make this sample read 0.
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).map_or(0, |ts| {
+        ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+    })
 }
 
 impl Measurement for CpuTime {

@@ -17,6 +17,8 @@ pub mod uapi;
 
 use std::{io, ptr::NonNull};
 
+use nix::errno::Errno;
+
 /// Size of a VINTF page0 mapping (the kernel returns exactly this length).
 pub const PAGE0_LEN: usize = 0x10000;
 /// Stride of one LVCMDQ's registers in page0.
@@ -89,10 +91,10 @@ pub enum HostError {
 impl HostError {
     /// Maps an ioctl failure to the cause a user can act on.
     pub fn from_ioctl(op: &'static str, err: io::Error) -> Self {
-        match err.raw_os_error() {
-            Some(libc::ENOTTY) => HostError::KernelTooOld { op },
-            Some(libc::EOPNOTSUPP) => HostError::NoCmdqv { op },
-            Some(libc::EACCES | libc::EPERM) => HostError::Denied { op, source: err },
+        match err.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ENOTTY) => HostError::KernelTooOld { op },
+            Some(Errno::EOPNOTSUPP) => HostError::NoCmdqv { op },
+            Some(Errno::EACCES | Errno::EPERM) => HostError::Denied { op, source: err },
             _ => HostError::Ioctl { op, source: err },
         }
     }
@@ -100,10 +102,10 @@ impl HostError {
     /// The errno behind this error, when it came from (or models) a system call.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            HostError::NoDevice { .. } => Some(libc::ENOENT),
-            HostError::Permission { .. } => Some(libc::EACCES),
-            HostError::KernelTooOld { .. } => Some(libc::ENOTTY),
-            HostError::NoCmdqv { .. } => Some(libc::EOPNOTSUPP),
+            HostError::NoDevice { .. } => Some(Errno::ENOENT as i32),
+            HostError::Permission { .. } => Some(Errno::EACCES as i32),
+            HostError::KernelTooOld { .. } => Some(Errno::ENOTTY as i32),
+            HostError::NoCmdqv { .. } => Some(Errno::EOPNOTSUPP as i32),
             HostError::Denied { source, .. } | HostError::Ioctl { source, .. } => {
                 source.raw_os_error()
             }

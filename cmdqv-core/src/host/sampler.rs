@@ -100,6 +100,9 @@ fn find_fd(pid: u32, m: &Page0Mapping) -> Result<i32, HostError> {
 }
 
 /// Duplicates fd `target_fd` of process `pid` into this process.
+///
+/// Raw `libc::syscall`: nix wraps neither pidfd_open nor pidfd_getfd (and glibc only recently
+/// gained wrappers), so the two system calls are made by number.
 pub fn pidfd_getfd(pid: u32, target_fd: i32) -> Result<OwnedFd, HostError> {
     // SAFETY: raw syscalls with plain integer arguments; results checked.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -114,7 +117,7 @@ pub fn pidfd_getfd(pid: u32, target_fd: i32) -> Result<OwnedFd, HostError> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
     if fd < 0 {
         let e = std::io::Error::last_os_error();
-        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+        let hint = if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) {
             " (needs ptrace access to the VMM: run as root)"
         } else {
             ""
