@@ -166,6 +166,37 @@ pub enum ModelEvent {
     },
 }
 
+impl ModelEvent {
+    /// The event of one MMIO access of `device`.
+    #[inline(always)]
+    pub fn mmio(device: DeviceKind, offset: u64, size: u8, value: u64, write: bool) -> Self {
+        Self::Mmio {
+            device,
+            offset,
+            size,
+            value,
+            write,
+        }
+    }
+}
+
+/// Counts a guest error of `device` in `counts` and reports it: how both devices answer a
+/// guest's mistake (never a panic).
+pub fn count_guest_error<O: Observer + ?Sized>(
+    counts: &mut [u64; GuestErrorKind::COUNT],
+    device: DeviceKind,
+    kind: GuestErrorKind,
+    offset: u64,
+    obs: &mut O,
+) {
+    counts[kind as usize] += 1;
+    obs.event(ModelEvent::GuestError {
+        device,
+        kind,
+        offset,
+    });
+}
+
 /// Receives model events. Passed as a generic parameter: with `()` every call inlines to nothing.
 pub trait Observer {
     fn event(&mut self, ev: ModelEvent);

@@ -451,14 +451,7 @@ impl Cmdqv {
                 }
             }
         }
-        if self.vi_int_mask[vintf / 32] >> (vintf % 32) & 1 != 0 {
-            self.stats.irq_masked += 1;
-        } else {
-            self.stats.irq_pulses += 1;
-            obs.event(ModelEvent::Irq {
-                line: IrqLine::CmdqvError,
-            });
-        }
+        self.pulse_error_irq(vintf, obs);
         accepted
     }
 
@@ -488,18 +481,21 @@ impl Cmdqv {
             .fold(0, |m, v| m | 1 << v)
     }
 
-    fn guest_error<O: Observer + ?Sized>(
-        &mut self,
-        obs: &mut O,
-        kind: GuestErrorKind,
-        offset: u64,
-    ) {
-        self.stats.guest_errors[kind as usize] += 1;
-        obs.event(ModelEvent::GuestError {
-            device: DeviceKind::Cmdqv,
-            kind,
-            offset,
-        });
+    fn guest_error<O: Observer + ?Sized>(&mut self, obs: &mut O, kind: GuestErrorKind, at: u64) {
+        let counts = &mut self.stats.guest_errors;
+        engine::count_guest_error(counts, DeviceKind::Cmdqv, kind, at, obs);
+    }
+
+    /// Pulses the CMDQV error interrupt for VINTF `vintf`, unless VI_INT_MASK masks it.
+    fn pulse_error_irq<O: Observer + ?Sized>(&mut self, vintf: usize, obs: &mut O) {
+        if self.vi_int_mask[vintf / 32] >> (vintf % 32) & 1 != 0 {
+            self.stats.irq_masked += 1;
+        } else {
+            self.stats.irq_pulses += 1;
+            obs.event(ModelEvent::Irq {
+                line: IrqLine::CmdqvError,
+            });
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -540,13 +536,7 @@ impl Cmdqv {
                 0
             }
         };
-        obs.event(ModelEvent::Mmio {
-            device: DeviceKind::Cmdqv,
-            offset,
-            size,
-            value: v,
-            write: false,
-        });
+        obs.event(ModelEvent::mmio(DeviceKind::Cmdqv, offset, size, v, false));
         v
     }
 
@@ -566,13 +556,13 @@ impl Cmdqv {
         O: Observer + ?Sized,
     {
         self.stats.mmio_writes += 1;
-        obs.event(ModelEvent::Mmio {
-            device: DeviceKind::Cmdqv,
+        obs.event(ModelEvent::mmio(
+            DeviceKind::Cmdqv,
             offset,
             size,
             value,
-            write: true,
-        });
+            true,
+        ));
         match size {
             4 if offset & 3 != 0 => self.guest_error(obs, GuestErrorKind::UnalignedAccess, offset),
             4 => self.write32(offset, value as u32, mem, sink, obs),
@@ -1004,14 +994,7 @@ impl Cmdqv {
         if out.raised {
             vq.err_latched = true;
             self.stats.queue_errors += 1;
-            if self.vi_int_mask[vi as usize / 32] >> (vi % 32) & 1 != 0 {
-                self.stats.irq_masked += 1;
-            } else {
-                self.stats.irq_pulses += 1;
-                obs.event(ModelEvent::Irq {
-                    line: IrqLine::CmdqvError,
-                });
-            }
+            self.pulse_error_irq(vi as usize, obs);
         }
         out
     }

@@ -114,18 +114,9 @@ impl Smmu {
         Ring::new(base & sr::Q_BASE_ADDR_MASK, log2.min(self.cmdqs() as u32))
     }
 
-    fn guest_error<O: Observer + ?Sized>(
-        &mut self,
-        obs: &mut O,
-        kind: GuestErrorKind,
-        offset: u64,
-    ) {
-        self.stats.guest_errors[kind as usize] += 1;
-        obs.event(ModelEvent::GuestError {
-            device: DeviceKind::Smmu,
-            kind,
-            offset,
-        });
+    fn guest_error<O: Observer + ?Sized>(&mut self, obs: &mut O, kind: GuestErrorKind, at: u64) {
+        let counts = &mut self.stats.guest_errors;
+        engine::count_guest_error(counts, DeviceKind::Smmu, kind, at, obs);
     }
 
     /// The register at `offset`, or a counted unassigned access.
@@ -144,13 +135,7 @@ impl Smmu {
     /// An MMIO read of `size` bytes at `offset` (page1 aliases page0, as in QEMU).
     pub fn read<O: Observer + ?Sized>(&mut self, offset: u64, size: u8, obs: &mut O) -> u64 {
         let v = self.read_inner(offset, size, obs);
-        obs.event(ModelEvent::Mmio {
-            device: DeviceKind::Smmu,
-            offset,
-            size,
-            value: v,
-            write: false,
-        });
+        obs.event(ModelEvent::mmio(DeviceKind::Smmu, offset, size, v, false));
         v
     }
 
@@ -186,13 +171,13 @@ impl Smmu {
         S: InvalidationSink + ?Sized,
         O: Observer + ?Sized,
     {
-        obs.event(ModelEvent::Mmio {
-            device: DeviceKind::Smmu,
+        obs.event(ModelEvent::mmio(
+            DeviceKind::Smmu,
             offset,
             size,
             value,
-            write: true,
-        });
+            true,
+        ));
         let Some(at) = self.locate(offset, obs) else {
             return;
         };

@@ -120,13 +120,7 @@ impl HostBackend for IommufdBackend {
     }
 
     fn map_page0(&mut self, vintf: &VintfAlloc) -> Result<Page0, HostError> {
-        // Shared, no exec, offset and length exactly as the kernel returned them.
-        let map = memmap2::MmapOptions::new()
-            .offset(vintf.mmap_offset)
-            .len(vintf.mmap_length as usize)
-            .map_raw(&self.fd)
-            .map_err(HostError::Mmap)?;
-        Page0::new(map, true)
+        Page0::map(&self.fd, vintf.mmap_offset, vintf.mmap_length, true)
     }
 
     fn alloc_hw_queue(

@@ -176,6 +176,24 @@ impl Page0 {
         })
     }
 
+    /// Maps `len` bytes of `file` at `offset` shared (no exec), exactly where the kernel (or the
+    /// simulated host) registered the VINTF page0.
+    pub fn map(
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        writable: bool,
+    ) -> Result<Self, HostError> {
+        let mut opts = memmap2::MmapOptions::new();
+        opts.offset(offset).len(len as usize);
+        let map = if writable {
+            opts.map_raw(file)
+        } else {
+            opts.map_raw_read_only(file)
+        };
+        Self::new(map.map_err(HostError::Mmap)?, writable)
+    }
+
     fn offset(lidx: usize, reg: usize) -> Option<usize> {
         let off = lidx.checked_mul(LVCMDQ_STRIDE)?.checked_add(reg)?;
         (reg < LVCMDQ_STRIDE && reg.is_multiple_of(4) && off + 4 <= PAGE0_LEN).then_some(off)

@@ -174,12 +174,7 @@ impl Sampler {
         let owned = pidfd_getfd(pid, fd)?;
         let file = fs::File::from(owned);
         let len = (m.len as usize).min(PAGE0_LEN.max(m.len as usize));
-        let map = memmap2::MmapOptions::new()
-            .offset(m.offset)
-            .len(len)
-            .map_raw_read_only(&file)
-            .map_err(HostError::Mmap)?;
-        let page = Page0::new(map, false)?;
+        let page = Page0::map(&file, m.offset, len as u64, false)?;
         let lvcmdqs = lvcmdqs.clamp(1, PAGE0_LEN / LVCMDQ_STRIDE);
         Ok(Self {
             page,

@@ -181,7 +181,9 @@ impl HostHardware {
     }
 }
 
-fn spin_for(ns: u64) {
+/// Busy-waits `ns` nanoseconds: a modelled cost (hardware latency, a trap) that must occupy the
+/// CPU as the real one would, not yield it.
+pub fn spin_for(ns: u64) {
     if ns == 0 {
         return;
     }
@@ -499,12 +501,7 @@ impl HostBackend for SimulatedHost {
         if vintf.mmap_offset != SIM_MMAP_OFFSET || vintf.mmap_length != PAGE0_LEN as u64 {
             return Err(HostError::Mmap(io::Error::from(Errno::ENXIO)));
         }
-        let map = memmap2::MmapOptions::new()
-            .offset(vintf.mmap_offset)
-            .len(vintf.mmap_length as usize)
-            .map_raw(&v.file)
-            .map_err(HostError::Mmap)?;
-        Page0::new(map, true)
+        Page0::map(&v.file, vintf.mmap_offset, vintf.mmap_length, true)
     }
 
     fn alloc_hw_queue(

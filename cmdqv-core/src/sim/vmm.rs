@@ -34,7 +34,7 @@ use crate::{
         passthrough::{
             DirectPath, HwPolicy, PassEvent, PassStats, Passthrough, PassthroughOptions,
         },
-        simulated::{HostHardware, Injection, SimHostConfig, SimulatedHost},
+        simulated::{HostHardware, Injection, SimHostConfig, SimulatedHost, spin_for},
     },
     model::{Cmdqv, ModelConfig},
     regs::{self, Aperture, Cerror, Page0Reg, RegRef, VcmdqReg},
@@ -46,16 +46,6 @@ pub const RAM_BASE: u64 = 0x4000_0000;
 const RAM_SIZE: usize = 64 << 20;
 const SMMU_RING: u64 = RAM_BASE + 0x10_0000;
 const VCMDQ_RINGS: u64 = RAM_BASE + 0x100_0000;
-
-fn spin_for(ns: u64) {
-    if ns == 0 {
-        return;
-    }
-    let until = Instant::now() + Duration::from_nanos(ns);
-    while Instant::now() < until {
-        std::hint::spin_loop();
-    }
-}
 
 /// A sink shared by the model and the host (tests record every execution through it).
 pub type SharedSink = Arc<Mutex<dyn InvalidationSink + Send>>;
