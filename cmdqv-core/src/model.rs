@@ -1,5 +1,6 @@
 //! The CMDQV device model: registers, enable handshakes, CMDQ_ALLOC_MAP, error maps, interrupt,
-//! and fully emulated consumption of every VCMDQ through [`crate::engine`].
+//! and fully emulated consumption of every VCMDQ through [`crate::engine`], the queue engine the
+//! SMMU main page beside it ([`crate::smmu`]) runs its command queue through too.
 //!
 //! **One state, many views.** There is one [`Vcmdq`] per global VCMDQ. The global pages decode to
 //! it by index; a VINTF's logical pages decode to it through the reverse table that

@@ -24,14 +24,15 @@ pub const PAGE0_LEN: usize = 0x10000;
 /// Stride of one LVCMDQ's registers in page0.
 pub const LVCMDQ_STRIDE: usize = 0x80;
 
-/// Page0 register offsets within one LVCMDQ slot.
+/// Page0 register offsets within one LVCMDQ slot (the register map's, as mapping offsets).
 pub mod page0 {
-    pub const CONS_INDX: usize = 0x00;
-    pub const PROD_INDX: usize = 0x04;
-    pub const CONFIG: usize = 0x08;
-    pub const STATUS: usize = 0x0c;
-    pub const GERROR: usize = 0x10;
-    pub const GERRORN: usize = 0x14;
+    use crate::regs::off::page0 as r;
+    pub const CONS_INDX: usize = r::CONS_INDX as usize;
+    pub const PROD_INDX: usize = r::PROD_INDX as usize;
+    pub const CONFIG: usize = r::CONFIG as usize;
+    pub const STATUS: usize = r::STATUS as usize;
+    pub const GERROR: usize = r::GERROR as usize;
+    pub const GERRORN: usize = r::GERRORN as usize;
 }
 
 /// What `IOMMU_GET_HW_INFO` reports for a Tegra241 CMDQV.

@@ -156,7 +156,7 @@ pub struct Sampler {
     last_cons: Vec<Option<u32>>,
 }
 
-const RD_MASK: u32 = (1 << 20) - 1;
+const RD_MASK: u32 = crate::regs::cons_indx::RD_MASK;
 
 impl Sampler {
     /// Attaches to the first VINTF page0 mapping of `pid`.
@@ -221,7 +221,7 @@ impl Sampler {
                 lidx: l,
                 prod,
                 cons,
-                cerror: ((cons_raw >> 24) & 0x7f) as u8,
+                cerror: crate::regs::cons_indx::err(cons_raw) as u8,
                 enabled,
                 consumed,
                 pending,
