@@ -575,21 +575,8 @@ pub fn execute<S: InvalidationSink + ?Sized>(
             let inv = match cmd {
                 C::TlbiNhVa { asid, range, .. } => I::TlbNhVa { vmid, asid, range },
                 C::TlbiNhAsid { asid, .. } => I::TlbNhAsid { vmid, asid },
-                C::AtcInv {
-                    sid,
-                    ssid,
-                    ssv,
-                    global,
-                    size,
-                    addr,
-                } => match translate_sid(sid, sid_match, sid_replace) {
-                    Some(psid) => I::Atc {
-                        sid: psid,
-                        ssid: ssv.then_some(ssid),
-                        global,
-                        addr,
-                        size,
-                    },
+                C::AtcInv { sid, .. } => match translate_sid(sid, sid_match, sid_replace) {
+                    Some(psid) => atc_of(cmd, psid),
                     None => return Err(ctx.opts.unmatched_sid_cerror),
                 },
                 C::Sync(s) => return vcmdq_sync(ctx, s, sink),
@@ -678,20 +665,7 @@ fn execute_full<S: InvalidationSink + ?Sized>(
             sid, ssid, leaf, ..
         } => I::Cd { sid, ssid, leaf },
         C::CfgiCdAll { sid, .. } => I::CdAll { sid },
-        C::AtcInv {
-            sid,
-            ssid,
-            ssv,
-            global,
-            size,
-            addr,
-        } => I::Atc {
-            sid,
-            ssid: ssv.then_some(ssid),
-            global,
-            addr,
-            size,
-        },
+        C::AtcInv { sid, .. } => atc_of(cmd, sid),
         C::Sync(s) => I::Sync(s),
         C::Unknown { .. } => return Err(Cerror::Ill),
         other @ (C::PrefetchCfg { .. }
@@ -701,6 +675,29 @@ fn execute_full<S: InvalidationSink + ?Sized>(
         | C::StallTerm { .. }) => I::Other(other),
     };
     sink.invalidate(q, inv).map(|_| false)
+}
+
+/// ATC_INV's invalidation of StreamID `sid`: the command's own, or its SID_MATCH translation.
+#[inline(always)]
+fn atc_of(cmd: Command, sid: u32) -> Invalidation {
+    match cmd {
+        Command::AtcInv {
+            ssid,
+            ssv,
+            global,
+            size,
+            addr,
+            ..
+        } => Invalidation::Atc {
+            sid,
+            ssid: ssv.then_some(ssid),
+            global,
+            addr,
+            size,
+        },
+        // Only ATC_INV comes here; anything else stays what it was.
+        other => Invalidation::Other(other),
+    }
 }
 
 /// vSID → pSID through the VINTF's SID_MATCH / SID_REPLACE slots (first enabled match wins).
@@ -719,6 +716,10 @@ mod tests {
     use crate::mem::VecMemory;
 
     const RAM: u64 = 0x4000_0000;
+
+    fn exec_ctx<'a>(queue: u16, kind: QueueKind<'a>, opts: &'a EngineOptions) -> ExecCtx<'a> {
+        ExecCtx { queue, kind, opts }
+    }
 
     fn guest_ctx<'a>(opts: &'a EngineOptions, m: &'a [u32], r: &'a [u32]) -> ExecCtx<'a> {
         ExecCtx {
@@ -826,11 +827,7 @@ mod tests {
     #[test]
     fn vcmdq_sync_must_be_cs_none_unless_the_option_says_otherwise() {
         let opts = EngineOptions::default();
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &opts);
         let irq = Command::decode(0x46 | 1 << 12, 0);
         let sev = Command::decode(0x46 | 2 << 12, 0);
         // MSH/MSIATTR/MSIADDR with CS=NONE are fine
@@ -842,18 +839,10 @@ mod tests {
             vcmdq_sync_cs: VcmdqSyncCs::TreatAsNone,
             ..opts
         };
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &lax,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &lax);
         assert_eq!(execute(&ctx, irq, &mut NullSink), Ok(false));
         // the main CMDQ signals CS=IRQ
-        let ctx = ExecCtx {
-            queue: MAIN_CMDQ_ID,
-            kind: QueueKind::SmmuMain,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(MAIN_CMDQ_ID, QueueKind::SmmuMain, &opts);
         assert_eq!(execute(&ctx, irq, &mut NullSink), Ok(true));
         assert_eq!(execute(&ctx, sev, &mut NullSink), Ok(false));
     }
@@ -883,11 +872,7 @@ mod tests {
             };
             assert_eq!(execute(&ctx, ssec, &mut NullSink), Err(Cerror::Ill));
         }
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &opts);
         let mut log = Vec::new();
         execute(
             &ctx,
@@ -940,11 +925,7 @@ mod tests {
         mem.write_cmd(RAM + 48, Command::sync_none().encode())
             .unwrap();
         let opts = EngineOptions::default();
-        let ctx = ExecCtx {
-            queue: 1,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(1, QueueKind::VcmdqHyp, &opts);
         let mut q = QueueRegs {
             prod: 4,
             ..Default::default()
@@ -984,11 +965,7 @@ mod tests {
     fn fetch_outside_memory_is_abt() {
         let mem = VecMemory::new(RAM, 0x100);
         let opts = EngineOptions::default();
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &opts);
         let mut q = QueueRegs {
             prod: 1,
             ..Default::default()
@@ -1032,11 +1009,7 @@ mod tests {
         let mut mem = VecMemory::new(RAM, 0x100);
         mem.write_cmd(RAM, Command::sync_none().encode()).unwrap();
         let opts = EngineOptions::default();
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &opts);
         let mut q = QueueRegs {
             prod: 1,
             ..Default::default()
