@@ -187,38 +187,50 @@ impl Machine {
         self.write_bytes(addr, &b[..size.min(8) as usize], obs);
     }
 
+    /// The piece of an access of `rem` bytes at `a` that one region answers: a RAM run, one
+    /// device access (cut as QEMU's `memory_access_size` cuts it), or a hole up to the next
+    /// region. Never empty, so a loop over pieces ends.
+    fn piece_at(&self, a: u64, rem: u64) -> (Region, usize) {
+        let r = self.region(a);
+        let len = match r {
+            Region::Ram { end } => rem.min(end - a),
+            Region::Cmdqv { end, .. } | Region::Smmu { end, .. } => {
+                piece(a, rem.min(end - a)) as u64
+            }
+            Region::None { next } => rem.min(next.wrapping_sub(a).max(1)),
+        };
+        (r, len as usize)
+    }
+
     /// Bulk read: RAM copied directly, devices accessed in pieces as QEMU's
     /// `memory_access_size` cuts them (at most 8 bytes, bounded by the address's alignment,
     /// rounded down to a power of two; a 1- or 2-byte piece is a bad size the device counts and
     /// reads as 0), holes read 0.
     pub fn read_bytes<O: Observer + ?Sized>(&mut self, addr: u64, buf: &mut [u8], obs: &mut O) {
         let mut i = 0usize;
-        // Each iteration consumes at least one byte: bounded by buf.len().
+        // Each piece is at least one byte: bounded by buf.len().
         while i < buf.len() {
             let a = addr.wrapping_add(i as u64);
-            let rem = (buf.len() - i) as u64;
-            match self.region(a) {
-                Region::Ram { end } => {
-                    let n = rem.min(end - a) as usize;
-                    let _ = self.ram.read(a, &mut buf[i..i + n]);
-                    i += n;
+            let (region, n) = self.piece_at(a, (buf.len() - i) as u64);
+            let chunk = &mut buf[i..i + n];
+            match region {
+                Region::Ram { .. } => {
+                    let _ = self.ram.read(a, chunk);
                 }
-                Region::Cmdqv { off, end } | Region::Smmu { off, end } => {
-                    let sz = piece(a, rem.min(end - a));
-                    let v = match self.region(a) {
-                        Region::Cmdqv { .. } => self.cmdqv.read(off, sz, obs),
-                        _ => self.smmu.as_mut().map_or(0, |s| s.read(off, sz, obs)),
-                    };
-                    buf[i..i + sz as usize].copy_from_slice(&v.to_le_bytes()[..sz as usize]);
-                    i += sz as usize;
+                Region::Cmdqv { off, .. } => {
+                    let v = self.cmdqv.read(off, n as u8, obs);
+                    chunk.copy_from_slice(&v.to_le_bytes()[..n]);
                 }
-                Region::None { next } => {
+                Region::Smmu { off, .. } => {
+                    let v = self.smmu.as_mut().map_or(0, |s| s.read(off, n as u8, obs));
+                    chunk.copy_from_slice(&v.to_le_bytes()[..n]);
+                }
+                Region::None { .. } => {
                     self.unassigned += 1;
-                    let n = rem.min(next.wrapping_sub(a).max(1)) as usize;
-                    buf[i..i + n].fill(0);
-                    i += n;
+                    chunk.fill(0);
                 }
             }
+            i += n;
         }
     }
 
@@ -227,32 +239,32 @@ impl Machine {
         let mut i = 0usize;
         while i < buf.len() {
             let a = addr.wrapping_add(i as u64);
-            let rem = (buf.len() - i) as u64;
-            match self.region(a) {
-                Region::Ram { end } => {
-                    let n = rem.min(end - a) as usize;
-                    let _ = self.ram.write(a, &buf[i..i + n]);
-                    i += n;
+            let (region, n) = self.piece_at(a, (buf.len() - i) as u64);
+            let chunk = &buf[i..i + n];
+            match region {
+                Region::Ram { .. } => {
+                    let _ = self.ram.write(a, chunk);
                 }
-                Region::Cmdqv { off, end } => {
-                    let sz = piece(a, rem.min(end - a));
-                    let v = le_value(&buf[i..i + sz as usize]);
-                    self.cmdqv.write(off, sz, v, &self.ram, &mut self.sink, obs);
-                    i += sz as usize;
+                Region::Cmdqv { off, .. } => {
+                    let v = le_value(chunk);
+                    self.cmdqv
+                        .write(off, n as u8, v, &self.ram, &mut self.sink, obs);
                 }
-                Region::Smmu { off, end } => {
-                    let sz = piece(a, rem.min(end - a));
-                    let v = le_value(&buf[i..i + sz as usize]);
+                Region::Smmu { off, .. } => {
                     if let Some(s) = self.smmu.as_mut() {
-                        s.write(off, sz, v, &self.ram, &mut self.sink, obs);
+                        s.write(
+                            off,
+                            n as u8,
+                            le_value(chunk),
+                            &self.ram,
+                            &mut self.sink,
+                            obs,
+                        );
                     }
-                    i += sz as usize;
                 }
-                Region::None { next } => {
-                    self.unassigned += 1;
-                    i += rem.min(next.wrapping_sub(a).max(1)) as usize;
-                }
+                Region::None { .. } => self.unassigned += 1,
             }
+            i += n;
         }
     }
 }
@@ -712,6 +724,13 @@ pub fn fuzz_lines(data: &[u8]) -> usize {
 mod tests {
     use super::*;
 
+    /// One line's reply (IRQ reports included), trailing newline trimmed.
+    fn reply(q: &mut QtestServer, line: &str) -> String {
+        let mut out = Vec::new();
+        q.handle_line(line.as_bytes(), &mut out);
+        String::from_utf8(out).unwrap().trim_end().to_string()
+    }
+
     fn run(input: &str) -> (String, Stats) {
         run_cfg(QtestConfig::default(), input)
     }
@@ -877,11 +896,7 @@ mod tests {
         // arm_smmu_device_hw_probe + arm_smmu_device_reset, as qtest lines against the SMMU page.
         let s = DEFAULT_SMMU_BASE;
         let mut q = QtestServer::new(&QtestConfig::default());
-        let mut cmd = |line: String| -> String {
-            let mut out = Vec::new();
-            q.handle_line(line.as_bytes(), &mut out);
-            String::from_utf8(out).unwrap().trim_end().to_string()
-        };
+        let mut cmd = |line: String| reply(&mut q, &line);
         let rd = |r: String| u64::from_str_radix(r.strip_prefix("OK 0x").unwrap(), 16).unwrap();
         let idr0 = rd(cmd(format!("readl {:#x}", s)));
         assert_eq!(idr0 >> 21 & 3, 2, "TTENDIAN little");
@@ -958,11 +973,7 @@ mod tests {
         // tegra241_cmdqv_hw_reset (§10.2) on QEMU's guest geometry: 1 VINTF, 2 VCMDQs.
         let b = DEFAULT_MMIO_BASE;
         let mut q = QtestServer::new(&QtestConfig::default());
-        let mut cmd = |line: String| -> String {
-            let mut out = Vec::new();
-            q.handle_line(line.as_bytes(), &mut out);
-            String::from_utf8(out).unwrap().trim_end().to_string()
-        };
+        let mut cmd = |line: String| reply(&mut q, &line);
         let rd = |r: String| u64::from_str_radix(r.strip_prefix("OK 0x").unwrap(), 16).unwrap();
         assert_eq!(rd(cmd(format!("readl {:#x}", b + 4))), 0x4011);
         let config = rd(cmd(format!("readl {b:#x}")));
