@@ -389,12 +389,69 @@ pub mod programs {
     pub const CMDQV_WRITE: &str = "cmdqv_qemu_cmdqv_write";
 }
 
-fn probe(symbol: &str, program: &str, kind: ProbeKind, purpose: &str) -> PlannedProbe {
-    PlannedProbe {
-        symbol: symbol.into(),
-        program: program.into(),
-        kind,
-        purpose: purpose.into(),
+/// One planned uprobe as data: symbol, eBPF program, kind, and what it gives (in the UI's words).
+type ProbeSpec = (&'static str, &'static str, ProbeKind, &'static str);
+
+/// The probes of each family, best first within it.
+const SMMU_HANDLER: ProbeSpec = (
+    "smmu_write_mmio",
+    programs::SMMU_WRITE,
+    ProbeKind::Entry,
+    "SMMU register writes",
+);
+const CMDQV_HANDLER: ProbeSpec = (
+    "tegra241_cmdqv_write",
+    programs::CMDQV_WRITE,
+    ProbeKind::Entry,
+    "CMDQV register writes",
+);
+const DISPATCH_WRITE: ProbeSpec = (
+    "memory_region_dispatch_write",
+    programs::DISPATCH_WRITE,
+    ProbeKind::Entry,
+    "SMMU register writes (every MMIO write is filtered in the kernel)",
+);
+const DISPATCH_READS: [ProbeSpec; 2] = [
+    (
+        "memory_region_dispatch_read",
+        programs::DISPATCH_READ,
+        ProbeKind::Entry,
+        "SMMU register reads: offset",
+    ),
+    (
+        "memory_region_dispatch_read",
+        programs::DISPATCH_READ_RET,
+        ProbeKind::Return,
+        "SMMU register reads: value",
+    ),
+];
+const COMMAND_FETCHES: [ProbeSpec; 2] = [
+    (
+        "address_space_rw",
+        programs::AS_RW,
+        ProbeKind::Entry,
+        "command fetches: 16-byte DMA reads inside the queue",
+    ),
+    (
+        "address_space_rw",
+        programs::AS_RW_RET,
+        ProbeKind::Return,
+        "command fetches: the 16 bytes",
+    ),
+];
+
+impl ProbeChoice {
+    fn plan(&mut self, specs: &[ProbeSpec]) {
+        self.probes.extend(
+            specs
+                .iter()
+                .map(|&(symbol, program, kind, purpose)| PlannedProbe {
+                    symbol: symbol.into(),
+                    program: program.into(),
+                    kind,
+                    purpose: purpose.into(),
+                }),
+        );
     }
 }
 
@@ -433,18 +490,7 @@ pub fn choose_probe_set(syms: &BinarySymbols, mmio_reads: bool) -> ProbeChoice {
         return plan;
     };
     if commands {
-        plan.probes.push(probe(
-            "address_space_rw",
-            programs::AS_RW,
-            ProbeKind::Entry,
-            "command fetches: 16-byte DMA reads inside the queue",
-        ));
-        plan.probes.push(probe(
-            "address_space_rw",
-            programs::AS_RW_RET,
-            ProbeKind::Return,
-            "command fetches: the 16 bytes",
-        ));
+        plan.plan(&COMMAND_FETCHES);
     }
     plan
 }
@@ -463,21 +509,11 @@ fn plan_device_handlers(
             "the dynamic symbols"
         }
     ));
-    plan.probes.push(probe(
-        "smmu_write_mmio",
-        programs::SMMU_WRITE,
-        ProbeKind::Entry,
-        "SMMU register writes",
-    ));
+    plan.plan(&[SMMU_HANDLER]);
     if syms.has("tegra241_cmdqv_write") {
         plan.reasons
             .push("tegra241_cmdqv_write found: CMDQV register writes too".into());
-        plan.probes.push(probe(
-            "tegra241_cmdqv_write",
-            programs::CMDQV_WRITE,
-            ProbeKind::Entry,
-            "CMDQV register writes",
-        ));
+        plan.plan(&[CMDQV_HANDLER]);
     }
     if mmio_reads {
         plan.reasons.push(
@@ -498,25 +534,9 @@ fn plan_dispatch(syms: &BinarySymbols, mmio_reads: bool, plan: &mut ProbeChoice)
             "no device handler symbols"
         }
     ));
-    plan.probes.push(probe(
-        "memory_region_dispatch_write",
-        programs::DISPATCH_WRITE,
-        ProbeKind::Entry,
-        "SMMU register writes (every MMIO write is filtered in the kernel)",
-    ));
+    plan.plan(&[DISPATCH_WRITE]);
     if mmio_reads && syms.has("memory_region_dispatch_read") {
-        plan.probes.push(probe(
-            "memory_region_dispatch_read",
-            programs::DISPATCH_READ,
-            ProbeKind::Entry,
-            "SMMU register reads: offset",
-        ));
-        plan.probes.push(probe(
-            "memory_region_dispatch_read",
-            programs::DISPATCH_READ_RET,
-            ProbeKind::Return,
-            "SMMU register reads: value",
-        ));
+        plan.plan(&DISPATCH_READS);
     } else if mmio_reads {
         plan.reasons
             .push("memory_region_dispatch_read not found: no register reads".into());
