@@ -678,7 +678,8 @@ fn execute_full<S: InvalidationSink + ?Sized>(
 }
 
 /// ATC_INV's invalidation of StreamID `sid`: the command's own, or its SID_MATCH translation.
-#[inline(always)]
+/// Out of line: the TLBI + CMD_SYNC loop runs faster without it (model bench).
+#[inline(never)]
 fn atc_of(cmd: Command, sid: u32) -> Invalidation {
     match cmd {
         Command::AtcInv {
