@@ -50,7 +50,10 @@ use crate::{
 /// mapping then starts at offset 0 and a sampler reading it sees page0 shifted by 0x1000.
 pub fn sim_mmap_offset() -> u64 {
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE);
-    page.ok().flatten().and_then(|p| u64::try_from(p).ok()).unwrap_or(0x1000)
+    page.ok()
+        .flatten()
+        .and_then(|p| u64::try_from(p).ok())
+        .unwrap_or(0x1000)
 }
 
 /// Who runs the simulated hardware.
