@@ -71,14 +71,19 @@ fn allowed(file: &str, name: &str) -> bool {
 
 /// The byte offset of the `{` opening the body of the fn whose signature starts at `toks[i]`;
 /// None for a declaration without a body (`fn f();`).
-fn body_open(toks: &[Token], mut i: usize) -> Option<usize> {
+fn body_open(toks: &[Token], i: usize) -> Option<usize> {
+    signature_end(toks, i).filter(|t| t.is("{")).map(|t| t.at)
+}
+
+/// The token ending the signature of the fn whose signature continues at `toks[i]` (after its
+/// name): the `{` opening its body, or the `;` of a declaration without one.
+pub fn signature_end(toks: &[Token], mut i: usize) -> Option<&Token> {
     let mut depth = 0usize;
     while let Some(t) = toks.get(i) {
         match t.text.as_str() {
             "(" | "[" => depth += 1,
             ")" | "]" => depth = depth.saturating_sub(1),
-            "{" if depth == 0 => return Some(t.at),
-            ";" if depth == 0 => return None,
+            "{" | ";" if depth == 0 => return Some(t),
             _ => {}
         }
         i += 1;
