@@ -139,19 +139,8 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The decoded fixed header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
-    pub kind: u16,
-    pub version: u16,
-    pub cpu: u32,
-    pub ts_ns: u64,
-    pub pid: u32,
-    pub tid: u32,
-}
-
 /// Decode only the header (checks length, not version or kind).
-pub fn decode_header(record: &[u8]) -> Result<Header, DecodeError> {
+pub fn decode_header(record: &[u8]) -> Result<EventHeader, DecodeError> {
     if record.len() < HEADER_LEN {
         return Err(DecodeError::Truncated {
             kind: 0,
@@ -164,7 +153,7 @@ pub fn decode_header(record: &[u8]) -> Result<Header, DecodeError> {
         pos: 0,
         kind: 0,
     };
-    Ok(Header {
+    Ok(EventHeader {
         kind: r.u16()?,
         version: r.u16()?,
         cpu: r.u32()?,
