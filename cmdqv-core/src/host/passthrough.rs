@@ -29,7 +29,7 @@
 //! on an unbacked queue nobody consumes (§12.5 item 4).
 
 use std::{
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -138,11 +138,7 @@ impl DirectPath {
 
     /// The guest reads LVCMDQ `lidx`'s `reg`: `Some` when the hardware page answered.
     pub fn read(&self, lidx: usize, reg: Page0Reg) -> Option<u32> {
-        let b = self
-            .backed
-            .get(lidx)?
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let b = lock(self.backed.get(lidx)?);
         if !*b {
             return None;
         }
@@ -155,7 +151,7 @@ impl DirectPath {
         let Some(b) = self.backed.get(lidx) else {
             return false;
         };
-        let b = b.lock().unwrap_or_else(|p| p.into_inner());
+        let b = lock(b);
         if !*b {
             return false;
         }
@@ -169,15 +165,26 @@ impl DirectPath {
 
     /// Whether LVCMDQ `lidx` is hardware-backed now.
     pub fn is_backed(&self, lidx: usize) -> bool {
-        self.backed
-            .get(lidx)
-            .is_some_and(|b| *b.lock().unwrap_or_else(|p| p.into_inner()))
+        self.backed.get(lidx).is_some_and(|b| *lock(b))
     }
 
     /// The mapped VINTF page0, once the VINTF was enabled.
     pub fn page(&self) -> Option<&Arc<Page0>> {
         self.page.get()
     }
+
+    /// What a move of LVCMDQ `lidx` works with: the mapped page0, and the slot's lock, which the
+    /// move holds throughout so a guest access lands entirely before or after it. `None` while
+    /// the page is not mapped.
+    fn hold(&self, lidx: usize) -> Option<(&Arc<Page0>, MutexGuard<'_, bool>)> {
+        let page = self.page.get()?;
+        Some((page, lock(&self.backed[lidx])))
+    }
+}
+
+/// A slot's lock; a poisoned one still guards (it holds a plain flag).
+fn lock(slot: &Mutex<bool>) -> MutexGuard<'_, bool> {
+    slot.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A backed queue's page0 as the model's trapped global aperture reaches it.
@@ -410,13 +417,10 @@ impl Passthrough {
         viommu_id: u32,
         out: &mut Vec<PassEvent>,
     ) {
-        let Some(page) = self.direct.page.get().cloned() else {
+        let direct = self.direct.clone();
+        let Some((page, mut gate)) = direct.hold(lidx) else {
             return;
         };
-        let direct = self.direct.clone();
-        let mut gate = direct.backed[lidx]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
         let log2size = (key.base & regs::base::LOG2SIZE_MASK) as u8;
         let iova = key.base & regs::base::ADDR_MASK;
         let len = 16u64 << log2size;
@@ -449,7 +453,7 @@ impl Passthrough {
                 page.write32(lidx, page0::GERRORN, hw_gerror ^ pending);
                 page.write32(lidx, page0::CONFIG, st.config);
                 let en = st.config & vcmdq_config::CMDQ_EN;
-                if !self.wait_status(&page, lidx, en) {
+                if !self.wait_status(page, lidx, en) {
                     out.push(PassEvent::StatusTimeout { q, lidx: l8 });
                 }
                 m.set_backing(
@@ -487,13 +491,10 @@ impl Passthrough {
         let Some(b) = self.hw[lidx].take() else {
             return;
         };
-        let Some(page) = self.direct.page.get().cloned() else {
+        let direct = self.direct.clone();
+        let Some((page, mut gate)) = direct.hold(lidx) else {
             return;
         };
-        let direct = self.direct.clone();
-        let mut gate = direct.backed[lidx]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
         let (q, l8) = (b.key.q as u16, lidx as u8);
         // Stop the hardware first: once STATUS reads 0 it has finished its last pass, so CONS
         // and GERROR read below are final.
@@ -502,7 +503,7 @@ impl Passthrough {
         let config = page.read32(lidx, page0::CONFIG);
         page.write32(lidx, page0::CONFIG, config & !vcmdq_config::CMDQ_EN);
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        if !self.wait_status(&page, lidx, 0) {
+        if !self.wait_status(page, lidx, 0) {
             out.push(PassEvent::StatusTimeout { q, lidx: l8 });
         }
         let st = Page0State {
