@@ -13,9 +13,9 @@ use std::io::{Read, Write};
 
 use serde_json::{Value, json};
 
-use crate::analysis::{BatchTracker, MAX_QUEUES, ioctl_name, queue_event_title, queue_name};
+use crate::analysis::{BatchTracker, MAX_QUEUES, ioctl_text, queue_event_title, queue_name};
 use crate::command::{self, describe};
-use crate::event::{Event, MAIN_CMDQ, Payload, QueueEvent, errno_name};
+use crate::event::{Event, MAIN_CMDQ, Payload, QueueEvent};
 use crate::probe_abi::queue_words;
 use crate::record::{Record, TraceError, TraceReader, Truncation};
 
@@ -279,12 +279,7 @@ impl<W: Write> Exporter<W> {
         duration_ns: u64,
     ) -> std::io::Result<()> {
         self.iommufd_track()?;
-        let name = ioctl_name(cmd, "ioctl");
-        let result = if ret < 0 {
-            errno_name(ret.saturating_neg()).to_string()
-        } else {
-            ret.to_string()
-        };
+        let (name, result) = ioctl_text(cmd, ret);
         // The probe stamps the joined event at syscall exit.
         let (pid, start) = (self.pid, self.us(ts_ns.saturating_sub(duration_ns)));
         self.info.slices += 1;

@@ -19,8 +19,8 @@ pub use batch::{Batch, BatchTracker, PENDING_CAP};
 pub use collector::{Collector, CollectorConfig, IOCTL_CAP, LOG_CAP, LOG_ERRORS_KEPT, MAX_QUEUES};
 pub use queue_stats::{LATENCY_BUCKETS, RATE_HISTORY_CAP, RECENT_CAP};
 pub use render::{
-    RegNameFn, format_duration_ns, ioctl_name, is_error_event, log_line, queue_event_title,
-    queue_name, render,
+    RegNameFn, format_duration_ns, ioctl_name, ioctl_text, is_error_event, log_line,
+    queue_event_title, queue_name, render,
 };
 pub use summary::{
     Handover, Latency, LogLine, ProbeStatus, QueueError, QueueState, QueueSummary, RecentCommand,

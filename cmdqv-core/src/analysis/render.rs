@@ -42,6 +42,15 @@ pub fn ioctl_name(cmd: u32, unknown: &str) -> String {
     }
 }
 
+/// What the log line and the Perfetto export say of an ioctl: its name ([`ioctl_name`], `ioctl`
+/// when unknown) and its result (the value, or the errno's name).
+pub fn ioctl_text(cmd: u32, ret: i64) -> (String, String) {
+    (
+        ioctl_name(cmd, "ioctl"),
+        result_text(ret, |r| r.to_string()),
+    )
+}
+
 /// A syscall result: the value, or the errno's name when negative.
 fn result_text(ret: i64, ok: impl FnOnce(i64) -> String) -> String {
     if ret < 0 {
@@ -236,15 +245,14 @@ pub fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String)
         ),
         Payload::Queue { queue, event } => render_queue(queue, &event),
         Payload::Ioctl {
-            fd,
             cmd,
+            fd,
             ret,
             duration_ns,
             ..
         } => {
-            let res = result_text(ret, |r| r.to_string());
+            let (name, res) = ioctl_text(cmd, ret);
             let took = format_duration_ns(duration_ns);
-            let name = ioctl_name(cmd, "ioctl");
             ("ioctl", format!("{name} fd={fd} -> {res} ({took})"))
         }
         Payload::Mmap {
