@@ -606,16 +606,29 @@ impl Cmdqv {
                 aperture,
                 slot,
                 reg,
-            } => match self.resolve(aperture, slot) {
-                Some(q) => match reg {
-                    VcmdqReg::Page0(r) => self.page0_read(q, r),
-                    VcmdqReg::Page1(r) => self.page1_read(q, r),
-                },
-                None => {
-                    self.guest_error(obs, GuestErrorKind::UnmappedSlot, offset);
-                    0
-                }
+            } => self.vcmdq_read(aperture, slot, reg, offset, obs),
+        }
+    }
+
+    /// A read of VCMDQ register `reg` at `offset` through `aperture`'s `slot`; 0, and a guest
+    /// error, when a logical slot has no VCMDQ mapped.
+    fn vcmdq_read<O: Observer + ?Sized>(
+        &mut self,
+        aperture: Aperture,
+        slot: u8,
+        reg: VcmdqReg,
+        offset: u64,
+        obs: &mut O,
+    ) -> u32 {
+        match self.resolve(aperture, slot) {
+            Some(q) => match reg {
+                VcmdqReg::Page0(r) => self.page0_read(q, r),
+                VcmdqReg::Page1(r) => self.page1_read(q, r),
             },
+            None => {
+                self.guest_error(obs, GuestErrorKind::UnmappedSlot, offset);
+                0
+            }
         }
     }
 
