@@ -14,12 +14,16 @@
 use std::num::NonZeroU32;
 
 use cmdqv_ebpf_common::{
-    ABI_VERSION, CommandEvent, EventHeader, EventKind, HANDOVER_LOST_SHIFT, IOCTL_ARG_BYTES,
-    IoctlEvent, IommuEvent, KFuncEvent, KvmMmioEvent, LostEvent, MAP_ALLOC_BIT, MAP_LVCMDQ_MASK,
-    MmapEvent, MmioEvent, MmioOrigin, QueueEvent as QueueRecord,
+    ABI_VERSION, CommandEvent, EventHeader, EventKind, HANDOVER_LOST_SHIFT, HOST_BATCH_FLAGS,
+    HOST_BATCH_MAIN, HOST_BATCH_MAIN_KNOWN, HOST_BATCH_PROD, HOST_BATCH_SYNC, HOST_BATCH_WAIT,
+    HostBatchEvent, HostCommandEvent, IOCTL_ARG_BYTES, IoctlEvent, IommuEvent, KFuncEvent,
+    KvmMmioEvent, LostEvent, MAP_ALLOC_BIT, MAP_LVCMDQ_MASK, MmapEvent, MmioEvent, MmioOrigin,
+    QueueEvent as QueueRecord,
 };
 
-use crate::event::{Device, ErrCode, Event, IOMMU_DEV_NAME, IommuOp, Payload, QueueEvent, QueueOp};
+use crate::event::{
+    Device, ErrCode, Event, HostBatch, IOMMU_DEV_NAME, IommuOp, Payload, QueueEvent, QueueOp,
+};
 
 /// Size of the fixed header of every record.
 pub const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
@@ -55,6 +59,8 @@ pub fn payload_len(kind: EventKind) -> usize {
         EventKind::Mmap => size_of::<MmapEvent>(),
         EventKind::KFunc => size_of::<KFuncEvent>(),
         EventKind::Iommu => size_of::<IommuEvent>(),
+        EventKind::HostBatch => size_of::<HostBatchEvent>(),
+        EventKind::HostCommand => size_of::<HostCommandEvent>(),
         EventKind::Lost => size_of::<LostEvent>(),
     };
     total - HEADER_LEN
@@ -71,6 +77,8 @@ pub fn kind_of(payload: &Payload) -> EventKind {
         Payload::Mmap { .. } => EventKind::Mmap,
         Payload::KFunc { .. } => EventKind::KFunc,
         Payload::Iommu { .. } => EventKind::Iommu,
+        Payload::HostBatch(_) => EventKind::HostBatch,
+        Payload::HostCommand { .. } => EventKind::HostCommand,
         Payload::Lost { .. } => EventKind::Lost,
     }
 }
@@ -234,6 +242,14 @@ pub fn decode_trimmed(record: &[u8]) -> Result<(Event, &[u8]), DecodeError> {
         EventKind::Mmap => decode_mmap(r)?,
         EventKind::KFunc => decode_kfunc(r)?,
         EventKind::Iommu => decode_iommu(r)?,
+        EventKind::HostBatch => decode_host_batch(r)?,
+        EventKind::HostCommand => Payload::HostCommand {
+            cmdq: r.u64()?,
+            index: r.u32()?,
+            appended_sync: r.flag::<4>("host_command.appended_sync")?,
+            w0: r.u64()?,
+            w1: r.u64()?,
+        },
         EventKind::Lost => Payload::Lost { count: r.u64()? },
     };
     let ev = Event {
@@ -331,6 +347,50 @@ fn decode_iommu(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
         unmapped: r.u64()?,
         device: r.take::<IOMMU_DEV_NAME>()?,
     })
+}
+
+/// A host batch record: flags unpacked into the options they guard; a flag the ABI does not
+/// define, or a ring size no SMMU has, is an error.
+fn decode_host_batch(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
+    let (cmdq, smmu, duration_ns, wait_ns) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+    let (prod, n, flags, log2size) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+    let (ret, missed) = (r.i32()?, r.u32()?);
+    if flags & !HOST_BATCH_FLAGS != 0 {
+        return Err(DecodeError::BadField {
+            field: "host_batch.flags",
+            value: flags.into(),
+        });
+    }
+    if log2size > 31 {
+        return Err(DecodeError::BadField {
+            field: "host_batch.log2size",
+            value: log2size.into(),
+        });
+    }
+    let has = |f: u32| flags & f != 0;
+    Ok(Payload::HostBatch(HostBatch {
+        cmdq,
+        smmu,
+        prod: has(HOST_BATCH_PROD).then_some(prod),
+        n,
+        sync: has(HOST_BATCH_SYNC),
+        main: has(HOST_BATCH_MAIN_KNOWN).then_some(has(HOST_BATCH_MAIN)),
+        log2size: (log2size != 0).then_some(log2size as u8),
+        duration_ns,
+        wait_ns: has(HOST_BATCH_WAIT).then_some(wait_ns),
+        ret,
+        missed,
+    }))
+}
+
+/// The ABI flags of a host batch (the inverse of [`decode_host_batch`]'s unpacking).
+fn host_batch_flags(prod: Option<u32>, sync: bool, main: Option<bool>, wait: Option<u64>) -> u32 {
+    let flag = |on: bool, f: u32| if on { f } else { 0 };
+    flag(prod.is_some(), HOST_BATCH_PROD)
+        | flag(sync, HOST_BATCH_SYNC)
+        | flag(main.is_some(), HOST_BATCH_MAIN_KNOWN)
+        | flag(main == Some(true), HOST_BATCH_MAIN)
+        | flag(wait.is_some(), HOST_BATCH_WAIT)
 }
 
 /// A size the hook passed as u64: an impossible value stays impossible (saturates).
@@ -549,6 +609,31 @@ fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
             unmapped,
             device,
         } => put!(out, op.to_raw(), flags, iova, paddr, size, unmapped, device),
+        Payload::HostBatch(HostBatch {
+            cmdq,
+            smmu,
+            prod,
+            n,
+            sync,
+            main,
+            log2size,
+            duration_ns,
+            wait_ns,
+            ret,
+            missed,
+        }) => {
+            let flags = host_batch_flags(prod, sync, main, wait_ns);
+            let (prod, wait, log2) = (prod.unwrap_or(0), wait_ns.unwrap_or(0), log2size);
+            put!(out, cmdq, smmu, duration_ns, wait, prod, n, flags);
+            put!(out, u32::from(log2.unwrap_or(0)), ret, missed)
+        }
+        Payload::HostCommand {
+            cmdq,
+            index,
+            appended_sync,
+            w0,
+            w1,
+        } => put!(out, cmdq, index, u32::from(appended_sync), w0, w1),
         Payload::Lost { count } => put!(out, count),
     }
 }
@@ -732,7 +817,100 @@ mod tests {
                     device: dev_name(),
                 },
             ),
+            (as_bytes(&host_batch_record()), host_batch_payload()),
+            (
+                as_bytes(&abi::HostCommandEvent {
+                    hdr: hdr(EventKind::HostCommand),
+                    cmdq: 0xffff_0000_1234_5680,
+                    index: 0x1_0003,
+                    appended_sync: 1,
+                    w0: 0x46 | 1 << 12,
+                    w1: 0x4000_0010,
+                }),
+                Payload::HostCommand {
+                    cmdq: 0xffff_0000_1234_5680,
+                    index: 0x1_0003,
+                    appended_sync: true,
+                    w0: 0x46 | 1 << 12,
+                    w1: 0x4000_0010,
+                },
+            ),
         ]
+    }
+
+    fn host_batch_record() -> abi::HostBatchEvent {
+        abi::HostBatchEvent {
+            hdr: hdr(EventKind::HostBatch),
+            cmdq: 0xffff_0000_1234_5680,
+            smmu: 0xffff_0000_1234_0000,
+            duration_ns: 41_000,
+            wait_ns: 0,
+            prod: 0x1_0002,
+            n: 1,
+            flags: abi::HOST_BATCH_SYNC
+                | abi::HOST_BATCH_PROD
+                | abi::HOST_BATCH_MAIN_KNOWN
+                | abi::HOST_BATCH_MAIN,
+            log2size: 16,
+            ret: -110,
+            missed: 0,
+        }
+    }
+
+    fn host_batch_payload() -> Payload {
+        Payload::HostBatch(crate::event::HostBatch {
+            cmdq: 0xffff_0000_1234_5680,
+            smmu: 0xffff_0000_1234_0000,
+            prod: Some(0x1_0002),
+            n: 1,
+            sync: true,
+            main: Some(true),
+            log2size: Some(16),
+            duration_ns: 41_000,
+            wait_ns: None,
+            ret: -110,
+            missed: 0,
+        })
+    }
+
+    #[test]
+    fn host_batch_flags_unpack_into_options_and_unknown_flags_are_errors() {
+        let mut r = host_batch_record();
+        r.flags = abi::HOST_BATCH_WAIT | abi::HOST_BATCH_MAIN_KNOWN;
+        r.wait_ns = 9_000;
+        r.log2size = 0;
+        let Payload::HostBatch(crate::event::HostBatch {
+            prod,
+            sync,
+            main,
+            log2size,
+            wait_ns,
+            ..
+        }) = decode(&as_bytes(&r)).unwrap().payload
+        else {
+            panic!("not a host batch");
+        };
+        assert_eq!(
+            (prod, sync, main, log2size, wait_ns),
+            (None, false, Some(false), None, Some(9_000))
+        );
+        r.flags = 1 << 5;
+        assert_eq!(
+            decode(&as_bytes(&r)),
+            Err(DecodeError::BadField {
+                field: "host_batch.flags",
+                value: 32
+            })
+        );
+        r.flags = 0;
+        r.log2size = 32;
+        assert!(matches!(
+            decode(&as_bytes(&r)),
+            Err(DecodeError::BadField {
+                field: "host_batch.log2size",
+                ..
+            })
+        ));
     }
 
     fn dev_name() -> [u8; IOMMU_DEV_NAME] {
@@ -777,7 +955,7 @@ mod tests {
     #[test]
     fn every_kind_round_trips_from_the_abi_structs() {
         let all = all_kinds();
-        assert_eq!(all.len(), 8, "one case per EventKind");
+        assert_eq!(all.len(), 10, "one case per EventKind");
         for (bytes, payload) in all {
             let ev = decode(&bytes).unwrap();
             check_meta(&ev);
@@ -1103,7 +1281,7 @@ mod tests {
 
         #[test]
         fn valid_header_with_garbage_payload_never_panics(
-            kind in 0u16..10,
+            kind in 0u16..12,
             payload in proptest::collection::vec(any::<u8>(), 0..120),
         ) {
             let mut b = as_bytes(&abi::EventHeader { kind, ..hdr(EventKind::Ioctl) });

@@ -5,8 +5,8 @@
 use crate::analysis::summary::LogLine;
 use crate::command::describe;
 use crate::event::{
-    Device, Event, IommuOp, MAIN_CMDQ, Payload, QueueEvent, errno_name, iommu_device_name,
-    iommufd_ioctl_name,
+    Device, Event, HostBatch, IommuOp, MAIN_CMDQ, Payload, QueueEvent, errno_name,
+    iommu_device_name, iommufd_ioctl_name,
 };
 
 /// Register-name hook: `(device, offset)` → e.g. `VINTF0.LVCMDQ1.PROD_INDX`.
@@ -135,6 +135,7 @@ pub fn is_error_event(ev: &Event) -> bool {
         },
         Payload::Ioctl { ret, .. } | Payload::Mmap { ret, .. } => ret < 0,
         Payload::Lost { .. } => true,
+        Payload::HostBatch(b) => b.ret < 0 || b.missed > 0,
         Payload::Iommu { op, .. } => op == IommuOp::IoPageFault,
         _ => false,
     }
@@ -203,6 +204,23 @@ fn render_iommu(
         ),
         IommuOp::Attach => ("iommu", format!("iommu attach {dev} to a domain")),
     }
+}
+
+/// Display name of a host kernel command queue by its `struct arm_smmu_cmdq` address.
+pub fn host_queue_name(cmdq: u64) -> String {
+    format!("cmdq@{cmdq:x}")
+}
+
+/// Text of a host batch's log line (what one `arm_smmu_cmdq_issue_cmdlist` call did).
+fn render_host_batch(b: &HostBatch) -> String {
+    let q = host_queue_name(b.cmdq);
+    let at = b
+        .prod
+        .map_or_else(|| "?".to_string(), |p| format!("{p:#x}"));
+    let sync = if b.sync { " + CMD_SYNC" } else { "" };
+    let res = result_text(b.ret.into(), |r| r.to_string());
+    let took = format_duration_ns(b.duration_ns);
+    format!("{q} batch of {}{sync} at {at} -> {res} ({took})", b.n)
 }
 
 /// (kind, text) of a log line.
@@ -278,6 +296,27 @@ pub fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String)
         } => {
             let dev = iommu_device_name(&device);
             render_iommu(op, &dev, iova, paddr, size, unmapped, flags)
+        }
+        Payload::HostCommand {
+            cmdq,
+            index,
+            w0,
+            w1,
+            ..
+        } => (
+            "cmd",
+            format!(
+                "{} [{index:#x}] {}",
+                host_queue_name(cmdq),
+                describe(w0, w1)
+            ),
+        ),
+        Payload::HostBatch(b) => {
+            let text = render_host_batch(&b);
+            match b.missed {
+                0 => ("batch", text),
+                m => ("error", format!("{text}, {m} commands not captured")),
+            }
         }
         Payload::Lost { count } => ("lost", format!("{count} events lost")),
     }

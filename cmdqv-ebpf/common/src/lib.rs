@@ -6,6 +6,10 @@
 //! by transmuting an unchecked slice.
 #![no_std]
 
+mod host;
+
+pub use host::*;
+
 /// ABI version carried in every header; bump on any layout change.
 pub const ABI_VERSION: u16 = 1;
 
@@ -39,6 +43,10 @@ pub enum EventKind {
     KFunc = 7,
     /// An `iommu:*` tracepoint (map, unmap, io_page_fault, attach_device_to_domain).
     Iommu = 8,
+    /// One `arm_smmu_cmdq_issue_cmdlist` call of the host kernel's SMMUv3 driver ([`HostBatchEvent`]).
+    HostBatch = 9,
+    /// One command that call wrote to a command queue ([`HostCommandEvent`]).
+    HostCommand = 10,
     /// Userspace only: events lost before they were decoded (ring buffer full, a channel).
     Lost = 0x8001,
 }
@@ -59,6 +67,8 @@ impl EventKind {
             6 => Self::Mmap,
             7 => Self::KFunc,
             8 => Self::Iommu,
+            9 => Self::HostBatch,
+            10 => Self::HostCommand,
             0x8001 => Self::Lost,
             _ => return None,
         })
@@ -355,6 +365,8 @@ pub const WAKEUP_SLOTS: u32 = 1;
 
 /// Indices into the per-CPU `DROPS` counter array.
 pub const DROP_RINGBUF_FULL: u32 = 0;
+/// `arm_smmu_cmdq_issue_cmdlist` calls nested deeper than [`HOST_FRAMES`] on a CPU: not reported.
+pub const DROP_HOST_NESTING: u32 = 1;
 pub const DROP_SLOTS: u32 = 2;
 
 #[cfg(feature = "user")]

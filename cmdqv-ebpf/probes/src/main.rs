@@ -8,6 +8,7 @@
 #![no_std]
 #![no_main]
 
+mod host;
 mod iommu;
 mod qemu;
 
@@ -35,7 +36,7 @@ use cmdqv_ebpf_common::{
 static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
 #[map]
-static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
+pub(crate) static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 
 #[map]
 pub(crate) static FILTER: Array<FilterConfig> = Array::with_max_entries(1, 0);
