@@ -336,7 +336,7 @@ impl Btf {
                 }
             }
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::BitField(full.into()));
         }
         u32::try_from(bits / 8).map_err(|_| BtfError::Truncated("member offset"))

@@ -293,17 +293,8 @@ pub enum Payload {
         flags: i32,
         device: [u8; IOMMU_DEV_NAME],
     },
-    /// One command the host kernel's SMMUv3 driver wrote to the command queue whose
-    /// `struct arm_smmu_cmdq` is at kernel address `cmdq`, at ring pointer `index` (index and
-    /// wrap bit; [`INDEX_UNKNOWN`] when the probe did not see where the batch went).
-    /// `appended_sync`: the CMD_SYNC the driver adds after a batch, read back from the ring.
-    HostCommand {
-        cmdq: u64,
-        index: u32,
-        appended_sync: bool,
-        w0: u64,
-        w1: u64,
-    },
+    /// One command the host kernel's SMMUv3 driver wrote to a command queue.
+    HostCommand(HostCommand),
     /// One batch the host kernel's SMMUv3 driver submitted; its commands come before it as
     /// [`Payload::HostCommand`]s.
     HostBatch(HostBatch),
@@ -311,8 +302,22 @@ pub enum Payload {
     Lost { count: u64 },
 }
 
-/// [`Payload::HostCommand`]'s `index` when the ring pointer is unknown.
+/// [`HostCommand::index`] when the ring pointer is unknown.
 pub const INDEX_UNKNOWN: u32 = cmdqv_ebpf_common::INDEX_UNKNOWN;
+
+/// One command a host kernel's SMMUv3 driver wrote to a command queue.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCommand {
+    /// Kernel address of the queue's `struct arm_smmu_cmdq`.
+    pub cmdq: u64,
+    /// Ring pointer (index | wrap bit) of its slot; [`INDEX_UNKNOWN`] when the probe did not
+    /// see where the batch went.
+    pub index: u32,
+    /// The CMD_SYNC the driver adds after a batch, read back from the ring.
+    pub appended_sync: bool,
+    pub w0: u64,
+    pub w1: u64,
+}
 
 /// One `arm_smmu_cmdq_issue_cmdlist` call of a host kernel's SMMUv3 driver, entry to return
 /// (the event's time is the entry).

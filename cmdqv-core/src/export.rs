@@ -164,7 +164,7 @@ impl<W: Write> Exporter<W> {
             | Payload::KFunc { .. }
             | Payload::Iommu { .. }
             | Payload::HostBatch(_)
-            | Payload::HostCommand { .. } => Ok(()),
+            | Payload::HostCommand(_) => Ok(()),
         }
     }
 

@@ -22,7 +22,8 @@ use cmdqv_ebpf_common::{
 };
 
 use crate::event::{
-    Device, ErrCode, Event, HostBatch, IOMMU_DEV_NAME, IommuOp, Payload, QueueEvent, QueueOp,
+    Device, ErrCode, Event, HostBatch, HostCommand, IOMMU_DEV_NAME, IommuOp, Payload, QueueEvent,
+    QueueOp,
 };
 
 /// Size of the fixed header of every record.
@@ -78,7 +79,7 @@ pub fn kind_of(payload: &Payload) -> EventKind {
         Payload::KFunc { .. } => EventKind::KFunc,
         Payload::Iommu { .. } => EventKind::Iommu,
         Payload::HostBatch(_) => EventKind::HostBatch,
-        Payload::HostCommand { .. } => EventKind::HostCommand,
+        Payload::HostCommand(_) => EventKind::HostCommand,
         Payload::Lost { .. } => EventKind::Lost,
     }
 }
@@ -243,13 +244,13 @@ pub fn decode_trimmed(record: &[u8]) -> Result<(Event, &[u8]), DecodeError> {
         EventKind::KFunc => decode_kfunc(r)?,
         EventKind::Iommu => decode_iommu(r)?,
         EventKind::HostBatch => decode_host_batch(r)?,
-        EventKind::HostCommand => Payload::HostCommand {
+        EventKind::HostCommand => Payload::HostCommand(HostCommand {
             cmdq: r.u64()?,
             index: r.u32()?,
             appended_sync: r.flag::<4>("host_command.appended_sync")?,
             w0: r.u64()?,
             w1: r.u64()?,
-        },
+        }),
         EventKind::Lost => Payload::Lost { count: r.u64()? },
     };
     let ev = Event {
@@ -383,16 +384,6 @@ fn decode_host_batch(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
     }))
 }
 
-/// The ABI flags of a host batch (the inverse of [`decode_host_batch`]'s unpacking).
-fn host_batch_flags(prod: Option<u32>, sync: bool, main: Option<bool>, wait: Option<u64>) -> u32 {
-    let flag = |on: bool, f: u32| if on { f } else { 0 };
-    flag(prod.is_some(), HOST_BATCH_PROD)
-        | flag(sync, HOST_BATCH_SYNC)
-        | flag(main.is_some(), HOST_BATCH_MAIN_KNOWN)
-        | flag(main == Some(true), HOST_BATCH_MAIN)
-        | flag(wait.is_some(), HOST_BATCH_WAIT)
-}
-
 /// A size the hook passed as u64: an impossible value stays impossible (saturates).
 fn saturate_u8(v: u64) -> u8 {
     u8::try_from(v).unwrap_or(u8::MAX)
@@ -520,6 +511,20 @@ macro_rules! put {
     }};
 }
 
+/// A host batch's fields in the order of its ABI struct, its options packed back into flags
+/// (the inverse of [`decode_host_batch`]).
+fn encode_host_batch(b: &HostBatch, out: &mut Vec<u8>) {
+    let flag = |on: bool, f: u32| if on { f } else { 0 };
+    let flags = flag(b.prod.is_some(), HOST_BATCH_PROD)
+        | flag(b.sync, HOST_BATCH_SYNC)
+        | flag(b.main.is_some(), HOST_BATCH_MAIN_KNOWN)
+        | flag(b.main == Some(true), HOST_BATCH_MAIN)
+        | flag(b.wait_ns.is_some(), HOST_BATCH_WAIT);
+    let (prod, wait, log2) = (b.prod.unwrap_or(0), b.wait_ns.unwrap_or(0), b.log2size);
+    put!(out, b.cmdq, b.smmu, b.duration_ns, wait, prod, b.n, flags);
+    put!(out, u32::from(log2.unwrap_or(0)), b.ret, b.missed);
+}
+
 /// Encode an event as the eBPF programs would write it (the inverse of [`decode`]), for the
 /// in-process fallback, tests and benchmarks. Kinds the kernel never writes (`Lost`) have no
 /// ring-buffer record: `None` (the trace file uses [`encode_into`], which writes every kind).
@@ -609,31 +614,10 @@ fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
             unmapped,
             device,
         } => put!(out, op.to_raw(), flags, iova, paddr, size, unmapped, device),
-        Payload::HostBatch(HostBatch {
-            cmdq,
-            smmu,
-            prod,
-            n,
-            sync,
-            main,
-            log2size,
-            duration_ns,
-            wait_ns,
-            ret,
-            missed,
-        }) => {
-            let flags = host_batch_flags(prod, sync, main, wait_ns);
-            let (prod, wait, log2) = (prod.unwrap_or(0), wait_ns.unwrap_or(0), log2size);
-            put!(out, cmdq, smmu, duration_ns, wait, prod, n, flags);
-            put!(out, u32::from(log2.unwrap_or(0)), ret, missed)
+        Payload::HostBatch(b) => encode_host_batch(&b, out),
+        Payload::HostCommand(c) => {
+            put!(out, c.cmdq, c.index, u32::from(c.appended_sync), c.w0, c.w1)
         }
-        Payload::HostCommand {
-            cmdq,
-            index,
-            appended_sync,
-            w0,
-            w1,
-        } => put!(out, cmdq, index, u32::from(appended_sync), w0, w1),
         Payload::Lost { count } => put!(out, count),
     }
 }
@@ -827,13 +811,13 @@ mod tests {
                     w0: 0x46 | 1 << 12,
                     w1: 0x4000_0010,
                 }),
-                Payload::HostCommand {
+                Payload::HostCommand(crate::event::HostCommand {
                     cmdq: 0xffff_0000_1234_5680,
                     index: 0x1_0003,
                     appended_sync: true,
                     w0: 0x46 | 1 << 12,
                     w1: 0x4000_0010,
-                },
+                }),
             ),
         ]
     }

@@ -259,13 +259,7 @@ impl Collector {
                 w0,
                 w1,
             } => self.command(ev.ts_ns, sec, queue, index, [w0, w1]),
-            Payload::HostCommand {
-                cmdq,
-                index,
-                w0,
-                w1,
-                ..
-            } => self.host.command(ev.ts_ns, sec, cmdq, index, [w0, w1]),
+            Payload::HostCommand(c) => self.host.command(ev.ts_ns, sec, &c),
             Payload::HostBatch(b) => {
                 // Commands the probes could not capture are lost events like any other.
                 self.add_drops(b.missed.into());

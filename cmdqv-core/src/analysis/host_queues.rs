@@ -8,7 +8,7 @@
 use crate::analysis::queue_stats::QueueStats;
 use crate::analysis::render::host_queue_name;
 use crate::analysis::summary::{HostQueueSummary, QueueSummary, RingWindow};
-use crate::event::{HostBatch, MAIN_CMDQ};
+use crate::event::{HostBatch, HostCommand, MAIN_CMDQ};
 
 /// Host queues tracked; events for more count as collector overflow drops (an address from the
 /// kernel must not key an unbounded table).
@@ -179,11 +179,11 @@ impl HostQueues {
 
     /// A command the driver wrote; false when the queue is not tracked.
     #[inline]
-    pub fn command(&mut self, ts_ns: u64, sec: u64, cmdq: u64, index: u32, w: [u64; 2]) -> bool {
-        let Some(r) = self.row(cmdq) else {
+    pub fn command(&mut self, ts_ns: u64, sec: u64, c: &HostCommand) -> bool {
+        let Some(r) = self.row(c.cmdq) else {
             return false;
         };
-        r.stats.command(ts_ns, sec, index, w[0], w[1]);
+        r.stats.command(ts_ns, sec, c.index, c.w0, c.w1);
         true
     }
 

@@ -211,16 +211,18 @@ pub fn host_queue_name(cmdq: u64) -> String {
     format!("cmdq@{cmdq:x}")
 }
 
-/// Text of a host batch's log line (what one `arm_smmu_cmdq_issue_cmdlist` call did).
-fn render_host_batch(b: &HostBatch) -> String {
+/// (kind, text) of a host batch's log line (what one `arm_smmu_cmdq_issue_cmdlist` call did).
+fn render_host_batch(b: &HostBatch) -> (&'static str, String) {
     let q = host_queue_name(b.cmdq);
-    let at = b
-        .prod
-        .map_or_else(|| "?".to_string(), |p| format!("{p:#x}"));
+    let at = b.prod.map_or_else(|| "?".into(), |p| format!("{p:#x}"));
     let sync = if b.sync { " + CMD_SYNC" } else { "" };
     let res = result_text(b.ret.into(), |r| r.to_string());
     let took = format_duration_ns(b.duration_ns);
-    format!("{q} batch of {}{sync} at {at} -> {res} ({took})", b.n)
+    let text = format!("{q} batch of {}{sync} at {at} -> {res} ({took})", b.n);
+    match b.missed {
+        0 => ("batch", text),
+        m => ("error", format!("{text}, {m} commands not captured")),
+    }
 }
 
 /// (kind, text) of a log line.
@@ -297,27 +299,11 @@ pub fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String)
             let dev = iommu_device_name(&device);
             render_iommu(op, &dev, iova, paddr, size, unmapped, flags)
         }
-        Payload::HostCommand {
-            cmdq,
-            index,
-            w0,
-            w1,
-            ..
-        } => (
-            "cmd",
-            format!(
-                "{} [{index:#x}] {}",
-                host_queue_name(cmdq),
-                describe(w0, w1)
-            ),
-        ),
-        Payload::HostBatch(b) => {
-            let text = render_host_batch(&b);
-            match b.missed {
-                0 => ("batch", text),
-                m => ("error", format!("{text}, {m} commands not captured")),
-            }
+        Payload::HostCommand(c) => {
+            let (q, text) = (host_queue_name(c.cmdq), describe(c.w0, c.w1));
+            ("cmd", format!("{q} [{:#x}] {text}", c.index))
         }
+        Payload::HostBatch(b) => render_host_batch(&b),
         Payload::Lost { count } => ("lost", format!("{count} events lost")),
     }
 }

@@ -21,12 +21,13 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 use cmdqv_ebpf_common::{
-    DROP_HOST_NESTING, EventKind, HOST_ARG_NONE, HOST_BATCH_MAIN, HOST_BATCH_MAIN_KNOWN,
-    HOST_BATCH_MAX, HOST_BATCH_PROD, HOST_BATCH_SYNC, HOST_BATCH_WAIT, HOST_FRAME_STALE_NS,
-    HOST_FRAMES, HOST_OFFSET_UNKNOWN, HostBatchEvent, HostCommandEvent, HostConfig, INDEX_UNKNOWN,
+    DROP_HOST_NESTING, DROP_RINGBUF_FULL, EventHeader, EventKind, HOST_ARG_NONE, HOST_BATCH_MAIN,
+    HOST_BATCH_MAIN_KNOWN, HOST_BATCH_MAX, HOST_BATCH_PROD, HOST_BATCH_SYNC, HOST_BATCH_WAIT,
+    HOST_FRAME_STALE_NS, HOST_FRAMES, HOST_OFFSET_UNKNOWN, HostBatchEvent, HostCommandEvent,
+    HostConfig, INDEX_UNKNOWN,
 };
 
-use crate::{DROPS, emit, header};
+use crate::{DROPS, EVENTS, emit, header, submit_flags};
 
 #[map]
 static HOST_CONFIG: Array<HostConfig> = Array::with_max_entries(1, 0);
@@ -48,18 +49,16 @@ struct Frame {
     _pad: u32,
 }
 
-/// This CPU's open calls, innermost last. `depth` may exceed HOST_FRAMES: those calls are not
-/// tracked, but still popped, so the stack stays in step with the returns.
-#[repr(C)]
-#[derive(Copy, Clone)]
-struct Calls {
-    depth: u32,
-    _pad: u32,
-    frames: [Frame; HOST_FRAMES],
-}
+/// This CPU's open calls, innermost last: `HOST_DEPTH` of them, the first HOST_FRAMES in
+/// `HOST_CALLS` (one map entry each: the map's lookup checks the index, where the verifier
+/// would lose the bound of an index into one array the compiler had checked on a copy). A
+/// depth beyond HOST_FRAMES counts calls that are not tracked but still popped, so the stack
+/// stays in step with the returns.
+#[map]
+static HOST_DEPTH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
 
 #[map]
-static HOST_CALLS: PerCpuArray<Calls> = PerCpuArray::with_max_entries(1, 0);
+static HOST_CALLS: PerCpuArray<Frame> = PerCpuArray::with_max_entries(HOST_FRAMES as u32, 0);
 
 #[inline(always)]
 fn config() -> Option<HostConfig> {
@@ -67,10 +66,19 @@ fn config() -> Option<HostConfig> {
     (c.enabled != 0).then_some(c)
 }
 
+/// This CPU's call depth.
 #[inline(always)]
-fn calls() -> Option<&'static mut Calls> {
-    let p = HOST_CALLS.get_ptr_mut(0)?;
+fn depth() -> Option<&'static mut u32> {
+    let p = HOST_DEPTH.get_ptr_mut(0)?;
     // SAFETY: this CPU's slot; kprobe handlers do not nest on a CPU.
+    Some(unsafe { &mut *p })
+}
+
+/// Frame `i` of this CPU, if tracked.
+#[inline(always)]
+fn frame(i: u32) -> Option<&'static mut Frame> {
+    let p = HOST_CALLS.get_ptr_mut(i)?;
+    // SAFETY: as for `depth`.
     Some(unsafe { &mut *p })
 }
 
@@ -82,9 +90,8 @@ fn now() -> u64 {
 
 /// The innermost open call, if it is tracked.
 #[inline(always)]
-fn innermost(c: &mut Calls) -> Option<&mut Frame> {
-    let d = c.depth.checked_sub(1)?;
-    c.frames.get_mut(d as usize)
+fn innermost(depth: u32) -> Option<&'static mut Frame> {
+    frame(depth.checked_sub(1)?)
 }
 
 /// The argument at `pos` of the five read (0 for HOST_ARG_NONE).
@@ -102,7 +109,7 @@ fn pick(a: &[u64; 5], pos: u32) -> u64 {
 
 #[kprobe]
 pub fn cmdqv_host_issue(ctx: ProbeContext) -> u32 {
-    let (Some(cfg), Some(c)) = (config(), calls()) else {
+    let (Some(cfg), Some(depth)) = (config(), depth()) else {
         return 0;
     };
     // Constant register indices only: the verifier refuses a variable offset into the context.
@@ -114,14 +121,15 @@ pub fn cmdqv_host_issue(ctx: ProbeContext) -> u32 {
         ctx.arg(4).unwrap_or(0),
     ];
     let ts = now();
-    if c.depth != 0 && ts.wrapping_sub(c.frames[0].ts) > HOST_FRAME_STALE_NS {
+    let oldest = frame(0).map_or(0, |f| f.ts);
+    if *depth != 0 && ts.wrapping_sub(oldest) > HOST_FRAME_STALE_NS {
         // Returns were missed (the probe attached mid-call, or the kretprobe ran out of
         // instances): start over rather than pair returns with the wrong calls.
-        c.depth = 0;
+        *depth = 0;
     }
-    let d = c.depth;
-    c.depth = d.wrapping_add(1);
-    let Some(f) = c.frames.get_mut(d as usize) else {
+    let d = *depth;
+    *depth = d.wrapping_add(1);
+    let Some(f) = frame(d) else {
         if let Some(p) = DROPS.get_ptr_mut(DROP_HOST_NESTING) {
             // SAFETY: this CPU's slot.
             unsafe { *p += 1 };
@@ -148,22 +156,22 @@ pub fn cmdqv_host_issue(ctx: ProbeContext) -> u32 {
 /// `arm_smmu_cmdq_write_entries(cmdq, cmds, prod, n)`: the ring pointer of the batch.
 #[kprobe]
 pub fn cmdqv_host_write_entries(ctx: ProbeContext) -> u32 {
-    let (Some(_), Some(c)) = (config(), calls()) else {
+    let (Some(_), Some(depth)) = (config(), depth()) else {
         return 0;
     };
     let cmdq: u64 = ctx.arg(0).unwrap_or(0);
     let cmds: u64 = ctx.arg(1).unwrap_or(0);
     let prod: u64 = ctx.arg(2).unwrap_or(0);
     let n: u64 = ctx.arg(3).unwrap_or(0);
-    let depth = c.depth;
+    let open = *depth;
     // The innermost open call is the one writing; older frames only if it is not (a stale one).
-    let mut i = HOST_FRAMES;
+    let mut i = HOST_FRAMES as u32;
     while i > 0 {
         i -= 1;
-        if i as u32 >= depth {
+        if i >= open {
             continue;
         }
-        let Some(f) = c.frames.get_mut(i) else {
+        let Some(f) = frame(i) else {
             continue;
         };
         let same_queue = f.cmdq == 0 || f.cmdq == cmdq;
@@ -179,8 +187,8 @@ pub fn cmdqv_host_write_entries(ctx: ProbeContext) -> u32 {
 
 #[kprobe]
 pub fn cmdqv_host_poll_sync(_ctx: ProbeContext) -> u32 {
-    if let (Some(_), Some(c)) = (config(), calls()) {
-        if let Some(f) = innermost(c) {
+    if let (Some(_), Some(depth)) = (config(), depth()) {
+        if let Some(f) = innermost(*depth) {
             f.wait_start = now();
         }
     }
@@ -189,8 +197,8 @@ pub fn cmdqv_host_poll_sync(_ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn cmdqv_host_poll_sync_return(_ctx: RetProbeContext) -> u32 {
-    if let (Some(_), Some(c)) = (config(), calls()) {
-        if let Some(f) = innermost(c) {
+    if let (Some(_), Some(depth)) = (config(), depth()) {
+        if let Some(f) = innermost(*depth) {
             if f.wait_start != 0 {
                 f.wait_ns += now().wrapping_sub(f.wait_start);
                 f.wait_start = 0;
@@ -203,14 +211,14 @@ pub fn cmdqv_host_poll_sync_return(_ctx: RetProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn cmdqv_host_issue_return(ctx: RetProbeContext) -> u32 {
-    let (Some(cfg), Some(c)) = (config(), calls()) else {
+    let (Some(cfg), Some(depth)) = (config(), depth()) else {
         return 0;
     };
-    if c.depth == 0 {
+    if *depth == 0 {
         return 0; // a call that entered before the entry probe was attached
     }
-    c.depth -= 1;
-    let Some(f) = c.frames.get(c.depth as usize) else {
+    *depth -= 1;
+    let Some(f) = frame(*depth) else {
         return 0; // an untracked (too deeply nested) call
     };
     let f = *f;
@@ -251,6 +259,7 @@ fn pointer_mask(log2: u32) -> u32 {
 /// The commands of a finished call and its batch record.
 #[inline(always)]
 fn report(cfg: &HostConfig, f: &Frame, ret: i32) {
+    let returned = now();
     let log2 = queue_log2size(cfg, f.cmdq);
     let mut flags = f.flags;
     let off = cfg.main_cmdq_offset;
@@ -264,14 +273,11 @@ fn report(cfg: &HostConfig, f: &Frame, ret: i32) {
     if flags & HOST_BATCH_SYNC != 0 && !emit_appended_sync(cfg, f, log2) {
         missed += 1;
     }
-    let mut hdr = header(EventKind::HostBatch);
-    let duration_ns = hdr.ts_ns.wrapping_sub(f.ts);
-    hdr.ts_ns = f.ts;
     emit(HostBatchEvent {
-        hdr,
+        hdr: call_header(f, EventKind::HostBatch),
         cmdq: f.cmdq,
         smmu: f.smmu,
-        duration_ns,
+        duration_ns: returned.wrapping_sub(f.ts),
         wait_ns: f.wait_ns,
         prod: f.prod,
         n: f.n,
@@ -282,10 +288,22 @@ fn report(cfg: &HostConfig, f: &Frame, ret: i32) {
     });
 }
 
+/// The header of the call's records: the entry's time, this task and CPU.
 #[inline(always)]
-fn command(f: &Frame, index: u32, appended_sync: u32, w: [u64; 2]) -> HostCommandEvent {
-    let mut hdr = header(EventKind::HostCommand);
+fn call_header(f: &Frame, kind: EventKind) -> EventHeader {
+    let mut hdr = header(kind);
     hdr.ts_ns = f.ts;
+    hdr
+}
+
+#[inline(always)]
+fn command(
+    hdr: EventHeader,
+    f: &Frame,
+    index: u32,
+    appended_sync: u32,
+    w: [u64; 2],
+) -> HostCommandEvent {
     HostCommandEvent {
         hdr,
         cmdq: f.cmdq,
@@ -293,6 +311,34 @@ fn command(f: &Frame, index: u32, appended_sync: u32, w: [u64; 2]) -> HostComman
         appended_sync,
         w0: w[0],
         w1: w[1],
+    }
+}
+
+/// Writes many records from one loop: the wakeup flags and the drop counter are looked up once,
+/// before it, so an iteration is two helper calls and no path into the logging code, which
+/// keeps the verifier's walk of the 64 iterations short.
+struct LoopEmitter {
+    flags: u64,
+    drops: Option<*mut u64>,
+}
+
+impl LoopEmitter {
+    #[inline(always)]
+    fn new() -> Self {
+        Self {
+            flags: submit_flags(),
+            drops: DROPS.get_ptr_mut(DROP_RINGBUF_FULL),
+        }
+    }
+
+    #[inline(always)]
+    fn emit<T: 'static>(&self, ev: &T) {
+        if EVENTS.output::<T>(ev, self.flags).is_err() {
+            if let Some(p) = self.drops {
+                // SAFETY: this CPU's slot.
+                unsafe { *p += 1 };
+            }
+        }
     }
 }
 
@@ -308,18 +354,26 @@ fn emit_commands(f: &Frame, log2: u32) -> u32 {
     let mut missed = n - take;
     let mask = pointer_mask(log2);
     let prod_known = f.flags & HOST_BATCH_PROD != 0;
+    let out = LoopEmitter::new();
+    // Every iteration runs (no early exit), so the code after the loop is reached from one
+    // place only and verified once.
     for i in 0..HOST_BATCH_MAX {
-        if i >= take {
-            break;
-        }
-        let index = if prod_known {
-            f.prod.wrapping_add(i) & mask
-        } else {
-            INDEX_UNKNOWN
-        };
-        match read::<[u64; 2]>(f.cmds.wrapping_add(u64::from(i) * 16)) {
-            Some(w) => emit(command(f, index, 0, w)),
-            None => missed += 1,
+        if i < take {
+            let index = if prod_known {
+                f.prod.wrapping_add(i) & mask
+            } else {
+                INDEX_UNKNOWN
+            };
+            match read::<[u64; 2]>(f.cmds.wrapping_add(u64::from(i) * 16)) {
+                Some(w) => out.emit(&command(
+                    call_header(f, EventKind::HostCommand),
+                    f,
+                    index,
+                    0,
+                    w,
+                )),
+                None => missed += 1,
+            }
         }
     }
     missed
@@ -343,7 +397,13 @@ fn emit_appended_sync(cfg: &HostConfig, f: &Frame, log2: u32) -> bool {
     let entry = u64::from(slot & ((1u32 << log2) - 1));
     match read::<[u64; 2]>(base.wrapping_add(entry * 16)) {
         Some(w) => {
-            emit(command(f, slot, 1, w));
+            emit(command(
+                call_header(f, EventKind::HostCommand),
+                f,
+                slot,
+                1,
+                w,
+            ));
             true
         }
         None => false,
