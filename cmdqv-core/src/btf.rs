@@ -295,22 +295,29 @@ impl Btf {
 
     /// Byte offset of `path` (member names, one per nesting level) inside `struct name`.
     /// Members of anonymous structs and unions are found as if they were the parent's own.
+    /// Several structs may share a name (Linux has a `struct arm_smmu_device` for SMMUv2 and
+    /// one for SMMUv3): those that lack the path do not count, those that have it must agree.
     pub fn member_offset(&self, name: &str, path: &[&str]) -> Result<u32, BtfError> {
         let full = format!("{name}.{}", path.join("."));
         let mut found: Vec<u32> = Vec::new();
+        let mut first_err = None;
         for t in self.named(&[kind::STRUCT, kind::UNION], name) {
-            let off = self.path_offset(t, path, &full)?;
-            if !found.contains(&off) {
-                found.push(off);
+            match self.path_offset(t, path, &full) {
+                Ok(off) if !found.contains(&off) => found.push(off),
+                Ok(_) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
             }
         }
-        match found.len() {
-            0 => Err(BtfError::NotFound {
+        match (found.len(), first_err) {
+            (0, Some(e)) => Err(e),
+            (0, None) => Err(BtfError::NotFound {
                 what: "struct",
                 name: name.into(),
             }),
-            1 => Ok(found[0]),
-            count => Err(BtfError::Ambiguous { name: full, count }),
+            (1, _) => Ok(found[0]),
+            (count, _) => Err(BtfError::Ambiguous { name: full, count }),
         }
     }
 
@@ -629,6 +636,38 @@ mod tests {
         assert_eq!(btf.function_params("f").unwrap().len(), 1);
         assert!(matches!(
             btf.function_params("g"),
+            Err(BtfError::Ambiguous { count: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn structs_sharing_a_name_count_only_where_the_path_exists() {
+        let mut b = Builder::new();
+        let i = b.int("int", 4);
+        // SMMUv2's and SMMUv3's `struct arm_smmu_device`: only one has `cmdq`.
+        b.composite(
+            false,
+            "arm_smmu_device",
+            64,
+            &[("dev", i, 0), ("cfg", i, 32)],
+        );
+        b.composite(
+            false,
+            "arm_smmu_device",
+            512,
+            &[("dev", i, 0), ("cmdq", i, 512)],
+        );
+        b.composite(false, "twice", 8, &[("x", i, 0)]);
+        b.composite(false, "twice", 8, &[("x", i, 32)]);
+        let btf = Btf::parse(&b.finish()).unwrap();
+        assert_eq!(btf.member_offset("arm_smmu_device", &["cmdq"]), Ok(64));
+        assert_eq!(btf.member_offset("arm_smmu_device", &["dev"]), Ok(0));
+        assert!(matches!(
+            btf.member_offset("arm_smmu_device", &["nope"]),
+            Err(BtfError::NotFound { what: "member", .. })
+        ));
+        assert!(matches!(
+            btf.member_offset("twice", &["x"]),
             Err(BtfError::Ambiguous { count: 2, .. })
         ));
     }
