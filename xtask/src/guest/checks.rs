@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::qemu_log::{cmdqv_name, consumed, window};
+use super::qemu_log::{Consumed, cmdqv_name, consumed, window};
 
 /// One assertion's outcome, with what was found.
 #[derive(Debug)]
@@ -206,14 +206,46 @@ fn host_inner(host: &str, qemu_trace: &str) -> Result<String, String> {
     for c in taken {
         *theirs.entry(cmdqv_name(&c.opcode)).or_insert(0u64) += 1;
     }
+    let same_slots = recent_match(row, taken, log2)?;
     let detail = format!(
-        "{slots} commands in ring slots {first:#x}.. (2^{log2} entries); cmdqv {ours:?}, QEMU {theirs:?}"
+        "{slots} commands in ring slots {first:#x}.. (2^{log2} entries); cmdqv {ours:?}, \
+         QEMU {theirs:?}; the last {same_slots} cmdqv kept name QEMU's command at their slot"
     );
     if ours == theirs && ours.contains_key("CMD_SYNC") {
         Ok(detail)
     } else {
         Err(detail)
     }
+}
+
+/// The recent commands host.json keeps (ring pointer, decoded text) against QEMU's command at
+/// that slot of the window: a ring pointer cmdqv got wrong by an even number of slots could
+/// leave the counts of a regular stream equal, but not the commands slot by slot. Returns how
+/// many were compared.
+fn recent_match(row: &Value, taken: &[Consumed], log2: u32) -> Result<usize, String> {
+    let at: BTreeMap<u64, &str> = taken
+        .iter()
+        .map(|c| {
+            (
+                u64::from(c.index) | u64::from(c.wrap) << log2,
+                c.opcode.as_str(),
+            )
+        })
+        .collect();
+    let recent = row["recent"]
+        .as_array()
+        .ok_or("host.json keeps no recent commands")?;
+    for r in recent {
+        let (index, text) = (r["index"].as_u64(), r["text"].as_str().unwrap_or(""));
+        let ours = text.split_whitespace().next().unwrap_or("");
+        let theirs = index.and_then(|i| at.get(&i)).map(|q| cmdqv_name(q));
+        if theirs.as_deref() != Some(ours) {
+            return Err(format!(
+                "cmdqv's command at ring slot {index:?} is {text:?}, QEMU consumed {theirs:?} there"
+            ));
+        }
+    }
+    Ok(recent.len())
 }
 
 #[cfg(test)]
@@ -291,8 +323,24 @@ mod tests {
     }
 
     fn host_json(opcodes: &str, first: u32, slots: u64, contiguous: bool, drops: u64) -> String {
+        host_json_recent(opcodes, first, slots, contiguous, drops, RECENT)
+    }
+
+    /// The last two commands of the window below, as host.json keeps them.
+    const RECENT: &str = r#"[{"index":5,"text":"TLBI_NH_VA vmid=0 asid=1 va=0x1000"},
+                             {"index":6,"text":"CMD_SYNC cs=SEV"}]"#;
+
+    fn host_json_recent(
+        opcodes: &str,
+        first: u32,
+        slots: u64,
+        contiguous: bool,
+        drops: u64,
+        recent: &str,
+    ) -> String {
         format!(
             r#"{{"source":"ebpf","drops":{drops},"queues":[{{"name":"main","opcodes":{opcodes},
+              "recent":{recent},
               "host":{{"cmdq":"0xffff","missed":0,"window":{{"log2size":2,"first":{first},
               "end":0,"slots":{slots},"batches":2,"unplaced":0,"contiguous":{contiguous}}}}}}}]}}"#
         )
@@ -333,8 +381,20 @@ smmuv3_cmdq_opcode <--- SMMU_CMD_TLBI_NH_ASID
         }
         // The window starts one slot early: QEMU's counts there include the CFGI.
         let early = r#"{"CFGI_STE":1,"CMD_SYNC":1,"TLBI_NH_VA":2}"#;
-        assert!(host_matches_qemu(&host_json(early, 2, 4, true, 0), TRACE).ok);
+        let recent = r#"[{"index":5,"text":"TLBI_NH_VA"}]"#;
+        assert!(host_matches_qemu(&host_json_recent(early, 2, 4, true, 0, recent), TRACE).ok);
         assert!(!host_matches_qemu(&host_json(ops, 2, 4, true, 0), TRACE).ok);
+    }
+
+    #[test]
+    fn host_recent_commands_must_name_qemus_command_at_their_slot() {
+        let ops = r#"{"CMD_SYNC":2,"TLBI_NH_VA":2}"#;
+        // Ring pointers two slots off: the counts agree, the slots do not.
+        let shifted = r#"[{"index":3,"text":"CMD_SYNC"},{"index":4,"text":"TLBI_NH_VA"}]"#;
+        let c = host_matches_qemu(&host_json_recent(ops, 3, 4, true, 0, shifted), TRACE);
+        assert!(!c.ok && c.detail.contains("ring slot"), "{c:?}");
+        let outside = r#"[{"index":7,"text":"TLBI_NH_ASID"}]"#;
+        assert!(!host_matches_qemu(&host_json_recent(ops, 3, 4, true, 0, outside), TRACE).ok);
     }
 
     #[test]
