@@ -1,6 +1,8 @@
-//! The one command-queue consumer (fetch, decode, execute, error protocol) shared by the CMDQV's
-//! VCMDQs and the SMMU's own command queue, plus the SMMU main-page subset of the trapped path
-//! ([`Smmu`]).
+//! The one command-queue consumer (fetch, decode, execute, error protocol) under both devices:
+//! every VCMDQ of the CMDQV ([`crate::model`], [`QueueKind::VcmdqHyp`] / [`QueueKind::VcmdqGuest`])
+//! and the SMMU's own command queue ([`crate::smmu`], [`QueueKind::SmmuMain`]) run through
+//! [`consume`]; the simulated host's hardware queues do too. What differs between them is only
+//! the [`QueueKind`] that [`execute`] reads.
 //!
 //! Semantics follow QEMU's `smmuv3_cmdq_consume` (../shared/reference/cmdqv-hw.md §13): consume
 //! while not empty and no error is pending; a fetch outside guest memory is CERROR_ABT; the first
@@ -11,7 +13,7 @@
 use crate::command::{CmdSync, Command, SyncCs, VaRange};
 use crate::mem::GuestMemory;
 use crate::queue::Ring;
-use crate::regs::{self, Cerror, cons_indx, gerror, smmu as sr};
+use crate::regs::{self, Cerror, cons_indx, gerror};
 
 /// Queue id of the SMMU's own command queue in events (global VCMDQ ids are 0..128).
 pub const MAIN_CMDQ_ID: u16 = 0xffff;
@@ -162,6 +164,37 @@ pub enum ModelEvent {
     Irq {
         line: IrqLine,
     },
+}
+
+impl ModelEvent {
+    /// The event of one MMIO access of `device`.
+    #[inline(always)]
+    pub fn mmio(device: DeviceKind, offset: u64, size: u8, value: u64, write: bool) -> Self {
+        Self::Mmio {
+            device,
+            offset,
+            size,
+            value,
+            write,
+        }
+    }
+}
+
+/// Counts a guest error of `device` in `counts` and reports it: how both devices answer a
+/// guest's mistake (never a panic).
+pub fn count_guest_error<O: Observer + ?Sized>(
+    counts: &mut [u64; GuestErrorKind::COUNT],
+    device: DeviceKind,
+    kind: GuestErrorKind,
+    offset: u64,
+    obs: &mut O,
+) {
+    counts[kind as usize] += 1;
+    obs.event(ModelEvent::GuestError {
+        device,
+        kind,
+        offset,
+    });
 }
 
 /// Receives model events. Passed as a generic parameter: with `()` every call inlines to nothing.
@@ -438,58 +471,17 @@ where
     let prod = regs.prod;
     let mut cons = regs.cons;
     let n = ring.pending(prod, cons);
-    let ptr_mask = ring.ptr_mask();
-    let mut fault = None;
     // Bounded by construction: n <= ring entries.
     for _ in 0..n {
-        let res = match ring.entry_addr(cons) {
-            Some(addr) => match mem.read_cmd(addr) {
-                Ok([w0, w1]) => match execute(ctx, Command::decode(w0, w1), sink) {
-                    Ok(irq) => {
-                        out.sync_irqs += irq as u32;
-                        obs.event(ModelEvent::CommandConsumed {
-                            queue: ctx.queue,
-                            index: cons & ptr_mask,
-                            w0,
-                            w1,
-                        });
-                        Ok(())
-                    }
-                    Err(e) => {
-                        // The tracer shows the command a queue stopped on.
-                        obs.event(ModelEvent::CommandFaulted {
-                            queue: ctx.queue,
-                            index: cons & ptr_mask,
-                            w0,
-                            w1,
-                        });
-                        Err(e)
-                    }
-                },
-                Err(_) => Err(Cerror::Abt),
-            },
-            None => Err(Cerror::Abt),
-        };
-        if let Err(e) = res {
-            fault = Some(e);
-            break;
+        match step(ctx, ring, cons, mem, sink, obs) {
+            Ok(irq) => out.sync_irqs += irq as u32,
+            Err(e) => {
+                cons = stop_on(ctx, ring, cons, e, regs, &mut out, obs);
+                break;
+            }
         }
         cons = ring.inc(cons);
         out.consumed += 1;
-    }
-    if let Some(e) = fault {
-        let index = cons & ptr_mask;
-        cons = (cons & !(cons_indx::ERR_MASK << cons_indx::ERR_SHIFT))
-            | (e as u32) << cons_indx::ERR_SHIFT;
-        // Toggle only if not already pending (checked on entry, so always here).
-        regs.gerror ^= gerror::CMDQ_ERR;
-        out.raised = true;
-        out.error = Some((index, e));
-        obs.event(ModelEvent::QueueError {
-            queue: ctx.queue,
-            index,
-            cerror: e,
-        });
     }
     regs.cons = cons;
     if n > 0 {
@@ -500,6 +492,68 @@ where
         });
     }
     out
+}
+
+/// Fetch and execute the command at `cons`: `Ok(true)` when it asks for a CMD_SYNC interrupt; a
+/// fetch outside guest memory is CERROR_ABT.
+#[inline(always)]
+fn step<M, S, O>(
+    ctx: &ExecCtx<'_>,
+    ring: Ring,
+    cons: u32,
+    mem: &M,
+    sink: &mut S,
+    obs: &mut O,
+) -> Result<bool, Cerror>
+where
+    M: GuestMemory + ?Sized,
+    S: InvalidationSink + ?Sized,
+    O: Observer + ?Sized,
+{
+    let addr = ring.entry_addr(cons).ok_or(Cerror::Abt)?;
+    let [w0, w1] = mem.read_cmd(addr).map_err(|_| Cerror::Abt)?;
+    let res = execute(ctx, Command::decode(w0, w1), sink);
+    let (queue, index) = (ctx.queue, cons & ring.ptr_mask());
+    obs.event(match res {
+        Ok(_) => ModelEvent::CommandConsumed {
+            queue,
+            index,
+            w0,
+            w1,
+        },
+        // The tracer shows the command a queue stopped on.
+        Err(_) => ModelEvent::CommandFaulted {
+            queue,
+            index,
+            w0,
+            w1,
+        },
+    });
+    res
+}
+
+/// The error protocol: CONS stays on the faulting command with CONS.ERR = `e`, and GERROR.CMDQ_ERR
+/// toggles (only if not already pending, which `consume` checked on entry). Returns the new CONS.
+#[inline(always)]
+fn stop_on<O: Observer + ?Sized>(
+    ctx: &ExecCtx<'_>,
+    ring: Ring,
+    cons: u32,
+    e: Cerror,
+    regs: &mut QueueRegs,
+    out: &mut Outcome,
+    obs: &mut O,
+) -> u32 {
+    let index = cons & ring.ptr_mask();
+    regs.gerror ^= gerror::CMDQ_ERR;
+    out.raised = true;
+    out.error = Some((index, e));
+    obs.event(ModelEvent::QueueError {
+        queue: ctx.queue,
+        index,
+        cerror: e,
+    });
+    (cons & !(cons_indx::ERR_MASK << cons_indx::ERR_SHIFT)) | (e as u32) << cons_indx::ERR_SHIFT
 }
 
 /// Execute one command: `Ok(true)` when a CMD_SYNC asks for an interrupt on the main CMDQ.
@@ -521,21 +575,8 @@ pub fn execute<S: InvalidationSink + ?Sized>(
             let inv = match cmd {
                 C::TlbiNhVa { asid, range, .. } => I::TlbNhVa { vmid, asid, range },
                 C::TlbiNhAsid { asid, .. } => I::TlbNhAsid { vmid, asid },
-                C::AtcInv {
-                    sid,
-                    ssid,
-                    ssv,
-                    global,
-                    size,
-                    addr,
-                } => match translate_sid(sid, sid_match, sid_replace) {
-                    Some(psid) => I::Atc {
-                        sid: psid,
-                        ssid: ssv.then_some(ssid),
-                        global,
-                        addr,
-                        size,
-                    },
+                C::AtcInv { sid, .. } => match translate_sid(sid, sid_match, sid_replace) {
+                    Some(psid) => atc_of(cmd, psid),
                     None => return Err(ctx.opts.unmatched_sid_cerror),
                 },
                 C::Sync(s) => return vcmdq_sync(ctx, s, sink),
@@ -624,20 +665,7 @@ fn execute_full<S: InvalidationSink + ?Sized>(
             sid, ssid, leaf, ..
         } => I::Cd { sid, ssid, leaf },
         C::CfgiCdAll { sid, .. } => I::CdAll { sid },
-        C::AtcInv {
-            sid,
-            ssid,
-            ssv,
-            global,
-            size,
-            addr,
-        } => I::Atc {
-            sid,
-            ssid: ssv.then_some(ssid),
-            global,
-            addr,
-            size,
-        },
+        C::AtcInv { sid, .. } => atc_of(cmd, sid),
         C::Sync(s) => I::Sync(s),
         C::Unknown { .. } => return Err(Cerror::Ill),
         other @ (C::PrefetchCfg { .. }
@@ -647,6 +675,30 @@ fn execute_full<S: InvalidationSink + ?Sized>(
         | C::StallTerm { .. }) => I::Other(other),
     };
     sink.invalidate(q, inv).map(|_| false)
+}
+
+/// ATC_INV's invalidation of StreamID `sid`: the command's own, or its SID_MATCH translation.
+/// Out of line: the TLBI + CMD_SYNC loop runs faster without it (model bench).
+#[inline(never)]
+fn atc_of(cmd: Command, sid: u32) -> Invalidation {
+    match cmd {
+        Command::AtcInv {
+            ssid,
+            ssv,
+            global,
+            size,
+            addr,
+            ..
+        } => Invalidation::Atc {
+            sid,
+            ssid: ssv.then_some(ssid),
+            global,
+            addr,
+            size,
+        },
+        // Only ATC_INV comes here; anything else stays what it was.
+        other => Invalidation::Other(other),
+    }
 }
 
 /// vSID → pSID through the VINTF's SID_MATCH / SID_REPLACE slots (first enabled match wins).
@@ -659,320 +711,16 @@ pub fn translate_sid(vsid: u32, sid_match: &[u32], sid_replace: &[u32]) -> Optio
     })
 }
 
-/// Counters of the SMMU main-page model.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SmmuStats {
-    pub commands: u64,
-    pub queue_errors: u64,
-    pub gerror_irqs: u64,
-    pub cmd_sync_irqs: u64,
-    pub guest_errors: [u64; GuestErrorKind::COUNT],
-}
-
-/// SMMU_GBPA after reset: SHCFG = "use incoming", ABORT = 0 (QEMU `SMMU_GBPA_RESET_VAL`).
-pub const GBPA_RESET: u32 = 0x1000;
-
-/// Size of the SMMU MMIO region the model answers (page0 + its page1 alias).
-pub const SMMU_MMIO_SIZE: u64 = 0x20000;
-
-/// The SMMUv3 main register page subset needed for the trapped path: CR0/CR0ACK, IRQ_CTRL,
-/// GERROR/GERRORN, CMDQ_BASE/PROD/CONS, IDR0..5, and read-back storage for the other named
-/// registers. The command queue runs through the same [`consume`] as the VCMDQs.
-#[derive(Clone, Debug)]
-pub struct Smmu {
-    pub idr: [u32; 6],
-    /// CR0 as written (QEMU keeps every bit); CR0ACK is it without the reserved bits.
-    pub cr0: u32,
-    pub cr0ack: u32,
-    pub irq_ctrl: u32,
-    pub gerror: u32,
-    pub gerrorn: u32,
-    pub cmdq_base: u64,
-    pub cmdq_prod: u32,
-    pub cmdq_cons: u32,
-    /// Plain read/write storage (as 32-bit words) for named registers with no modelled effect.
-    other: [u32; 64],
-    pub stats: SmmuStats,
-    opts: EngineOptions,
-}
-
-impl Default for Smmu {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Smmu {
-    /// An SMMU with QEMU's ID registers and reset values (`smmuv3_init_regs`, stage "nested"):
-    /// stage 1+2, AArch64 tables, 16-bit ASID/VMID, no stall, terminate = abort, 2-level stream
-    /// table, HAD/XNX/RIL/BBML=2, 16-bit SIDs, CMDQS = EVENTQS = 19, 44-bit OAS, 4K/16K/64K
-    /// granules, AIDR = SMMUv3.1; CMDQ_BASE/EVENTQ_BASE LOG2SIZE = 19, GBPA = 0x1000.
-    pub fn new() -> Self {
-        let idr0 = 1 << 0 | 1 << 1 | 2 << 2 | 1 << 4 | 1 << 12 | 1 << 18 | 2 << 21 | 1 << 24;
-        let idr0 = idr0 | 1 << 26 | 1 << 27;
-        let idr1 = 16 | (19 << 16) | (19 << sr::IDR1_CMDQS_SHIFT);
-        let idr3 = 1 << 2 | 1 << 4 | 1 << 10 | 2 << 11; // HAD, XNX, RIL, BBML
-        let idr5 = 4 | 1 << 4 | 1 << 5 | 1 << 6;
-        let mut other = [0; 64];
-        other[(sr::EVENTQ_BASE / 4) as usize] = 19;
-        other[(sr::GBPA / 4) as usize] = GBPA_RESET;
-        Self {
-            idr: [idr0, idr1, 0, idr3, 0, idr5],
-            cr0: 0,
-            cr0ack: 0,
-            irq_ctrl: 0,
-            gerror: 0,
-            gerrorn: 0,
-            cmdq_base: 19,
-            cmdq_prod: 0,
-            cmdq_cons: 0,
-            other,
-            stats: SmmuStats::default(),
-            opts: EngineOptions::default(),
-        }
-    }
-
-    /// IDR1.CMDQS: the largest LOG2SIZE the command queue honours.
-    pub fn cmdqs(&self) -> u8 {
-        (self.idr[1] >> sr::IDR1_CMDQS_SHIFT & sr::IDR1_CMDQS_MASK) as u8
-    }
-    /// Lower IDR1.CMDQS (a VMM caps it so rings fit its RAM pages, §12.1).
-    pub fn set_cmdqs(&mut self, log2: u8) {
-        let v = (log2.min(19) as u32) << sr::IDR1_CMDQS_SHIFT;
-        self.idr[1] = self.idr[1] & !(sr::IDR1_CMDQS_MASK << sr::IDR1_CMDQS_SHIFT) | v;
-    }
-    /// The command ring as CMDQ_BASE describes it, LOG2SIZE capped by IDR1.CMDQS.
-    pub fn cmdq_ring(&self) -> Ring {
-        let log2 = (self.cmdq_base & sr::Q_BASE_LOG2SIZE_MASK) as u32;
-        Ring::new(
-            self.cmdq_base & sr::Q_BASE_ADDR_MASK,
-            log2.min(self.cmdqs() as u32),
-        )
-    }
-
-    fn guest_error<O: Observer + ?Sized>(
-        &mut self,
-        obs: &mut O,
-        kind: GuestErrorKind,
-        offset: u64,
-    ) {
-        self.stats.guest_errors[kind as usize] += 1;
-        obs.event(ModelEvent::GuestError {
-            device: DeviceKind::Smmu,
-            kind,
-            offset,
-        });
-    }
-
-    /// An MMIO read of `size` bytes at `offset` (page1 aliases page0, as in QEMU).
-    pub fn read<O: Observer + ?Sized>(&mut self, offset: u64, size: u8, obs: &mut O) -> u64 {
-        let v = self.read_inner(offset, size, obs);
-        obs.event(ModelEvent::Mmio {
-            device: DeviceKind::Smmu,
-            offset,
-            size,
-            value: v,
-            write: false,
-        });
-        v
-    }
-
-    fn read_inner<O: Observer + ?Sized>(&mut self, offset: u64, size: u8, obs: &mut O) -> u64 {
-        let off = offset & !0x10000;
-        if offset >= SMMU_MMIO_SIZE || regs::smmu_reg_name(off).is_none() {
-            self.guest_error(obs, GuestErrorKind::UnassignedOffset, offset);
-            return 0;
-        }
-        match size {
-            4 => self.read32(off) as u64,
-            8 if sr::is_64bit(off) => self.read32(off) as u64 | (self.read32(off + 4) as u64) << 32,
-            8 => {
-                self.guest_error(obs, GuestErrorKind::Ignored64BitAccess, offset);
-                0
-            }
-            _ => {
-                self.guest_error(obs, GuestErrorKind::BadAccessSize, offset);
-                0
-            }
-        }
-    }
-
-    fn read32(&self, off: u64) -> u32 {
-        match off {
-            sr::IDR0..=sr::IDR5 => self.idr[(off / 4) as usize],
-            sr::AIDR => 0x1, // SMMUv3.1, as QEMU
-            sr::CR0 => self.cr0,
-            sr::CR0ACK => self.cr0ack,
-            sr::IRQ_CTRL | sr::IRQ_CTRLACK => self.irq_ctrl,
-            sr::GERROR => self.gerror,
-            sr::GERRORN => self.gerrorn,
-            sr::CMDQ_BASE => self.cmdq_base as u32,
-            0x94 => (self.cmdq_base >> 32) as u32,
-            sr::CMDQ_PROD => self.cmdq_prod,
-            sr::CMDQ_CONS => self.cmdq_cons,
-            _ => self.other.get((off / 4) as usize).copied().unwrap_or(0),
-        }
-    }
-
-    /// An MMIO write; CR0, GERRORN and CMDQ_PROD 32-bit writes run the command queue.
-    pub fn write<M, S, O>(
-        &mut self,
-        offset: u64,
-        size: u8,
-        value: u64,
-        mem: &M,
-        sink: &mut S,
-        obs: &mut O,
-    ) where
-        M: GuestMemory + ?Sized,
-        S: InvalidationSink + ?Sized,
-        O: Observer + ?Sized,
-    {
-        obs.event(ModelEvent::Mmio {
-            device: DeviceKind::Smmu,
-            offset,
-            size,
-            value,
-            write: true,
-        });
-        let off = offset & !0x10000;
-        if offset >= SMMU_MMIO_SIZE || regs::smmu_reg_name(off).is_none() {
-            return self.guest_error(obs, GuestErrorKind::UnassignedOffset, offset);
-        }
-        match size {
-            4 => self.write32(off, value as u32, mem, sink, obs),
-            // QEMU's 64-bit path only stores 64-bit registers and never triggers consumption.
-            8 if sr::is_64bit(off) => {
-                if off == sr::CMDQ_BASE {
-                    self.cmdq_base = value & sr::Q_BASE_WRITABLE;
-                } else {
-                    self.other[(off / 4) as usize] = value as u32;
-                    self.other[(off / 4) as usize + 1] = (value >> 32) as u32;
-                }
-            }
-            8 => self.guest_error(obs, GuestErrorKind::Ignored64BitAccess, offset),
-            _ => self.guest_error(obs, GuestErrorKind::BadAccessSize, offset),
-        }
-    }
-
-    fn write32<M, S, O>(&mut self, off: u64, v: u32, mem: &M, sink: &mut S, obs: &mut O)
-    where
-        M: GuestMemory + ?Sized,
-        S: InvalidationSink + ?Sized,
-        O: Observer + ?Sized,
-    {
-        match off {
-            sr::IDR0..=sr::AIDR | sr::CR0ACK | sr::IRQ_CTRLACK | sr::GERROR | sr::STATUSR => {
-                self.guest_error(obs, GuestErrorKind::ReadOnlyWrite, off)
-            }
-            sr::CR0 => {
-                let was = self.cr0 & sr::CR0_CMDQEN;
-                self.cr0 = v;
-                self.cr0ack = v & !sr::CR0_RESERVED;
-                if was != self.cr0 & sr::CR0_CMDQEN {
-                    obs.event(ModelEvent::Enable {
-                        target: EnableTarget::SmmuCmdq,
-                        on: was == 0,
-                    });
-                }
-                self.consume(mem, sink, obs);
-            }
-            sr::IRQ_CTRL => self.irq_ctrl = v,
-            sr::GERRORN => {
-                let toggled = self.gerrorn ^ v;
-                if toggled & !(self.gerror ^ self.gerrorn) != 0 {
-                    self.guest_error(obs, GuestErrorKind::SpuriousAck, off);
-                }
-                self.gerrorn = v;
-                obs.event(ModelEvent::ErrorAck {
-                    queue: MAIN_CMDQ_ID,
-                    gerrorn: v,
-                });
-                self.consume(mem, sink, obs);
-            }
-            sr::CMDQ_BASE => {
-                self.cmdq_base = (self.cmdq_base & !0xffff_ffff | v as u64) & sr::Q_BASE_WRITABLE
-            }
-            0x94 => {
-                self.cmdq_base =
-                    (self.cmdq_base & 0xffff_ffff | (v as u64) << 32) & sr::Q_BASE_WRITABLE
-            }
-            sr::CMDQ_PROD => {
-                self.cmdq_prod = v & regs::prod_indx::WR_MASK;
-                obs.event(ModelEvent::Doorbell {
-                    queue: MAIN_CMDQ_ID,
-                    prod: self.cmdq_prod,
-                    cons: self.cmdq_cons,
-                });
-                self.consume(mem, sink, obs);
-            }
-            sr::CMDQ_CONS => self.cmdq_cons = v & cons_indx::WRITABLE,
-            // GBPA.UPDATE (bit 31) completes at once, as in QEMU: Linux's arm_smmu_update_gbpa
-            // polls until it reads back clear. A write without UPDATE is ignored (QEMU; the
-            // only behaviour SMMUv3.2 permits).
-            sr::GBPA => {
-                if v & 1 << 31 != 0 {
-                    self.other[(off / 4) as usize] = v & !(1 << 31)
-                }
-            }
-            _ => self.other[(off / 4) as usize] = v,
-        }
-    }
-
-    /// Run the command queue (QEMU: returns at once unless CR0.CMDQEN).
-    pub fn consume<M, S, O>(&mut self, mem: &M, sink: &mut S, obs: &mut O) -> Outcome
-    where
-        M: GuestMemory + ?Sized,
-        S: InvalidationSink + ?Sized,
-        O: Observer + ?Sized,
-    {
-        if self.cr0 & sr::CR0_CMDQEN == 0 {
-            return Outcome::default();
-        }
-        let ring = self.cmdq_ring();
-        let mut q = QueueRegs {
-            prod: self.cmdq_prod,
-            cons: self.cmdq_cons,
-            gerror: self.gerror,
-            gerrorn: self.gerrorn,
-        };
-        let opts = self.opts;
-        let ctx = ExecCtx {
-            queue: MAIN_CMDQ_ID,
-            kind: QueueKind::SmmuMain,
-            opts: &opts,
-        };
-        let out = consume(&ctx, ring, &mut q, mem, sink, obs);
-        self.cmdq_cons = q.cons;
-        self.gerror = q.gerror;
-        self.stats.commands += out.consumed as u64;
-        // One event per CMD_SYNC, as QEMU pulses the line once per CMD_SYNC (a qtest client with
-        // the IRQ intercepted sees every pulse). Bounded by the ring size.
-        self.stats.cmd_sync_irqs += out.sync_irqs as u64;
-        for _ in 0..out.sync_irqs {
-            obs.event(ModelEvent::Irq {
-                line: IrqLine::SmmuCmdSync,
-            });
-        }
-        if out.raised {
-            self.stats.queue_errors += 1;
-            if self.irq_ctrl & sr::IRQ_CTRL_GERROR_IRQEN != 0 {
-                self.stats.gerror_irqs += 1;
-                obs.event(ModelEvent::Irq {
-                    line: IrqLine::SmmuGerror,
-                });
-            }
-        }
-        out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mem::VecMemory;
 
     const RAM: u64 = 0x4000_0000;
+
+    fn exec_ctx<'a>(queue: u16, kind: QueueKind<'a>, opts: &'a EngineOptions) -> ExecCtx<'a> {
+        ExecCtx { queue, kind, opts }
+    }
 
     fn guest_ctx<'a>(opts: &'a EngineOptions, m: &'a [u32], r: &'a [u32]) -> ExecCtx<'a> {
         ExecCtx {
@@ -1080,11 +828,7 @@ mod tests {
     #[test]
     fn vcmdq_sync_must_be_cs_none_unless_the_option_says_otherwise() {
         let opts = EngineOptions::default();
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &opts);
         let irq = Command::decode(0x46 | 1 << 12, 0);
         let sev = Command::decode(0x46 | 2 << 12, 0);
         // MSH/MSIATTR/MSIADDR with CS=NONE are fine
@@ -1096,18 +840,10 @@ mod tests {
             vcmdq_sync_cs: VcmdqSyncCs::TreatAsNone,
             ..opts
         };
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &lax,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &lax);
         assert_eq!(execute(&ctx, irq, &mut NullSink), Ok(false));
         // the main CMDQ signals CS=IRQ
-        let ctx = ExecCtx {
-            queue: MAIN_CMDQ_ID,
-            kind: QueueKind::SmmuMain,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(MAIN_CMDQ_ID, QueueKind::SmmuMain, &opts);
         assert_eq!(execute(&ctx, irq, &mut NullSink), Ok(true));
         assert_eq!(execute(&ctx, sev, &mut NullSink), Ok(false));
     }
@@ -1137,11 +873,7 @@ mod tests {
             };
             assert_eq!(execute(&ctx, ssec, &mut NullSink), Err(Cerror::Ill));
         }
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &opts);
         let mut log = Vec::new();
         execute(
             &ctx,
@@ -1194,11 +926,7 @@ mod tests {
         mem.write_cmd(RAM + 48, Command::sync_none().encode())
             .unwrap();
         let opts = EngineOptions::default();
-        let ctx = ExecCtx {
-            queue: 1,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(1, QueueKind::VcmdqHyp, &opts);
         let mut q = QueueRegs {
             prod: 4,
             ..Default::default()
@@ -1238,11 +966,7 @@ mod tests {
     fn fetch_outside_memory_is_abt() {
         let mem = VecMemory::new(RAM, 0x100);
         let opts = EngineOptions::default();
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &opts);
         let mut q = QueueRegs {
             prod: 1,
             ..Default::default()
@@ -1286,11 +1010,7 @@ mod tests {
         let mut mem = VecMemory::new(RAM, 0x100);
         mem.write_cmd(RAM, Command::sync_none().encode()).unwrap();
         let opts = EngineOptions::default();
-        let ctx = ExecCtx {
-            queue: 0,
-            kind: QueueKind::VcmdqHyp,
-            opts: &opts,
-        };
+        let ctx = exec_ctx(0, QueueKind::VcmdqHyp, &opts);
         let mut q = QueueRegs {
             prod: 1,
             ..Default::default()
@@ -1298,157 +1018,5 @@ mod tests {
         let out = consume(&ctx, Ring::new(RAM, 2), &mut q, &mem, &mut Timeout, &mut ());
         assert_eq!(out.error, Some((0, Cerror::AtcInvSync)));
         assert_eq!(cons_indx::err(q.cons), 3);
-    }
-
-    fn smmu_setup(mem: &mut VecMemory) -> Smmu {
-        let mut s = Smmu::new();
-        let mut ev = Vec::new();
-        s.write(sr::CMDQ_BASE, 8, RAM | 4, mem, &mut NullSink, &mut ev);
-        s.write(sr::IRQ_CTRL, 4, 1, mem, &mut NullSink, &mut ev);
-        s.write(
-            sr::CR0,
-            4,
-            (sr::CR0_CMDQEN | sr::CR0_SMMUEN) as u64,
-            mem,
-            &mut NullSink,
-            &mut ev,
-        );
-        assert_eq!(
-            s.read(sr::CR0ACK, 4, &mut ev),
-            (sr::CR0_CMDQEN | sr::CR0_SMMUEN) as u64
-        );
-        assert!(ev.contains(&ModelEvent::Enable {
-            target: EnableTarget::SmmuCmdq,
-            on: true
-        }));
-        s
-    }
-
-    #[test]
-    fn smmu_bring_up_handshakes_complete_as_linux_polls_for_them() {
-        let mem = VecMemory::new(RAM, 0x1000);
-        let mut s = Smmu::new();
-        // arm_smmu_update_gbpa: write with UPDATE set, poll until UPDATE reads back clear.
-        s.write(
-            sr::GBPA,
-            4,
-            (1 << 31) | (1 << 20),
-            &mem,
-            &mut NullSink,
-            &mut (),
-        );
-        assert_eq!(s.read(sr::GBPA, 4, &mut ()), 1 << 20);
-        // arm_smmu_write_reg_sync: IRQ_CTRL → IRQ_CTRLACK, CR0 → CR0ACK.
-        s.write(sr::IRQ_CTRL, 4, 0x5, &mem, &mut NullSink, &mut ());
-        assert_eq!(s.read(sr::IRQ_CTRLACK, 4, &mut ()), 0x5);
-        s.write(sr::CR0, 4, 0xd, &mem, &mut NullSink, &mut ());
-        assert_eq!(s.read(sr::CR0ACK, 4, &mut ()), 0xd);
-    }
-
-    #[test]
-    fn smmu_cmdq_follows_qemu_semantics() {
-        let mut mem = VecMemory::new(RAM, 0x1000);
-        let mut s = smmu_setup(&mut mem);
-        mem.write_cmd(
-            RAM,
-            Command::CfgiSte {
-                sid: 3,
-                ssec: false,
-                leaf: true,
-            }
-            .encode(),
-        )
-        .unwrap();
-        mem.write_cmd(RAM + 16, Command::decode(0x46 | 1 << 12, 0).encode())
-            .unwrap();
-        mem.write_cmd(RAM + 32, Command::decode(0x07, 0).encode())
-            .unwrap();
-        let mut sink = CountingSink::default();
-        let mut ev = Vec::new();
-        // a 64-bit PROD write is ignored (QEMU), a 32-bit one rings the doorbell
-        s.write(sr::CMDQ_PROD, 8, 3, &mem, &mut sink, &mut ev);
-        assert_eq!(s.cmdq_prod, 0);
-        s.write(sr::CMDQ_PROD + 0x10000, 4, 3, &mem, &mut sink, &mut ev); // page1 alias
-        assert_eq!(s.read(sr::CMDQ_CONS, 4, &mut ev), 2 | 1 << 24);
-        assert_eq!(s.read(sr::GERROR, 4, &mut ev), 1);
-        assert_eq!(s.stats.gerror_irqs, 1);
-        assert_eq!(s.stats.cmd_sync_irqs, 1);
-        assert_eq!(sink.cfg, 1);
-        assert!(ev.contains(&ModelEvent::Irq {
-            line: IrqLine::SmmuCmdSync
-        }));
-        mem.write_cmd(RAM + 32, Command::sync_none().encode())
-            .unwrap();
-        s.write(sr::GERRORN, 4, 1, &mem, &mut sink, &mut ev);
-        assert_eq!(s.read(sr::CMDQ_CONS, 4, &mut ev) & 0xfffff, 3);
-        assert!(ev.contains(&ModelEvent::ErrorAck {
-            queue: MAIN_CMDQ_ID,
-            gerrorn: 1
-        }));
-        // acking a bit that is not pending is a counted guest error
-        s.write(sr::GERRORN, 4, 3, &mem, &mut sink, &mut ev);
-        assert_eq!(
-            s.stats.guest_errors[GuestErrorKind::SpuriousAck as usize],
-            1
-        );
-    }
-
-    #[test]
-    fn smmu_bad_accesses_are_counted_not_fatal() {
-        let mem = VecMemory::new(RAM, 0x100);
-        let mut s = Smmu::new();
-        assert_eq!(s.read(0x3c, 4, &mut ()), 0);
-        assert_eq!(s.read(sr::CR0, 2, &mut ()), 0);
-        assert_eq!(s.read(sr::CR0, 8, &mut ()), 0);
-        s.write(sr::IDR1, 4, 0, &mem, &mut NullSink, &mut ());
-        s.write(0x30000, 4, 0, &mem, &mut NullSink, &mut ());
-        assert_eq!(s.cmdqs(), 19);
-        let g = &s.stats.guest_errors;
-        assert_eq!(g[GuestErrorKind::UnassignedOffset as usize], 2);
-        assert_eq!(g[GuestErrorKind::BadAccessSize as usize], 1);
-        assert_eq!(g[GuestErrorKind::Ignored64BitAccess as usize], 1);
-        assert_eq!(g[GuestErrorKind::ReadOnlyWrite as usize], 1);
-        s.set_cmdqs(12);
-        s.write(sr::CMDQ_BASE, 4, RAM | 19, &mem, &mut NullSink, &mut ());
-        assert_eq!(s.cmdq_ring().log2size, 12);
-    }
-
-    #[test]
-    fn smmu_reset_values_match_qemu_init_regs() {
-        // hw/arm/smmuv3.c smmuv3_init_regs / smmu_writel (GBPA).
-        let mem = VecMemory::new(RAM, 0x100);
-        let mut s = Smmu::new();
-        let idr0 = s.read(sr::IDR0, 4, &mut ()) as u32;
-        assert_eq!(idr0 >> 24 & 3, 1, "STALL_MODEL = 1 (no stall)");
-        assert_eq!(idr0 >> 26 & 1, 1, "TERM_MODEL = 1 (abort)");
-        // IDR3: HAD, XNX (stage 2 advertised), RIL, BBML = 2
-        assert_eq!(
-            s.read(sr::IDR3, 4, &mut ()),
-            1 << 2 | 1 << 4 | 1 << 10 | 2 << 11
-        );
-        // IDR5: OAS 44 bits, 4K/16K/64K granules
-        assert_eq!(s.read(sr::IDR5, 4, &mut ()), 4 | 1 << 4 | 1 << 5 | 1 << 6);
-        assert_eq!(s.read(sr::AIDR, 4, &mut ()), 1);
-        // queue bases come out of reset with LOG2SIZE = CMDQS / EVENTQS = 19
-        assert_eq!(s.read(sr::CMDQ_BASE, 8, &mut ()), 19);
-        assert_eq!(s.read(sr::EVENTQ_BASE, 8, &mut ()), 19);
-        // GBPA resets to "use incoming" (0x1000); a write without UPDATE is ignored
-        assert_eq!(s.read(sr::GBPA, 4, &mut ()), 0x1000);
-        s.write(sr::GBPA, 4, 1 << 20, &mem, &mut NullSink, &mut ());
-        assert_eq!(s.read(sr::GBPA, 4, &mut ()), 0x1000);
-        s.write(sr::GBPA, 4, 1 << 31 | 1 << 20, &mem, &mut NullSink, &mut ());
-        assert_eq!(s.read(sr::GBPA, 4, &mut ()), 1 << 20);
-    }
-
-    #[test]
-    fn smmu_cr0_reads_back_raw_and_cr0ack_drops_reserved_bits() {
-        // smmu_writel A_CR0: s->cr[0] = data; s->cr0ack = data & ~SMMU_CR0_RESERVED (0xFFFFFC20).
-        let mem = VecMemory::new(RAM, 0x100);
-        let mut s = Smmu::new();
-        s.write(sr::CR0, 4, 0xffff_ffe0 | 0x7, &mem, &mut NullSink, &mut ());
-        assert_eq!(s.read(sr::CR0, 4, &mut ()), 0xffff_ffe7);
-        assert_eq!(s.read(sr::CR0ACK, 4, &mut ()), 0x3c7);
-        s.write(sr::IRQ_CTRL, 4, 0xf5, &mem, &mut NullSink, &mut ());
-        assert_eq!(s.read(sr::IRQ_CTRLACK, 4, &mut ()), 0xf5);
     }
 }

@@ -4,13 +4,14 @@
 //! the edges so everything here is testable with plain unit and property tests.
 //!
 //! Rooms:
-//! - [`regs`]: the CMDQV register map as data.
+//! - [`regs`]: the CMDQV and SMMU register maps as data.
 //! - [`command`]: the SMMUv3 command codec (every opcode typed; decoding never fails).
 //! - [`queue`]: SMMUv3 queue arithmetic (log2size, index, wrap, empty/full).
 //! - [`mem`]: guest memory behind a trait with checked accesses.
 //! - [`engine`]: the one command-queue consumer (fetch, decode, execute, error protocol) shared by
 //!   VCMDQs and the SMMU's own command queue.
 //! - [`model`]: the CMDQV device (one state, many views).
+//! - [`smmu`]: the SMMU main-page device, beside the CMDQV and over the same engine.
 //! - [`qtest`]: QEMU's qtest text protocol driving the model.
 //! - [`host`]: host backends (iommufd, simulated host), passthrough state machine, sampler.
 //! - [`event`]: the one event type every source produces.
@@ -41,3 +42,4 @@ pub mod queue;
 pub mod record;
 pub mod regs;
 pub mod sim;
+pub mod smmu;

@@ -90,28 +90,24 @@ impl VecMemory {
         }
         Some(start as usize..end as usize)
     }
+    /// [`VecMemory::range`] of a `len`-byte access, or the error the access answers.
+    #[inline]
+    fn checked(&self, gpa: u64, len: usize) -> Result<std::ops::Range<usize>, MemError> {
+        let len = len as u64;
+        self.range(gpa, len).ok_or(MemError::Unmapped { gpa, len })
+    }
 }
 
 impl GuestMemory for VecMemory {
     #[inline]
     fn read(&self, gpa: u64, buf: &mut [u8]) -> Result<(), MemError> {
-        let r = self
-            .range(gpa, buf.len() as u64)
-            .ok_or(MemError::Unmapped {
-                gpa,
-                len: buf.len() as u64,
-            })?;
+        let r = self.checked(gpa, buf.len())?;
         buf.copy_from_slice(&self.bytes[r]);
         Ok(())
     }
     #[inline]
     fn write(&mut self, gpa: u64, buf: &[u8]) -> Result<(), MemError> {
-        let r = self
-            .range(gpa, buf.len() as u64)
-            .ok_or(MemError::Unmapped {
-                gpa,
-                len: buf.len() as u64,
-            })?;
+        let r = self.checked(gpa, buf.len())?;
         self.bytes[r].copy_from_slice(buf);
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The CMDQV device model: registers, enable handshakes, CMDQ_ALLOC_MAP, error maps, interrupt,
-//! and fully emulated consumption of every VCMDQ through [`crate::engine`].
+//! and fully emulated consumption of every VCMDQ through [`crate::engine`], the queue engine the
+//! SMMU main page beside it ([`crate::smmu`]) runs its command queue through too.
 //!
 //! **One state, many views.** There is one [`Vcmdq`] per global VCMDQ. The global pages decode to
 //! it by index; a VINTF's logical pages decode to it through the reverse table that
@@ -451,14 +452,7 @@ impl Cmdqv {
                 }
             }
         }
-        if self.vi_int_mask[vintf / 32] >> (vintf % 32) & 1 != 0 {
-            self.stats.irq_masked += 1;
-        } else {
-            self.stats.irq_pulses += 1;
-            obs.event(ModelEvent::Irq {
-                line: IrqLine::CmdqvError,
-            });
-        }
+        self.pulse_error_irq(vintf, obs);
         accepted
     }
 
@@ -488,18 +482,21 @@ impl Cmdqv {
             .fold(0, |m, v| m | 1 << v)
     }
 
-    fn guest_error<O: Observer + ?Sized>(
-        &mut self,
-        obs: &mut O,
-        kind: GuestErrorKind,
-        offset: u64,
-    ) {
-        self.stats.guest_errors[kind as usize] += 1;
-        obs.event(ModelEvent::GuestError {
-            device: DeviceKind::Cmdqv,
-            kind,
-            offset,
-        });
+    fn guest_error<O: Observer + ?Sized>(&mut self, obs: &mut O, kind: GuestErrorKind, at: u64) {
+        let counts = &mut self.stats.guest_errors;
+        engine::count_guest_error(counts, DeviceKind::Cmdqv, kind, at, obs);
+    }
+
+    /// Pulses the CMDQV error interrupt for VINTF `vintf`, unless VI_INT_MASK masks it.
+    fn pulse_error_irq<O: Observer + ?Sized>(&mut self, vintf: usize, obs: &mut O) {
+        if self.vi_int_mask[vintf / 32] >> (vintf % 32) & 1 != 0 {
+            self.stats.irq_masked += 1;
+        } else {
+            self.stats.irq_pulses += 1;
+            obs.event(ModelEvent::Irq {
+                line: IrqLine::CmdqvError,
+            });
+        }
     }
 
     // ---------------------------------------------------------------------------------------
@@ -540,13 +537,7 @@ impl Cmdqv {
                 0
             }
         };
-        obs.event(ModelEvent::Mmio {
-            device: DeviceKind::Cmdqv,
-            offset,
-            size,
-            value: v,
-            write: false,
-        });
+        obs.event(ModelEvent::mmio(DeviceKind::Cmdqv, offset, size, v, false));
         v
     }
 
@@ -566,13 +557,13 @@ impl Cmdqv {
         O: Observer + ?Sized,
     {
         self.stats.mmio_writes += 1;
-        obs.event(ModelEvent::Mmio {
-            device: DeviceKind::Cmdqv,
+        obs.event(ModelEvent::mmio(
+            DeviceKind::Cmdqv,
             offset,
             size,
             value,
-            write: true,
-        });
+            true,
+        ));
         match size {
             4 if offset & 3 != 0 => self.guest_error(obs, GuestErrorKind::UnalignedAccess, offset),
             4 => self.write32(offset, value as u32, mem, sink, obs),
@@ -1004,14 +995,7 @@ impl Cmdqv {
         if out.raised {
             vq.err_latched = true;
             self.stats.queue_errors += 1;
-            if self.vi_int_mask[vi as usize / 32] >> (vi % 32) & 1 != 0 {
-                self.stats.irq_masked += 1;
-            } else {
-                self.stats.irq_pulses += 1;
-                obs.event(ModelEvent::Irq {
-                    line: IrqLine::CmdqvError,
-                });
-            }
+            self.pulse_error_irq(vi as usize, obs);
         }
         out
     }
@@ -1026,10 +1010,35 @@ impl Cmdqv {
 pub fn fuzz_mmio(data: &[u8]) -> usize {
     use crate::engine::NullSink;
     use crate::mem::VecMemory;
-    const RAM: u64 = 0x4000_0000;
     let Some((&sel, rest)) = data.split_first() else {
         return 0;
     };
+    let mut m = Cmdqv::new(fuzz_config(sel));
+    let (ram_bytes, ops) = rest.split_at(rest.len().min(4096));
+    let mut mem = VecMemory::new(FUZZ_RAM, 4096);
+    mem.bytes[..ram_bytes.len()].copy_from_slice(ram_bytes);
+    let mut n = 0;
+    for op in ops.chunks_exact(11) {
+        match FuzzOp::decode(op) {
+            FuzzOp::Read { offset, size } => {
+                m.read(offset, size, &mut ());
+            }
+            FuzzOp::Write {
+                offset,
+                size,
+                value,
+            } => m.write(offset, size, value, &mem, &mut NullSink, &mut ()),
+        }
+        n += 1;
+        check_invariants(&m);
+    }
+    n
+}
+
+const FUZZ_RAM: u64 = 0x4000_0000;
+
+/// The model configuration a fuzz input's first byte selects.
+fn fuzz_config(sel: u8) -> ModelConfig {
     let geometry = match sel & 3 {
         0 => Geometry::guest(),
         1 => Geometry {
@@ -1039,32 +1048,27 @@ pub fn fuzz_mmio(data: &[u8]) -> usize {
         },
         _ => Geometry::host(),
     };
-    let cfg = ModelConfig {
+    fn pick<T>(sel: u8, bit: u8, on: T, off: T) -> T {
+        if sel & bit != 0 { on } else { off }
+    }
+    ModelConfig {
         geometry,
-        personality: if sel & 4 != 0 {
-            Personality::Host
-        } else {
-            Personality::Guest
-        },
-        reset: if sel & 8 != 0 {
-            ResetValues::Disabled
-        } else {
-            ResetValues::Qemu
-        },
-        access64: if sel & 16 != 0 {
-            Access64::QemuCompat
-        } else {
-            Access64::Split
-        },
+        personality: pick(sel, 4, Personality::Host, Personality::Guest),
+        reset: pick(sel, 8, ResetValues::Disabled, ResetValues::Qemu),
+        access64: pick(sel, 16, Access64::QemuCompat, Access64::Split),
         maps_clear_on_ack: sel & 32 == 0,
         ..ModelConfig::guest()
-    };
-    let mut m = Cmdqv::new(cfg);
-    let (ram_bytes, ops) = rest.split_at(rest.len().min(4096));
-    let mut mem = VecMemory::new(RAM, 4096);
-    mem.bytes[..ram_bytes.len()].copy_from_slice(ram_bytes);
-    let mut n = 0;
-    for op in ops.chunks_exact(11) {
+    }
+}
+
+/// One 11-byte fuzz operation.
+enum FuzzOp {
+    Read { offset: u64, size: u8 },
+    Write { offset: u64, size: u8, value: u64 },
+}
+
+impl FuzzOp {
+    fn decode(op: &[u8]) -> Self {
         let flags = op[0];
         let low = u16::from_le_bytes([op[1], op[2]]) as u64;
         let value = u64::from_le_bytes(op[3..11].try_into().expect("8 bytes"));
@@ -1074,36 +1078,41 @@ pub fn fuzz_mmio(data: &[u8]) -> usize {
         let size = [4u8, 8, 4, 1, 4, 8, 2, 4][(flags & 7) as usize];
         // Ring bases tend to land in RAM when the value's high bits say so.
         let value = if flags & 8 != 0 && value >> 63 == 1 {
-            RAM | (value & 0xfe0) | (value >> 8 & 0x1f)
+            FUZZ_RAM | (value & 0xfe0) | (value >> 8 & 0x1f)
         } else {
             value
         };
         if flags & 8 != 0 && value & 1 == 0 && size != 1 {
-            m.read(offset, size, &mut ());
+            FuzzOp::Read { offset, size }
         } else {
-            m.write(offset, size, value, &mem, &mut NullSink, &mut ());
-        }
-        n += 1;
-        // Invariants cheap enough to check every step.
-        for q in 0..m.geometry().num_vcmdqs() {
-            let p = m.page0_state(q).expect("queue exists");
-            assert!(p.prod <= crate::regs::prod_indx::WR_MASK);
-            assert_eq!(p.status, p.config);
-            if let Some((v, l)) = m.mapping(q) {
-                assert_eq!(
-                    m.vintf(v as usize).and_then(|vi| vi.lvcmdq(l as usize)),
-                    Some(q as u16)
-                );
-            }
-        }
-        let map = m.cmdq_err_map();
-        for q in 0..m.geometry().num_vcmdqs() {
-            if map >> q & 1 == 1 {
-                assert!(m.mapping(q).is_some(), "error bit for unmapped VCMDQ{q}");
+            FuzzOp::Write {
+                offset,
+                size,
+                value,
             }
         }
     }
-    n
+}
+
+/// Invariants cheap enough to check after every fuzz step.
+fn check_invariants(m: &Cmdqv) {
+    for q in 0..m.geometry().num_vcmdqs() {
+        let p = m.page0_state(q).expect("queue exists");
+        assert!(p.prod <= crate::regs::prod_indx::WR_MASK);
+        assert_eq!(p.status, p.config);
+        if let Some((v, l)) = m.mapping(q) {
+            assert_eq!(
+                m.vintf(v as usize).and_then(|vi| vi.lvcmdq(l as usize)),
+                Some(q as u16)
+            );
+        }
+    }
+    let map = m.cmdq_err_map();
+    for q in 0..m.geometry().num_vcmdqs() {
+        if map >> q & 1 == 1 {
+            assert!(m.mapping(q).is_some(), "error bit for unmapped VCMDQ{q}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,22 +10,20 @@ use std::{collections::BTreeMap, path::Path};
 
 use serde::{Deserialize, Serialize};
 
-/// SMMUv3 register offsets (page 0) the QEMU target cares about.
+use crate::regs::smmu as sr;
+
+/// SMMUv3 register offsets (page 0) the QEMU target cares about, from the one register table.
 pub mod smmu_reg {
-    pub const CR0: u64 = 0x20;
-    pub const GERRORN: u64 = 0x64;
-    pub const CMDQ_BASE: u64 = 0x90;
-    pub const CMDQ_PROD: u64 = 0x98;
-    pub const CMDQ_CONS: u64 = 0x9c;
+    pub use crate::regs::smmu::{CMDQ_BASE, CMDQ_CONS, CMDQ_PROD, CR0, GERRORN};
     /// Page 1 aliases page 0 in QEMU (offset bit 16 is ignored).
-    pub const PAGE1_BIT: u64 = 1 << 16;
+    pub const PAGE1_BIT: u64 = crate::regs::smmu::PAGE1_ALIAS;
 }
 
 /// Physical base of the SMMUv3 register page on QEMU's `virt` machine.
 pub const VIRT_SMMU_BASE: u64 = 0x0905_0000;
 
 /// QEMU clamps CMDQ_BASE.LOG2SIZE to its SMMU_CMDQS (19).
-pub const QEMU_CMDQS_MAX: u8 = 19;
+pub const QEMU_CMDQS_MAX: u8 = sr::QUEUE_LOG2SIZE_MAX as u8;
 
 // ---------------------------------------------------------------------------------------------
 // CMDQ_BASE
@@ -60,10 +58,9 @@ impl QueueWindow {
 
 /// Decodes a 64-bit CMDQ_BASE write: ADDR[51:5], LOG2SIZE[4:0] (RA, bit 62, is a cache hint).
 pub fn decode_cmdq_base(value: u64) -> QueueWindow {
-    const ADDR_MASK: u64 = ((1u64 << 52) - 1) & !0x1f;
     QueueWindow {
-        base: value & ADDR_MASK,
-        log2size: ((value & 0x1f) as u8).min(QEMU_CMDQS_MAX),
+        base: value & sr::Q_BASE_ADDR_MASK,
+        log2size: ((value & sr::Q_BASE_LOG2SIZE_MASK) as u8).min(QEMU_CMDQS_MAX),
     }
 }
 
@@ -392,133 +389,159 @@ pub mod programs {
     pub const CMDQV_WRITE: &str = "cmdqv_qemu_cmdqv_write";
 }
 
-fn probe(symbol: &str, program: &str, kind: ProbeKind, purpose: &str) -> PlannedProbe {
-    PlannedProbe {
-        symbol: symbol.into(),
-        program: program.into(),
-        kind,
-        purpose: purpose.into(),
+/// One planned uprobe as data: symbol, eBPF program, kind, and what it gives (in the UI's words).
+type ProbeSpec = (&'static str, &'static str, ProbeKind, &'static str);
+
+/// The probes of each family, best first within it.
+const SMMU_HANDLER: ProbeSpec = (
+    "smmu_write_mmio",
+    programs::SMMU_WRITE,
+    ProbeKind::Entry,
+    "SMMU register writes",
+);
+const CMDQV_HANDLER: ProbeSpec = (
+    "tegra241_cmdqv_write",
+    programs::CMDQV_WRITE,
+    ProbeKind::Entry,
+    "CMDQV register writes",
+);
+const DISPATCH_WRITE: ProbeSpec = (
+    "memory_region_dispatch_write",
+    programs::DISPATCH_WRITE,
+    ProbeKind::Entry,
+    "SMMU register writes (every MMIO write is filtered in the kernel)",
+);
+const DISPATCH_READS: [ProbeSpec; 2] = [
+    (
+        "memory_region_dispatch_read",
+        programs::DISPATCH_READ,
+        ProbeKind::Entry,
+        "SMMU register reads: offset",
+    ),
+    (
+        "memory_region_dispatch_read",
+        programs::DISPATCH_READ_RET,
+        ProbeKind::Return,
+        "SMMU register reads: value",
+    ),
+];
+const COMMAND_FETCHES: [ProbeSpec; 2] = [
+    (
+        "address_space_rw",
+        programs::AS_RW,
+        ProbeKind::Entry,
+        "command fetches: 16-byte DMA reads inside the queue",
+    ),
+    (
+        "address_space_rw",
+        programs::AS_RW_RET,
+        ProbeKind::Return,
+        "command fetches: the 16 bytes",
+    ),
+];
+
+impl ProbeChoice {
+    fn plan(&mut self, specs: &[ProbeSpec]) {
+        self.probes.extend(
+            specs
+                .iter()
+                .map(|&(symbol, program, kind, purpose)| PlannedProbe {
+                    symbol: symbol.into(),
+                    program: program.into(),
+                    kind,
+                    purpose: purpose.into(),
+                }),
+        );
     }
 }
 
 /// Chooses the best probe set the binary's symbols allow. `mmio_reads` asks for the read path
 /// too (a uprobe + uretprobe pair on every MMIO read of every device: the costliest probe).
 pub fn choose_probe_set(syms: &BinarySymbols, mmio_reads: bool) -> ProbeChoice {
-    use programs::*;
-    let mut reasons = Vec::new();
-    let mut probes = Vec::new();
+    let mut plan = ProbeChoice {
+        set: ProbeSet::None,
+        probes: Vec::new(),
+        reasons: Vec::new(),
+    };
     let commands = syms.has("address_space_rw");
     if !commands {
-        reasons.push(
+        plan.reasons.push(
             "address_space_rw not found: the raw commands cannot be captured (MMIO only)".into(),
         );
     }
-    let set = if syms.has("smmu_write_mmio") {
-        reasons.push(format!(
-            "smmu_write_mmio found in {}: the SMMU's own handler, no region filtering",
-            if syms.found["smmu_write_mmio"].table == "symtab" {
-                "the symbol table"
-            } else {
-                "the dynamic symbols"
-            }
-        ));
-        probes.push(probe(
-            "smmu_write_mmio",
-            SMMU_WRITE,
-            ProbeKind::Entry,
-            "SMMU register writes",
-        ));
-        if syms.has("tegra241_cmdqv_write") {
-            reasons.push("tegra241_cmdqv_write found: CMDQV register writes too".into());
-            probes.push(probe(
-                "tegra241_cmdqv_write",
-                CMDQV_WRITE,
-                ProbeKind::Entry,
-                "CMDQV register writes",
-            ));
-        }
-        if mmio_reads {
-            reasons.push(
-                "register reads through the device handlers are not probed yet (writes only)"
-                    .into(),
-            );
-        }
-        ProbeSet::DeviceHandlers
+    plan.set = if syms.has("smmu_write_mmio") {
+        plan_device_handlers(syms, mmio_reads, &mut plan)
     } else if syms.has("memory_region_dispatch_write") {
-        reasons.push(format!(
-            "{}: smmu_write_mmio is static and has no symbol; using memory_region_dispatch_write \
-             filtered in the kernel to the SMMU's MemoryRegion",
-            if syms.stripped {
-                "stripped binary"
-            } else {
-                "no device handler symbols"
-            }
-        ));
-        probes.push(probe(
-            "memory_region_dispatch_write",
-            DISPATCH_WRITE,
-            ProbeKind::Entry,
-            "SMMU register writes (every MMIO write is filtered in the kernel)",
-        ));
-        if mmio_reads && syms.has("memory_region_dispatch_read") {
-            probes.push(probe(
-                "memory_region_dispatch_read",
-                DISPATCH_READ,
-                ProbeKind::Entry,
-                "SMMU register reads: offset",
-            ));
-            probes.push(probe(
-                "memory_region_dispatch_read",
-                DISPATCH_READ_RET,
-                ProbeKind::Return,
-                "SMMU register reads: value",
-            ));
-        } else if mmio_reads {
-            reasons.push("memory_region_dispatch_read not found: no register reads".into());
-        }
-        ProbeSet::Dispatch
+        plan_dispatch(syms, mmio_reads, &mut plan)
     } else if syms.has("qemu_log") {
-        reasons.push(
+        plan.reasons.push(
             "no MMIO entry point found; only qemu_log, which needs QEMU started with \
              -trace 'smmuv3_*' (not probed by cmdqv yet)"
                 .into(),
         );
-        return ProbeChoice {
-            set: ProbeSet::QemuLog,
-            probes,
-            reasons,
-        };
+        plan.set = ProbeSet::QemuLog;
+        return plan;
     } else {
-        reasons.push(format!(
+        plan.reasons.push(format!(
             "none of {} is defined in {}: is this a QEMU binary?",
             PROBE_SYMBOLS.join(", "),
             syms.path
         ));
-        return ProbeChoice {
-            set: ProbeSet::None,
-            probes,
-            reasons,
-        };
+        return plan;
     };
     if commands {
-        probes.push(probe(
-            "address_space_rw",
-            AS_RW,
-            ProbeKind::Entry,
-            "command fetches: 16-byte DMA reads inside the queue",
-        ));
-        probes.push(probe(
-            "address_space_rw",
-            AS_RW_RET,
-            ProbeKind::Return,
-            "command fetches: the 16 bytes",
-        ));
+        plan.plan(&COMMAND_FETCHES);
     }
-    ProbeChoice {
-        set,
-        probes,
-        reasons,
+    plan
+}
+
+/// The device's own handlers (`smmu_write_mmio`, and `tegra241_cmdqv_write` where it exists).
+fn plan_device_handlers(
+    syms: &BinarySymbols,
+    mmio_reads: bool,
+    plan: &mut ProbeChoice,
+) -> ProbeSet {
+    plan.reasons.push(format!(
+        "smmu_write_mmio found in {}: the SMMU's own handler, no region filtering",
+        if syms.found["smmu_write_mmio"].table == "symtab" {
+            "the symbol table"
+        } else {
+            "the dynamic symbols"
+        }
+    ));
+    plan.plan(&[SMMU_HANDLER]);
+    if syms.has("tegra241_cmdqv_write") {
+        plan.reasons
+            .push("tegra241_cmdqv_write found: CMDQV register writes too".into());
+        plan.plan(&[CMDQV_HANDLER]);
     }
+    if mmio_reads {
+        plan.reasons.push(
+            "register reads through the device handlers are not probed yet (writes only)".into(),
+        );
+    }
+    ProbeSet::DeviceHandlers
+}
+
+/// `memory_region_dispatch_{write,read}`, filtered in the kernel to the SMMU's MemoryRegion.
+fn plan_dispatch(syms: &BinarySymbols, mmio_reads: bool, plan: &mut ProbeChoice) -> ProbeSet {
+    plan.reasons.push(format!(
+        "{}: smmu_write_mmio is static and has no symbol; using memory_region_dispatch_write \
+         filtered in the kernel to the SMMU's MemoryRegion",
+        if syms.stripped {
+            "stripped binary"
+        } else {
+            "no device handler symbols"
+        }
+    ));
+    plan.plan(&[DISPATCH_WRITE]);
+    if mmio_reads && syms.has("memory_region_dispatch_read") {
+        plan.plan(&DISPATCH_READS);
+    } else if mmio_reads {
+        plan.reasons
+            .push("memory_region_dispatch_read not found: no register reads".into());
+    }
+    ProbeSet::Dispatch
 }
 
 #[cfg(test)]

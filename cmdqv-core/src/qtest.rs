@@ -24,10 +24,11 @@ use std::io::{self, BufRead, Write};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::engine::{CountingSink, IrqLine, ModelEvent, Observer, SMMU_MMIO_SIZE, Smmu, SmmuStats};
+use crate::engine::{CountingSink, IrqLine, ModelEvent, Observer};
 use crate::mem::{GuestMemory, VecMemory};
 use crate::model::{Cmdqv, ModelConfig, ModelStats, Personality};
 use crate::regs::Geometry;
+use crate::smmu::{SMMU_MMIO_SIZE, Smmu, SmmuStats};
 
 /// Guest RAM base (QEMU virt).
 pub const RAM_BASE: u64 = 0x4000_0000;
@@ -186,38 +187,50 @@ impl Machine {
         self.write_bytes(addr, &b[..size.min(8) as usize], obs);
     }
 
+    /// The piece of an access of `rem` bytes at `a` that one region answers: a RAM run, one
+    /// device access (cut as QEMU's `memory_access_size` cuts it), or a hole up to the next
+    /// region. Never empty, so a loop over pieces ends.
+    fn piece_at(&self, a: u64, rem: u64) -> (Region, usize) {
+        let r = self.region(a);
+        let len = match r {
+            Region::Ram { end } => rem.min(end - a),
+            Region::Cmdqv { end, .. } | Region::Smmu { end, .. } => {
+                piece(a, rem.min(end - a)) as u64
+            }
+            Region::None { next } => rem.min(next.wrapping_sub(a).max(1)),
+        };
+        (r, len as usize)
+    }
+
     /// Bulk read: RAM copied directly, devices accessed in pieces as QEMU's
     /// `memory_access_size` cuts them (at most 8 bytes, bounded by the address's alignment,
     /// rounded down to a power of two; a 1- or 2-byte piece is a bad size the device counts and
     /// reads as 0), holes read 0.
     pub fn read_bytes<O: Observer + ?Sized>(&mut self, addr: u64, buf: &mut [u8], obs: &mut O) {
         let mut i = 0usize;
-        // Each iteration consumes at least one byte: bounded by buf.len().
+        // Each piece is at least one byte: bounded by buf.len().
         while i < buf.len() {
             let a = addr.wrapping_add(i as u64);
-            let rem = (buf.len() - i) as u64;
-            match self.region(a) {
-                Region::Ram { end } => {
-                    let n = rem.min(end - a) as usize;
-                    let _ = self.ram.read(a, &mut buf[i..i + n]);
-                    i += n;
+            let (region, n) = self.piece_at(a, (buf.len() - i) as u64);
+            let chunk = &mut buf[i..i + n];
+            match region {
+                Region::Ram { .. } => {
+                    let _ = self.ram.read(a, chunk);
                 }
-                Region::Cmdqv { off, end } | Region::Smmu { off, end } => {
-                    let sz = piece(a, rem.min(end - a));
-                    let v = match self.region(a) {
-                        Region::Cmdqv { .. } => self.cmdqv.read(off, sz, obs),
-                        _ => self.smmu.as_mut().map_or(0, |s| s.read(off, sz, obs)),
-                    };
-                    buf[i..i + sz as usize].copy_from_slice(&v.to_le_bytes()[..sz as usize]);
-                    i += sz as usize;
+                Region::Cmdqv { off, .. } => {
+                    let v = self.cmdqv.read(off, n as u8, obs);
+                    chunk.copy_from_slice(&v.to_le_bytes()[..n]);
                 }
-                Region::None { next } => {
+                Region::Smmu { off, .. } => {
+                    let v = self.smmu.as_mut().map_or(0, |s| s.read(off, n as u8, obs));
+                    chunk.copy_from_slice(&v.to_le_bytes()[..n]);
+                }
+                Region::None { .. } => {
                     self.unassigned += 1;
-                    let n = rem.min(next.wrapping_sub(a).max(1)) as usize;
-                    buf[i..i + n].fill(0);
-                    i += n;
+                    chunk.fill(0);
                 }
             }
+            i += n;
         }
     }
 
@@ -226,32 +239,32 @@ impl Machine {
         let mut i = 0usize;
         while i < buf.len() {
             let a = addr.wrapping_add(i as u64);
-            let rem = (buf.len() - i) as u64;
-            match self.region(a) {
-                Region::Ram { end } => {
-                    let n = rem.min(end - a) as usize;
-                    let _ = self.ram.write(a, &buf[i..i + n]);
-                    i += n;
+            let (region, n) = self.piece_at(a, (buf.len() - i) as u64);
+            let chunk = &buf[i..i + n];
+            match region {
+                Region::Ram { .. } => {
+                    let _ = self.ram.write(a, chunk);
                 }
-                Region::Cmdqv { off, end } => {
-                    let sz = piece(a, rem.min(end - a));
-                    let v = le_value(&buf[i..i + sz as usize]);
-                    self.cmdqv.write(off, sz, v, &self.ram, &mut self.sink, obs);
-                    i += sz as usize;
+                Region::Cmdqv { off, .. } => {
+                    let v = le_value(chunk);
+                    self.cmdqv
+                        .write(off, n as u8, v, &self.ram, &mut self.sink, obs);
                 }
-                Region::Smmu { off, end } => {
-                    let sz = piece(a, rem.min(end - a));
-                    let v = le_value(&buf[i..i + sz as usize]);
+                Region::Smmu { off, .. } => {
                     if let Some(s) = self.smmu.as_mut() {
-                        s.write(off, sz, v, &self.ram, &mut self.sink, obs);
+                        s.write(
+                            off,
+                            n as u8,
+                            le_value(chunk),
+                            &self.ram,
+                            &mut self.sink,
+                            obs,
+                        );
                     }
-                    i += sz as usize;
                 }
-                Region::None { next } => {
-                    self.unassigned += 1;
-                    i += rem.min(next.wrapping_sub(a).max(1)) as usize;
-                }
+                Region::None { .. } => self.unassigned += 1,
             }
+            i += n;
         }
     }
 }
@@ -434,20 +447,7 @@ impl<O: Observer> QtestServer<O> {
         let Some(&cmd) = w.first() else {
             return Err("empty line".into());
         };
-        let arg = |i: usize| -> Result<u64, String> {
-            let s = w
-                .get(i)
-                .ok_or_else(|| format!("{cmd}: missing argument {i}"))?;
-            parse_u64(s).ok_or_else(|| format!("{cmd}: invalid number '{s}'"))
-        };
-        let size_arg = |i: usize| -> Result<u64, String> {
-            let n = arg(i)?;
-            if n > MAX_TRANSFER {
-                return Err(format!("{cmd}: size {n} exceeds {MAX_TRANSFER}"));
-            }
-            Ok(n)
-        };
-        let mut reply = String::new();
+        let args = Args { cmd, w: &w };
         let mut tap = Tap {
             inner: &mut self.obs,
             irqs: &mut self.irqs,
@@ -456,89 +456,142 @@ impl<O: Observer> QtestServer<O> {
         let m = &mut self.machine;
         match cmd {
             "readb" | "readw" | "readl" | "readq" => {
-                let size = access_size(cmd);
-                let v = m.read(arg(1)?, size, &mut tap);
-                reply = format!("OK 0x{v:016x}");
+                let v = m.read(args.num(1)?, access_size(cmd), &mut tap);
+                Ok(format!("OK 0x{v:016x}"))
             }
-            "writeb" | "writew" | "writel" | "writeq" => {
-                let size = access_size(cmd);
-                let (a, v) = (arg(1)?, arg(2)?);
-                let v = if size == 8 {
-                    v
-                } else {
-                    v & ((1u64 << (8 * size)) - 1)
-                };
-                m.write(a, size, v, &mut tap);
-                reply.push_str("OK");
-            }
-            "read" | "b64read" => {
-                let (a, n) = (arg(1)?, size_arg(2)?);
-                if n == 0 && cmd == "read" {
-                    return Err("read: size must be non-zero".into());
-                }
-                let mut buf = vec![0u8; n as usize];
-                m.read_bytes(a, &mut buf, &mut tap);
-                if cmd == "read" {
-                    reply.reserve(3 + 2 * buf.len());
-                    reply.push_str("OK 0x");
-                    for b in &buf {
-                        use std::fmt::Write as _;
-                        let _ = write!(reply, "{b:02x}");
-                    }
-                } else {
-                    reply = format!("OK {}", B64.encode(&buf));
-                }
-            }
-            "write" => {
-                let (a, n) = (arg(1)?, size_arg(2)?);
-                let data = w.get(3).ok_or("write: missing data")?.as_bytes();
-                if data.len() < 3 {
-                    return Err("invalid argument size".into());
-                }
-                // QEMU skips the two-character 0x prefix and zero-fills missing bytes.
-                let mut buf = vec![0u8; n as usize];
-                for (i, b) in buf.iter_mut().enumerate() {
-                    if i * 2 + 4 <= data.len() {
-                        // As QEMU: no check; a non-hex digit is -1, so `0xzz` writes 0xff.
-                        let hi = hex2nib(data[i * 2 + 2]);
-                        let lo = hex2nib(data[i * 2 + 3]);
-                        *b = ((hi << 4) as u8) | lo as u8;
-                    }
-                }
-                m.write_bytes(a, &buf, &mut tap);
-                reply.push_str("OK");
-            }
-            "b64write" => {
-                let (a, n) = (arg(1)?, size_arg(2)?);
-                let data = w.get(3).ok_or("b64write: missing data")?;
-                if data.len() < 3 {
-                    return Err("invalid argument size".into());
-                }
-                let mut buf = glib_base64_decode(data.as_bytes());
-                // QEMU logs a length mismatch and writes SIZE bytes; missing bytes are zero here.
-                buf.resize(n as usize, 0);
-                m.write_bytes(a, &buf, &mut tap);
-                reply.push_str("OK");
-            }
+            "writeb" | "writew" | "writel" | "writeq" => write_access(m, &args, &mut tap),
+            "read" | "b64read" => read_bulk(m, &args, &mut tap),
+            "write" => write_hex(m, &args, &mut tap),
+            "b64write" => write_b64(m, &args, &mut tap),
             "memset" => {
-                let (a, n, p) = (arg(1)?, size_arg(2)?, arg(3)?);
-                let buf = vec![p as u8; n as usize];
-                m.write_bytes(a, &buf, &mut tap);
-                reply.push_str("OK");
+                let (a, n, p) = (args.num(1)?, args.size(2)?, args.num(3)?);
+                m.write_bytes(a, &vec![p as u8; n as usize], &mut tap);
+                Ok("OK".into())
             }
-            "endianness" => reply.push_str("OK little"),
+            "endianness" => Ok("OK little".into()),
             "irq_intercept_in" | "irq_intercept_out" => {
                 if w.len() < 2 {
                     return Err(format!("{cmd}: missing device path"));
                 }
                 self.intercept = true;
-                reply.push_str("OK");
+                Ok("OK".into())
             }
             // QEMU's own wording (system/qtest.c), so a libqtest client sees the same line.
-            other => return Err(format!("FAIL Unknown command '{other}'")),
+            other => Err(format!("FAIL Unknown command '{other}'")),
         }
-        Ok(reply)
     }
+}
+
+/// The words of one qtest line, numbers parsed as QEMU parses them.
+struct Args<'a> {
+    cmd: &'a str,
+    w: &'a [&'a str],
+}
+
+impl Args<'_> {
+    fn num(&self, i: usize) -> Result<u64, String> {
+        let cmd = self.cmd;
+        let s = self
+            .w
+            .get(i)
+            .ok_or_else(|| format!("{cmd}: missing argument {i}"))?;
+        parse_u64(s).ok_or_else(|| format!("{cmd}: invalid number '{s}'"))
+    }
+    /// A transfer size, bounded by [`MAX_TRANSFER`].
+    fn size(&self, i: usize) -> Result<u64, String> {
+        let n = self.num(i)?;
+        if n > MAX_TRANSFER {
+            return Err(format!("{}: size {n} exceeds {MAX_TRANSFER}", self.cmd));
+        }
+        Ok(n)
+    }
+    /// The data word of `write` / `b64write` (QEMU asserts it has at least 3 characters).
+    fn data(&self, i: usize) -> Result<&[u8], String> {
+        let data = self
+            .w
+            .get(i)
+            .ok_or_else(|| format!("{}: missing data", self.cmd))?;
+        if data.len() < 3 {
+            return Err("invalid argument size".into());
+        }
+        Ok(data.as_bytes())
+    }
+}
+
+/// `writeb/writew/writel/writeq ADDR VALUE`: the value truncated to the access size.
+fn write_access<O: Observer + ?Sized>(
+    m: &mut Machine,
+    args: &Args<'_>,
+    obs: &mut O,
+) -> Result<String, String> {
+    let size = access_size(args.cmd);
+    let (a, v) = (args.num(1)?, args.num(2)?);
+    let v = if size == 8 {
+        v
+    } else {
+        v & ((1u64 << (8 * size)) - 1)
+    };
+    m.write(a, size, v, obs);
+    Ok("OK".into())
+}
+
+/// `read ADDR SIZE` (hex bytes) and `b64read ADDR SIZE` (base64).
+fn read_bulk<O: Observer + ?Sized>(
+    m: &mut Machine,
+    args: &Args<'_>,
+    obs: &mut O,
+) -> Result<String, String> {
+    let (a, n) = (args.num(1)?, args.size(2)?);
+    if n == 0 && args.cmd == "read" {
+        return Err("read: size must be non-zero".into());
+    }
+    let mut buf = vec![0u8; n as usize];
+    m.read_bytes(a, &mut buf, obs);
+    if args.cmd != "read" {
+        return Ok(format!("OK {}", B64.encode(&buf)));
+    }
+    let mut reply = String::with_capacity(5 + 2 * buf.len());
+    reply.push_str("OK 0x");
+    for b in &buf {
+        use std::fmt::Write as _;
+        let _ = write!(reply, "{b:02x}");
+    }
+    Ok(reply)
+}
+
+/// `write ADDR SIZE 0xHEX`: QEMU skips the two-character 0x prefix and zero-fills missing bytes;
+/// it checks no digit, so a non-hex digit is -1 and `0xzz` writes 0xff.
+fn write_hex<O: Observer + ?Sized>(
+    m: &mut Machine,
+    args: &Args<'_>,
+    obs: &mut O,
+) -> Result<String, String> {
+    let (a, n) = (args.num(1)?, args.size(2)?);
+    let data = args.data(3)?;
+    let mut buf = vec![0u8; n as usize];
+    for (i, b) in buf.iter_mut().enumerate() {
+        if i * 2 + 4 <= data.len() {
+            let hi = hex2nib(data[i * 2 + 2]);
+            let lo = hex2nib(data[i * 2 + 3]);
+            *b = ((hi << 4) as u8) | lo as u8;
+        }
+    }
+    m.write_bytes(a, &buf, obs);
+    Ok("OK".into())
+}
+
+/// `b64write ADDR SIZE B64`: QEMU logs a length mismatch and writes SIZE bytes; missing bytes
+/// are zero here.
+fn write_b64<O: Observer + ?Sized>(
+    m: &mut Machine,
+    args: &Args<'_>,
+    obs: &mut O,
+) -> Result<String, String> {
+    let (a, n) = (args.num(1)?, args.size(2)?);
+    let mut buf = glib_base64_decode(args.data(3)?);
+    buf.resize(n as usize, 0);
+    m.write_bytes(a, &buf, obs);
+    Ok("OK".into())
 }
 
 fn access_size(cmd: &str) -> u8 {
@@ -670,6 +723,13 @@ pub fn fuzz_lines(data: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One line's reply (IRQ reports included), trailing newline trimmed.
+    fn reply(q: &mut QtestServer, line: &str) -> String {
+        let mut out = Vec::new();
+        q.handle_line(line.as_bytes(), &mut out);
+        String::from_utf8(out).unwrap().trim_end().to_string()
+    }
 
     fn run(input: &str) -> (String, Stats) {
         run_cfg(QtestConfig::default(), input)
@@ -836,11 +896,7 @@ mod tests {
         // arm_smmu_device_hw_probe + arm_smmu_device_reset, as qtest lines against the SMMU page.
         let s = DEFAULT_SMMU_BASE;
         let mut q = QtestServer::new(&QtestConfig::default());
-        let mut cmd = |line: String| -> String {
-            let mut out = Vec::new();
-            q.handle_line(line.as_bytes(), &mut out);
-            String::from_utf8(out).unwrap().trim_end().to_string()
-        };
+        let mut cmd = |line: String| reply(&mut q, &line);
         let rd = |r: String| u64::from_str_radix(r.strip_prefix("OK 0x").unwrap(), 16).unwrap();
         let idr0 = rd(cmd(format!("readl {:#x}", s)));
         assert_eq!(idr0 >> 21 & 3, 2, "TTENDIAN little");
@@ -917,11 +973,7 @@ mod tests {
         // tegra241_cmdqv_hw_reset (§10.2) on QEMU's guest geometry: 1 VINTF, 2 VCMDQs.
         let b = DEFAULT_MMIO_BASE;
         let mut q = QtestServer::new(&QtestConfig::default());
-        let mut cmd = |line: String| -> String {
-            let mut out = Vec::new();
-            q.handle_line(line.as_bytes(), &mut out);
-            String::from_utf8(out).unwrap().trim_end().to_string()
-        };
+        let mut cmd = |line: String| reply(&mut q, &line);
         let rd = |r: String| u64::from_str_radix(r.strip_prefix("OK 0x").unwrap(), 16).unwrap();
         assert_eq!(rd(cmd(format!("readl {:#x}", b + 4))), 0x4011);
         let config = rd(cmd(format!("readl {b:#x}")));

@@ -4,9 +4,12 @@
 //!
 //! Layout and fields follow ../shared/reference/cmdqv-hw.md §2–§6. The tracer and the TUI name
 //! registers through [`decode`] / [`RegRef::name`]; the model dispatches on the same [`RegRef`],
-//! so there is exactly one place that knows where a register lives.
+//! so there is exactly one place that knows where a register lives. The SMMU main page has its
+//! own table, declared the same way, in [`smmu`].
 
 use std::fmt;
+
+pub mod smmu;
 
 /// Size of one MMIO page of the CMDQV layout.
 pub const PAGE_SIZE: u64 = 0x10000;
@@ -679,135 +682,6 @@ fn decode_config(off: u64, g: &Geometry) -> Option<RegRef> {
         }
         _ => return None,
     })
-}
-
-/// SMMUv3 main register page (page0; QEMU aliases page1 onto it) names used on the trapped path.
-pub mod smmu {
-    pub const IDR0: u64 = 0x00;
-    pub const IDR1: u64 = 0x04;
-    pub const IDR2: u64 = 0x08;
-    pub const IDR3: u64 = 0x0c;
-    pub const IDR4: u64 = 0x10;
-    pub const IDR5: u64 = 0x14;
-    pub const IIDR: u64 = 0x18;
-    pub const AIDR: u64 = 0x1c;
-    pub const CR0: u64 = 0x20;
-    pub const CR0ACK: u64 = 0x24;
-    pub const CR1: u64 = 0x28;
-    pub const CR2: u64 = 0x2c;
-    pub const STATUSR: u64 = 0x40;
-    pub const GBPA: u64 = 0x44;
-    pub const AGBPA: u64 = 0x48;
-    pub const IRQ_CTRL: u64 = 0x50;
-    pub const IRQ_CTRLACK: u64 = 0x54;
-    pub const GERROR: u64 = 0x60;
-    pub const GERRORN: u64 = 0x64;
-    pub const GERROR_IRQ_CFG0: u64 = 0x68;
-    pub const GERROR_IRQ_CFG1: u64 = 0x70;
-    pub const GERROR_IRQ_CFG2: u64 = 0x74;
-    pub const STRTAB_BASE: u64 = 0x80;
-    pub const STRTAB_BASE_CFG: u64 = 0x88;
-    pub const CMDQ_BASE: u64 = 0x90;
-    pub const CMDQ_PROD: u64 = 0x98;
-    pub const CMDQ_CONS: u64 = 0x9c;
-    pub const EVENTQ_BASE: u64 = 0xa0;
-    pub const EVENTQ_PROD: u64 = 0xa8;
-    pub const EVENTQ_CONS: u64 = 0xac;
-    pub const EVENTQ_IRQ_CFG0: u64 = 0xb0;
-    pub const EVENTQ_IRQ_CFG1: u64 = 0xb8;
-    pub const EVENTQ_IRQ_CFG2: u64 = 0xbc;
-    pub const PRIQ_BASE: u64 = 0xc0;
-    pub const PRIQ_PROD: u64 = 0xc8;
-    pub const PRIQ_CONS: u64 = 0xcc;
-    pub const PRIQ_IRQ_CFG0: u64 = 0xd0;
-    pub const PRIQ_IRQ_CFG1: u64 = 0xd8;
-    pub const PRIQ_IRQ_CFG2: u64 = 0xdc;
-
-    /// CR0 / CR0ACK fields.
-    pub const CR0_SMMUEN: u32 = 1 << 0;
-    pub const CR0_PRIQEN: u32 = 1 << 1;
-    pub const CR0_EVENTQEN: u32 = 1 << 2;
-    pub const CR0_CMDQEN: u32 = 1 << 3;
-    pub const CR0_ATSCHK: u32 = 1 << 4;
-    pub const CR0_WRITABLE: u32 = 0x1f;
-    /// CR0 bits CR0ACK never reflects (QEMU `SMMU_CR0_RESERVED`).
-    pub const CR0_RESERVED: u32 = 0xffff_fc20;
-    /// IRQ_CTRL.GERROR_IRQEN.
-    pub const IRQ_CTRL_GERROR_IRQEN: u32 = 1 << 0;
-    /// IDR1.CMDQS field position.
-    pub const IDR1_CMDQS_SHIFT: u32 = 21;
-    pub const IDR1_CMDQS_MASK: u32 = 0x1f;
-    /// CMDQ_BASE: LOG2SIZE \[4:0\], ADDR \[51:5\], RA \[62\].
-    pub const Q_BASE_LOG2SIZE_MASK: u64 = 0x1f;
-    pub const Q_BASE_ADDR_MASK: u64 = 0x000f_ffff_ffff_ffe0;
-    pub const Q_BASE_WRITABLE: u64 = Q_BASE_ADDR_MASK | Q_BASE_LOG2SIZE_MASK | 1 << 62;
-
-    /// The register's name, page1 aliases included (offset bit 16 ignored, as QEMU does).
-    pub fn reg_name(offset: u64) -> Option<&'static str> {
-        Some(match offset & !0x10000 {
-            IDR0 => "IDR0",
-            IDR1 => "IDR1",
-            IDR2 => "IDR2",
-            IDR3 => "IDR3",
-            IDR4 => "IDR4",
-            IDR5 => "IDR5",
-            IIDR => "IIDR",
-            AIDR => "AIDR",
-            CR0 => "CR0",
-            CR0ACK => "CR0ACK",
-            CR1 => "CR1",
-            CR2 => "CR2",
-            STATUSR => "STATUSR",
-            GBPA => "GBPA",
-            AGBPA => "AGBPA",
-            IRQ_CTRL => "IRQ_CTRL",
-            IRQ_CTRLACK => "IRQ_CTRLACK",
-            GERROR => "GERROR",
-            GERRORN => "GERRORN",
-            GERROR_IRQ_CFG0 => "GERROR_IRQ_CFG0",
-            0x6c => "GERROR_IRQ_CFG0_H",
-            GERROR_IRQ_CFG1 => "GERROR_IRQ_CFG1",
-            GERROR_IRQ_CFG2 => "GERROR_IRQ_CFG2",
-            STRTAB_BASE => "STRTAB_BASE",
-            0x84 => "STRTAB_BASE_H",
-            STRTAB_BASE_CFG => "STRTAB_BASE_CFG",
-            CMDQ_BASE => "CMDQ_BASE",
-            0x94 => "CMDQ_BASE_H",
-            CMDQ_PROD => "CMDQ_PROD",
-            CMDQ_CONS => "CMDQ_CONS",
-            EVENTQ_BASE => "EVENTQ_BASE",
-            0xa4 => "EVENTQ_BASE_H",
-            EVENTQ_PROD => "EVENTQ_PROD",
-            EVENTQ_CONS => "EVENTQ_CONS",
-            EVENTQ_IRQ_CFG0 => "EVENTQ_IRQ_CFG0",
-            0xb4 => "EVENTQ_IRQ_CFG0_H",
-            EVENTQ_IRQ_CFG1 => "EVENTQ_IRQ_CFG1",
-            EVENTQ_IRQ_CFG2 => "EVENTQ_IRQ_CFG2",
-            PRIQ_BASE => "PRIQ_BASE",
-            0xc4 => "PRIQ_BASE_H",
-            PRIQ_PROD => "PRIQ_PROD",
-            PRIQ_CONS => "PRIQ_CONS",
-            PRIQ_IRQ_CFG0 => "PRIQ_IRQ_CFG0",
-            0xd4 => "PRIQ_IRQ_CFG0_H",
-            PRIQ_IRQ_CFG1 => "PRIQ_IRQ_CFG1",
-            PRIQ_IRQ_CFG2 => "PRIQ_IRQ_CFG2",
-            _ => return None,
-        })
-    }
-
-    /// 64-bit registers (accessible with one 8-byte access at their low offset).
-    pub fn is_64bit(offset: u64) -> bool {
-        matches!(
-            offset & !0x10000,
-            GERROR_IRQ_CFG0
-                | STRTAB_BASE
-                | CMDQ_BASE
-                | EVENTQ_BASE
-                | EVENTQ_IRQ_CFG0
-                | PRIQ_BASE
-                | PRIQ_IRQ_CFG0
-        )
-    }
 }
 
 /// Name of an SMMUv3 main-page register (`CR0`, `CMDQ_PROD`, …).

@@ -9,7 +9,8 @@ use std::{
     time::Duration,
 };
 
-use cmdqv_core::host::{PAGE0_LEN, page0, sampler::Sampler};
+use cmdqv_core::host::{PAGE0_LEN, Page0, page0, sampler::Sampler};
+use nix::sys::memfd::{MFdFlags, memfd_create};
 
 const CHILD_ENV: &str = "CMDQV_SAMPLER_CHILD";
 
@@ -51,30 +52,18 @@ fn helper_child_vmm() {
     if std::env::var_os(CHILD_ENV).is_none() {
         return;
     }
-    let name = c"cmdqv-vintf-page0";
-    // SAFETY: plain syscalls; results checked.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
-    assert!(fd >= 0);
-    assert_eq!(unsafe { libc::ftruncate(fd, PAGE0_LEN as i64) }, 0);
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            PAGE0_LEN,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd,
-            0,
-        )
-    } as *mut u32;
-    assert!(!p.is_null());
-    let reg = |l: usize, r: usize| unsafe { p.add((l * 0x80 + r) / 4) };
+    let file = std::fs::File::from(memfd_create("cmdqv-vintf-page0", MFdFlags::empty()).unwrap());
+    file.set_len(PAGE0_LEN as u64).unwrap();
+    let map = memmap2::MmapOptions::new()
+        .len(PAGE0_LEN)
+        .map_raw(&file)
+        .unwrap();
+    let page = Page0::new(map, true).unwrap();
     let log2size = 4u32;
     let modulus = 1u32 << (log2size + 1);
     for l in 0..2 {
-        unsafe {
-            reg(l, page0::CONFIG).write_volatile(1);
-            reg(l, page0::STATUS).write_volatile(1);
-        }
+        page.write32(l, page0::CONFIG, 1);
+        page.write32(l, page0::STATUS, 1);
     }
     println!("ready");
     std::io::stdout().flush().unwrap();
@@ -83,10 +72,8 @@ fn helper_child_vmm() {
         for (l, i) in idx.iter_mut().enumerate() {
             let step = 3 + l as u32;
             let next = (*i + step) % modulus;
-            unsafe {
-                reg(l, page0::PROD_INDX).write_volatile(next);
-                reg(l, page0::CONS_INDX).write_volatile(next);
-            }
+            page.write32(l, page0::PROD_INDX, next);
+            page.write32(l, page0::CONS_INDX, next);
             *i = next;
         }
         std::thread::sleep(Duration::from_micros(500));

@@ -6,14 +6,13 @@
 //! and consumption stops exactly at the first faulting command.
 
 use cmdqv_core::command::{CmdSync, Command, SyncCs};
-use cmdqv_core::engine::{
-    CountingSink, GuestErrorKind, Invalidation, InvalidationSink, NullSink, Smmu,
-};
+use cmdqv_core::engine::{CountingSink, GuestErrorKind, Invalidation, InvalidationSink, NullSink};
 use cmdqv_core::mem::{GuestMemory, VecMemory};
 use cmdqv_core::model::{Access64, Cmdqv, ModelConfig, Personality};
 use cmdqv_core::regs::{
     self, Cerror, Geometry, MAX_LVCMDQS_PER_VINTF, Page0Reg, alloc_map, cons_indx, gerror,
 };
+use cmdqv_core::smmu::Smmu;
 use proptest::prelude::*;
 
 const RAM: u64 = 0x4000_0000;
@@ -281,7 +280,7 @@ proptest! {
             } else {
                 s.read(off, size, &mut ());
             }
-            prop_assert_eq!(s.cmdq_cons & !cons_indx::WRITABLE, 0);
+            prop_assert_eq!(s.cmdq_cons() & !cons_indx::WRITABLE, 0);
             prop_assert!(s.cmdq_ring().log2size <= 19);
         }
     }

@@ -9,6 +9,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+
 use super::{HostBackend, HostError, HwInfo, Page0, VEvent, VintfAlloc, parse_vevents, uapi::*};
 
 /// iommufd opened on a device path (default `/dev/iommu`).
@@ -18,13 +20,26 @@ pub struct IommufdBackend {
     veventq: Option<File>,
 }
 
-fn ioctl<T>(fd: &File, op: &'static str, cmd: u32, arg: &mut T) -> Result<(), HostError> {
-    // SAFETY: `arg` is a live, properly sized #[repr(C)] struct whose first field is its size.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), cmd as _, arg as *mut T) };
-    if r < 0 {
-        return Err(HostError::from_ioctl(op, io::Error::last_os_error()));
-    }
-    Ok(())
+/// The iommufd ioctls. Their request codes are `_IO(';', nr)`, without the size and direction
+/// bits of the struct they pass, which nix calls a "bad" ioctl: the code is given as is.
+mod sys {
+    use super::*;
+    nix::ioctl_readwrite_bad!(get_hw_info, IOMMU_GET_HW_INFO, IommuHwInfo);
+    nix::ioctl_readwrite_bad!(viommu_alloc, IOMMU_VIOMMU_ALLOC, IommuViommuAlloc);
+    nix::ioctl_readwrite_bad!(hw_queue_alloc, IOMMU_HW_QUEUE_ALLOC, IommuHwQueueAlloc);
+    nix::ioctl_readwrite_bad!(veventq_alloc, IOMMU_VEVENTQ_ALLOC, IommuVeventqAlloc);
+    nix::ioctl_readwrite_bad!(destroy, IOMMU_DESTROY, IommuDestroy);
+}
+
+type Ioctl<T> = unsafe fn(std::ffi::c_int, *mut T) -> nix::Result<std::ffi::c_int>;
+
+/// Runs one iommufd ioctl; a failure names the operation and its likely cause.
+fn ioctl<T>(fd: &File, op: &'static str, call: Ioctl<T>, arg: &mut T) -> Result<(), HostError> {
+    // SAFETY: `arg` is a live #[repr(C)] struct whose first field is its size, laid out as the
+    // uapi declares it (sizes and offsets pinned in uapi.rs), and `call` is its ioctl.
+    unsafe { call(fd.as_raw_fd(), arg) }
+        .map(drop)
+        .map_err(|e| HostError::from_ioctl(op, io::Error::from(e)))
 }
 
 impl IommufdBackend {
@@ -71,7 +86,7 @@ impl HostBackend for IommufdBackend {
             data_type: IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV,
             ..Default::default()
         };
-        ioctl(&self.fd, "IOMMU_GET_HW_INFO", IOMMU_GET_HW_INFO, &mut arg)?;
+        ioctl(&self.fd, "IOMMU_GET_HW_INFO", sys::get_hw_info, &mut arg)?;
         if arg.data_type != IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV {
             return Err(HostError::NoCmdqv {
                 op: "IOMMU_GET_HW_INFO",
@@ -96,7 +111,7 @@ impl HostBackend for IommufdBackend {
             data_uptr: &mut data as *mut _ as u64,
             ..Default::default()
         };
-        ioctl(&self.fd, "IOMMU_VIOMMU_ALLOC", IOMMU_VIOMMU_ALLOC, &mut arg)?;
+        ioctl(&self.fd, "IOMMU_VIOMMU_ALLOC", sys::viommu_alloc, &mut arg)?;
         Ok(VintfAlloc {
             viommu_id: arg.out_viommu_id,
             mmap_offset: data.out_vintf_mmap_offset,
@@ -105,13 +120,7 @@ impl HostBackend for IommufdBackend {
     }
 
     fn map_page0(&mut self, vintf: &VintfAlloc) -> Result<Page0, HostError> {
-        // Shared, no exec, offset and length exactly as the kernel returned them.
-        let map = memmap2::MmapOptions::new()
-            .offset(vintf.mmap_offset)
-            .len(vintf.mmap_length as usize)
-            .map_raw(&self.fd)
-            .map_err(HostError::Mmap)?;
-        Page0::new(map, true)
+        Page0::map(&self.fd, vintf.mmap_offset, vintf.mmap_length, true)
     }
 
     fn alloc_hw_queue(
@@ -133,7 +142,7 @@ impl HostBackend for IommufdBackend {
         ioctl(
             &self.fd,
             "IOMMU_HW_QUEUE_ALLOC",
-            IOMMU_HW_QUEUE_ALLOC,
+            sys::hw_queue_alloc,
             &mut arg,
         )?;
         Ok(arg.out_hw_queue_id)
@@ -144,7 +153,7 @@ impl HostBackend for IommufdBackend {
             size: size_of::<IommuDestroy>() as u32,
             id,
         };
-        ioctl(&self.fd, "IOMMU_DESTROY", IOMMU_DESTROY, &mut arg)
+        ioctl(&self.fd, "IOMMU_DESTROY", sys::destroy, &mut arg)
     }
 
     fn alloc_veventq(&mut self, viommu_id: u32, depth: u32) -> Result<u32, HostError> {
@@ -158,16 +167,18 @@ impl HostBackend for IommufdBackend {
         ioctl(
             &self.fd,
             "IOMMU_VEVENTQ_ALLOC",
-            IOMMU_VEVENTQ_ALLOC,
+            sys::veventq_alloc,
             &mut arg,
         )?;
         // SAFETY: the kernel just created this fd for us.
         let f = unsafe { File::from_raw_fd(arg.out_veventq_fd as i32) };
-        // read() on the vEVENT fd never blocks (returns 0 when empty), but be explicit.
-        // SAFETY: plain fcntl on our own fd.
-        unsafe {
-            let fl = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(f.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+        // read() on the vEVENT fd never blocks (returns 0 when empty), so O_NONBLOCK is only
+        // explicit; a failure to set it changes nothing.
+        if let Ok(fl) = fcntl(&f, FcntlArg::F_GETFL) {
+            let _ = fcntl(
+                &f,
+                FcntlArg::F_SETFL(OFlag::from_bits_retain(fl) | OFlag::O_NONBLOCK),
+            );
         }
         self.veventq = Some(f);
         Ok(arg.out_veventq_id)
@@ -250,8 +261,7 @@ mod tests {
         }
         // Opening a device node the user may not open: as root every open succeeds, so this
         // half only runs unprivileged.
-        // SAFETY: plain getter.
-        if unsafe { libc::geteuid() } != 0 {
+        if !nix::unistd::geteuid().is_root() {
             let dir = std::env::temp_dir().join(format!("cmdqv-eacces-{}", std::process::id()));
             std::fs::write(&dir, b"").unwrap();
             std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o000))

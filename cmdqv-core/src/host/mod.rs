@@ -17,19 +17,22 @@ pub mod uapi;
 
 use std::{io, ptr::NonNull};
 
+use nix::errno::Errno;
+
 /// Size of a VINTF page0 mapping (the kernel returns exactly this length).
 pub const PAGE0_LEN: usize = 0x10000;
 /// Stride of one LVCMDQ's registers in page0.
 pub const LVCMDQ_STRIDE: usize = 0x80;
 
-/// Page0 register offsets within one LVCMDQ slot.
+/// Page0 register offsets within one LVCMDQ slot (the register map's, as mapping offsets).
 pub mod page0 {
-    pub const CONS_INDX: usize = 0x00;
-    pub const PROD_INDX: usize = 0x04;
-    pub const CONFIG: usize = 0x08;
-    pub const STATUS: usize = 0x0c;
-    pub const GERROR: usize = 0x10;
-    pub const GERRORN: usize = 0x14;
+    use crate::regs::off::page0 as r;
+    pub const CONS_INDX: usize = r::CONS_INDX as usize;
+    pub const PROD_INDX: usize = r::PROD_INDX as usize;
+    pub const CONFIG: usize = r::CONFIG as usize;
+    pub const STATUS: usize = r::STATUS as usize;
+    pub const GERROR: usize = r::GERROR as usize;
+    pub const GERRORN: usize = r::GERRORN as usize;
 }
 
 /// What `IOMMU_GET_HW_INFO` reports for a Tegra241 CMDQV.
@@ -89,10 +92,10 @@ pub enum HostError {
 impl HostError {
     /// Maps an ioctl failure to the cause a user can act on.
     pub fn from_ioctl(op: &'static str, err: io::Error) -> Self {
-        match err.raw_os_error() {
-            Some(libc::ENOTTY) => HostError::KernelTooOld { op },
-            Some(libc::EOPNOTSUPP) => HostError::NoCmdqv { op },
-            Some(libc::EACCES | libc::EPERM) => HostError::Denied { op, source: err },
+        match err.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ENOTTY) => HostError::KernelTooOld { op },
+            Some(Errno::EOPNOTSUPP) => HostError::NoCmdqv { op },
+            Some(Errno::EACCES | Errno::EPERM) => HostError::Denied { op, source: err },
             _ => HostError::Ioctl { op, source: err },
         }
     }
@@ -100,10 +103,10 @@ impl HostError {
     /// The errno behind this error, when it came from (or models) a system call.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            HostError::NoDevice { .. } => Some(libc::ENOENT),
-            HostError::Permission { .. } => Some(libc::EACCES),
-            HostError::KernelTooOld { .. } => Some(libc::ENOTTY),
-            HostError::NoCmdqv { .. } => Some(libc::EOPNOTSUPP),
+            HostError::NoDevice { .. } => Some(Errno::ENOENT as i32),
+            HostError::Permission { .. } => Some(Errno::EACCES as i32),
+            HostError::KernelTooOld { .. } => Some(Errno::ENOTTY as i32),
+            HostError::NoCmdqv { .. } => Some(Errno::EOPNOTSUPP as i32),
             HostError::Denied { source, .. } | HostError::Ioctl { source, .. } => {
                 source.raw_os_error()
             }
@@ -172,6 +175,24 @@ impl Page0 {
             writable,
             _map: map,
         })
+    }
+
+    /// Maps `len` bytes of `file` at `offset` shared (no exec), exactly where the kernel (or the
+    /// simulated host) registered the VINTF page0.
+    pub fn map(
+        file: &std::fs::File,
+        offset: u64,
+        len: u64,
+        writable: bool,
+    ) -> Result<Self, HostError> {
+        let mut opts = memmap2::MmapOptions::new();
+        opts.offset(offset).len(len as usize);
+        let map = if writable {
+            opts.map_raw(file)
+        } else {
+            opts.map_raw_read_only(file)
+        };
+        Self::new(map.map_err(HostError::Mmap)?, writable)
     }
 
     fn offset(lidx: usize, reg: usize) -> Option<usize> {

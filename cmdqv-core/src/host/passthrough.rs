@@ -432,7 +432,7 @@ impl Passthrough {
                     q,
                     lidx: l8,
                     log2size,
-                    errno: e.errno().unwrap_or(libc::EIO),
+                    errno: e.errno().unwrap_or(nix::errno::Errno::EIO as i32),
                     error: e.to_string(),
                 });
             }

@@ -100,6 +100,9 @@ fn find_fd(pid: u32, m: &Page0Mapping) -> Result<i32, HostError> {
 }
 
 /// Duplicates fd `target_fd` of process `pid` into this process.
+///
+/// Raw `libc::syscall`: nix wraps neither pidfd_open nor pidfd_getfd (and glibc only recently
+/// gained wrappers), so the two system calls are made by number.
 pub fn pidfd_getfd(pid: u32, target_fd: i32) -> Result<OwnedFd, HostError> {
     // SAFETY: raw syscalls with plain integer arguments; results checked.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
@@ -114,7 +117,7 @@ pub fn pidfd_getfd(pid: u32, target_fd: i32) -> Result<OwnedFd, HostError> {
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target_fd, 0) };
     if fd < 0 {
         let e = std::io::Error::last_os_error();
-        let hint = if e.raw_os_error() == Some(libc::EPERM) {
+        let hint = if e.raw_os_error() == Some(nix::errno::Errno::EPERM as i32) {
             " (needs ptrace access to the VMM: run as root)"
         } else {
             ""
@@ -153,7 +156,7 @@ pub struct Sampler {
     last_cons: Vec<Option<u32>>,
 }
 
-const RD_MASK: u32 = (1 << 20) - 1;
+const RD_MASK: u32 = crate::regs::cons_indx::RD_MASK;
 
 impl Sampler {
     /// Attaches to the first VINTF page0 mapping of `pid`.
@@ -171,12 +174,7 @@ impl Sampler {
         let owned = pidfd_getfd(pid, fd)?;
         let file = fs::File::from(owned);
         let len = (m.len as usize).min(PAGE0_LEN.max(m.len as usize));
-        let map = memmap2::MmapOptions::new()
-            .offset(m.offset)
-            .len(len)
-            .map_raw_read_only(&file)
-            .map_err(HostError::Mmap)?;
-        let page = Page0::new(map, false)?;
+        let page = Page0::map(&file, m.offset, len as u64, false)?;
         let lvcmdqs = lvcmdqs.clamp(1, PAGE0_LEN / LVCMDQ_STRIDE);
         Ok(Self {
             page,
@@ -223,7 +221,7 @@ impl Sampler {
                 lidx: l,
                 prod,
                 cons,
-                cerror: ((cons_raw >> 24) & 0x7f) as u8,
+                cerror: crate::regs::cons_indx::err(cons_raw) as u8,
                 enabled,
                 consumed,
                 pending,

@@ -20,13 +20,17 @@ use std::{
     collections::{HashMap, VecDeque},
     fs::File,
     io,
-    os::fd::FromRawFd,
     sync::{
         Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
+};
+
+use nix::{
+    errno::Errno,
+    sys::memfd::{MFdFlags, memfd_create},
 };
 
 use super::{
@@ -45,9 +49,8 @@ use crate::{
 /// pages, 0x4000 with 16 KiB). A fixed 0x1000 is not page-aligned on a 16 KiB kernel: the
 /// mapping then starts at offset 0 and a sampler reading it sees page0 shifted by 0x1000.
 pub fn sim_mmap_offset() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(page).unwrap_or(0x1000)
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE);
+    page.ok().flatten().and_then(|p| u64::try_from(p).ok()).unwrap_or(0x1000)
 }
 
 /// Who runs the simulated hardware.
@@ -114,8 +117,8 @@ impl Default for SimHostConfig {
     }
 }
 
-fn os(op: &'static str, errno: i32) -> HostError {
-    HostError::from_ioctl(op, io::Error::from_raw_os_error(errno))
+fn os(op: &'static str, errno: Errno) -> HostError {
+    HostError::from_ioctl(op, io::Error::from(errno))
 }
 
 /// One allocated hardware queue.
@@ -183,7 +186,9 @@ impl HostHardware {
     }
 }
 
-fn spin_for(ns: u64) {
+/// Busy-waits `ns` nanoseconds: a modelled cost (hardware latency, a trap) that must occupy the
+/// CPU as the real one would, not yield it.
+pub fn spin_for(ns: u64) {
     if ns == 0 {
         return;
     }
@@ -360,14 +365,8 @@ impl Inner {
 }
 
 fn memfd(len: u64) -> io::Result<File> {
-    let name = std::ffi::CString::new(SIM_PAGE0_MEMFD).expect("no NUL");
-    // SAFETY: plain syscall; result checked.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let file = unsafe { File::from_raw_fd(fd) };
+    let fd = memfd_create(SIM_PAGE0_MEMFD, MFdFlags::empty())?;
+    let file = File::from(fd);
     file.set_len(len)?;
     Ok(file)
 }
@@ -438,11 +437,11 @@ impl SimulatedHost {
         op: &'static str,
     ) -> Result<(usize, Arc<HwVintf>), HostError> {
         let Some(&Obj::Viommu { vintf }) = self.objs.get(&viommu_id) else {
-            return Err(os(op, libc::ENOENT));
+            return Err(os(op, Errno::ENOENT));
         };
         let v = self.inner.vintfs.read().unwrap_or_else(|p| p.into_inner())[vintf]
             .clone()
-            .ok_or_else(|| os(op, libc::ENOENT))?;
+            .ok_or_else(|| os(op, Errno::ENOENT))?;
         Ok((vintf, v))
     }
 }
@@ -477,7 +476,7 @@ impl HostBackend for SimulatedHost {
             v.iter().position(Option::is_none)
         };
         let Some(idx) = idx else {
-            return Err(os(OP, libc::EBUSY));
+            return Err(os(OP, Errno::EBUSY));
         };
         let file = memfd(sim_mmap_offset() + PAGE0_LEN as u64).map_err(HostError::Mmap)?;
         let map = memmap2::MmapOptions::new()
@@ -505,14 +504,9 @@ impl HostBackend for SimulatedHost {
         let (_, v) = self.vintf_of(vintf.viommu_id, "mmap")?;
         // The kernel's mmap rules: offset and length must match the registered entry exactly.
         if vintf.mmap_offset != sim_mmap_offset() || vintf.mmap_length != PAGE0_LEN as u64 {
-            return Err(HostError::Mmap(io::Error::from_raw_os_error(libc::ENXIO)));
+            return Err(HostError::Mmap(io::Error::from(Errno::ENXIO)));
         }
-        let map = memmap2::MmapOptions::new()
-            .offset(vintf.mmap_offset)
-            .len(vintf.mmap_length as usize)
-            .map_raw(&v.file)
-            .map_err(HostError::Mmap)?;
-        Page0::new(map, true)
+        Page0::map(&v.file, vintf.mmap_offset, vintf.mmap_length, true)
     }
 
     fn alloc_hw_queue(
@@ -527,18 +521,18 @@ impl HostBackend for SimulatedHost {
         // iommufd core: the range must be pinnable (in guest RAM, contiguous).
         let end = iova.checked_add(length).filter(|_| length != 0);
         let Some(end) = end else {
-            return Err(os(OP, libc::EINVAL));
+            return Err(os(OP, Errno::EINVAL));
         };
         let mut b = [0u8; 1];
         if self.inner.mem.read(iova, &mut b).is_err()
             || self.inner.mem.read(end - 1, &mut b).is_err()
         {
-            return Err(os(OP, libc::EFAULT));
+            return Err(os(OP, Errno::EFAULT));
         }
         // tegra241_vintf_alloc_lvcmdq_user, in its order.
         let n = v.slots.len() as u32;
         if index >= n {
-            return Err(os(OP, libc::EINVAL));
+            return Err(os(OP, Errno::EINVAL));
         }
         let i = index as usize;
         if v.slots[i]
@@ -546,7 +540,7 @@ impl HostBackend for SimulatedHost {
             .unwrap_or_else(|p| p.into_inner())
             .is_some()
         {
-            return Err(os(OP, libc::EEXIST));
+            return Err(os(OP, Errno::EEXIST));
         }
         if i > 0
             && v.slots[i - 1]
@@ -554,14 +548,14 @@ impl HostBackend for SimulatedHost {
                 .unwrap_or_else(|p| p.into_inner())
                 .is_none()
         {
-            return Err(os(OP, libc::EIO));
+            return Err(os(OP, Errno::EIO));
         }
         let max = 1u64 << (self.inner.cfg.cmdqs as u32 + 4);
         if !length.is_power_of_two() || length < 32 || length > max {
-            return Err(os(OP, libc::EINVAL));
+            return Err(os(OP, Errno::EINVAL));
         }
         if iova & (length - 1) != 0 {
-            return Err(os(OP, libc::EINVAL));
+            return Err(os(OP, Errno::EINVAL));
         }
         let log2size = length.trailing_zeros() - 4;
         let id = self.new_id(Obj::HwQueue { vintf, index });
@@ -580,7 +574,7 @@ impl HostBackend for SimulatedHost {
     fn destroy(&mut self, id: u32) -> Result<(), HostError> {
         const OP: &str = "IOMMU_DESTROY";
         let Some(o) = self.objs.get(&id) else {
-            return Err(os(OP, libc::ENOENT));
+            return Err(os(OP, Errno::ENOENT));
         };
         let vintfs = self
             .inner
@@ -591,14 +585,14 @@ impl HostBackend for SimulatedHost {
         match *o {
             Obj::HwQueue { vintf, index } => {
                 let Some(v) = vintfs.get(vintf).cloned().flatten() else {
-                    return Err(os(OP, libc::ENOENT));
+                    return Err(os(OP, Errno::ENOENT));
                 };
                 let i = index as usize;
                 if v.slots
                     .get(i + 1)
                     .is_some_and(|s| s.lock().unwrap_or_else(|p| p.into_inner()).is_some())
                 {
-                    return Err(os(OP, libc::EBUSY));
+                    return Err(os(OP, Errno::EBUSY));
                 }
                 // Deinit waits for the hardware (the slot lock), then unmaps: the slot reads 0.
                 let mut slot = v.slots[i].lock().unwrap_or_else(|p| p.into_inner());
@@ -617,7 +611,7 @@ impl HostBackend for SimulatedHost {
                     matches!(o, Obj::HwQueue { vintf: x, .. } | Obj::Veventq { vintf: x } if *x == vintf)
                 });
                 if busy {
-                    return Err(os(OP, libc::EBUSY));
+                    return Err(os(OP, Errno::EBUSY));
                 }
                 self.inner.vintfs.write().unwrap_or_else(|p| p.into_inner())[vintf] = None;
             }
@@ -630,11 +624,11 @@ impl HostBackend for SimulatedHost {
         const OP: &str = "IOMMU_VEVENTQ_ALLOC";
         let (vintf, v) = self.vintf_of(viommu_id, OP)?;
         if depth == 0 {
-            return Err(os(OP, libc::EINVAL));
+            return Err(os(OP, Errno::EINVAL));
         }
         let mut e = v.events.lock().unwrap_or_else(|p| p.into_inner());
         if e.is_some() {
-            return Err(os(OP, libc::EEXIST));
+            return Err(os(OP, Errno::EEXIST));
         }
         *e = Some(EventQ {
             depth: depth as usize,

@@ -191,6 +191,21 @@ mod tests {
     }
 
     #[test]
+    // nix's request code is a c_ulong on glibc and a c_int on musl: the cast is not a no-op
+    // everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    fn request_codes_are_what_nix_computes_for_io() {
+        // iommufd.rs hands these codes to nix's "bad" ioctl wrappers: they must be _IO(';', nr).
+        for nr in 0x80..=0x94u32 {
+            assert_eq!(
+                iommufd_ioctl(nr) as u64,
+                nix::request_code_none!(b';', nr) as u64,
+                "{nr:#x}"
+            );
+        }
+    }
+
+    #[test]
     fn viommu_alloc_layout() {
         assert_eq!(size_of::<IommuViommuAlloc>(), 40);
         assert_eq!(offset_of!(IommuViommuAlloc, flags), 4);

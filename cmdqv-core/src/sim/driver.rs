@@ -193,106 +193,112 @@ impl<'g, G: GuestPort> Driver<'g, G> {
         main: &mut QueueShadow,
         shadows: &mut [QueueShadow],
     ) -> Result<(), DriverError> {
-        let g = self.g;
-        // 1. CMDQV disable + wait, enable + wait, other CONFIG bits preserved.
-        let c = g.read(Dev::Cmdqv, off::CONFIG, 4);
-        g.write(Dev::Cmdqv, off::CONFIG, 4, c & !1);
-        self.poll("CMDQV STATUS=0", || {
-            g.read(Dev::Cmdqv, off::STATUS, 4) & 1 == 0
-        })?;
-        g.write(Dev::Cmdqv, off::CONFIG, 4, c | 1);
-        self.poll("CMDQV STATUS=1", || {
-            g.read(Dev::Cmdqv, off::STATUS, 4) & 1 == 1
-        })?;
-        // 2. Pre-assign every global VCMDQ to (VINTF, LVCMDQ) with ALLOC=0 (6.17+).
-        let per = (self.cfg.num_vcmdqs / self.cfg.num_vintfs.max(1)).max(1);
-        for q in 0..self.cfg.num_vcmdqs {
-            let v = (q / per) as u64;
-            let l = (q % per) as u64;
-            g.write(
-                Dev::Cmdqv,
-                off::CMDQ_ALLOC_MAP_0 + 4 * q as u64,
-                4,
-                (v << 15) | (l << 1),
-            );
-        }
-        // 3a. VINTF deinit: LVCMDQs descending, then the VINTF, then its SID table.
-        for lidx in (0..self.cfg.lvcmdqs).rev() {
-            self.vcmdq_deinit(lidx, main)?;
-            self.unmap(lidx);
-        }
-        g.write(Dev::Cmdqv, self.vintf_reg(off::vintf::CONFIG), 4, 0);
-        self.poll("VINTF ENABLE_OK=0", || {
-            g.read(Dev::Cmdqv, self.vintf_reg(off::vintf::STATUS), 4) & 1 == 0
-        })?;
-        for s in 0..self.cfg.sids_per_vintf as u64 {
-            g.write(
-                Dev::Cmdqv,
-                self.vintf_reg(off::vintf::SID_MATCH_0 + 4 * s),
-                4,
-                0,
-            );
-            g.write(
-                Dev::Cmdqv,
-                self.vintf_reg(off::vintf::SID_REPLACE_0 + 4 * s),
-                4,
-                0,
-            );
-        }
-        // 3b. HYP_OWN | VMID (0 for VINTF0), then ENABLE; read HYP_OWN back.
-        let cfgv = 1u64 << 17;
-        g.write(Dev::Cmdqv, self.vintf_reg(off::vintf::CONFIG), 4, cfgv);
-        g.write(Dev::Cmdqv, self.vintf_reg(off::vintf::CONFIG), 4, cfgv | 1);
-        self.poll("VINTF ENABLE_OK", || {
-            g.read(Dev::Cmdqv, self.vintf_reg(off::vintf::STATUS), 4) & 1 == 1
-        })?;
-        self.hyp_own = g.read(Dev::Cmdqv, self.vintf_reg(off::vintf::CONFIG), 4) & (1 << 17) != 0;
-        // 3c. LVCMDQs ascending: map, init (deinit first), BASE, enable.
+        self.cmdqv_toggle_enable()?;
+        self.preassign_vcmdqs();
+        self.vintf_hw_deinit(main)?;
+        self.vintf_hw_init()?;
         for lidx in 0..self.cfg.lvcmdqs {
-            let a = off::CMDQ_ALLOC_MAP_0 + 4 * self.global_q(lidx) as u64;
-            let v = g.read(Dev::Cmdqv, a, 4);
-            g.write(Dev::Cmdqv, a, 4, v | 1);
-            self.vcmdq_deinit(lidx, main)?;
-            let sh = &mut shadows[lidx as usize];
-            sh.base = self.cfg.vcmdq_ring(lidx);
-            sh.log2size = self.cfg.vcmdq_log2size;
-            sh.prod = 0;
-            g.write(
-                Dev::Cmdqv,
-                self.lvcmdq_page1(lidx, off::page1::BASE_L),
-                8,
-                sh.base | sh.log2size as u64,
-            );
-            g.write(
-                Dev::Cmdqv,
-                self.lvcmdq_page0(lidx, off::page0::CONFIG),
-                4,
-                1,
-            );
-            self.poll("VCMDQ EN_OK", || {
-                g.read(Dev::Cmdqv, self.lvcmdq_page0(lidx, off::page0::STATUS), 4) & 1 == 1
-            })?;
+            self.lvcmdq_hw_init(lidx, main, &mut shadows[lidx as usize])?;
         }
         Ok(())
     }
 
+    /// 1. CMDQV disable + wait, enable + wait, other CONFIG bits preserved.
+    fn cmdqv_toggle_enable(&self) -> Result<(), DriverError> {
+        let c = self.cmdqv_read(off::CONFIG);
+        self.cmdqv_write(off::CONFIG, c & !1);
+        self.poll("CMDQV STATUS=0", || self.cmdqv_read(off::STATUS) & 1 == 0)?;
+        self.cmdqv_write(off::CONFIG, c | 1);
+        self.poll("CMDQV STATUS=1", || self.cmdqv_read(off::STATUS) & 1 == 1)
+    }
+
+    /// 2. Pre-assign every global VCMDQ to (VINTF, LVCMDQ) with ALLOC=0 (6.17+).
+    fn preassign_vcmdqs(&self) {
+        let per = (self.cfg.num_vcmdqs / self.cfg.num_vintfs.max(1)).max(1);
+        for q in 0..self.cfg.num_vcmdqs {
+            let v = (q / per) as u64;
+            let l = (q % per) as u64;
+            self.cmdqv_write(off::CMDQ_ALLOC_MAP_0 + 4 * q as u64, (v << 15) | (l << 1));
+        }
+    }
+
+    /// 3a. VINTF deinit: LVCMDQs descending, then the VINTF, then its SID table.
+    fn vintf_hw_deinit(&self, main: &mut QueueShadow) -> Result<(), DriverError> {
+        for lidx in (0..self.cfg.lvcmdqs).rev() {
+            self.vcmdq_deinit(lidx, main)?;
+            self.unmap(lidx);
+        }
+        self.cmdqv_write(self.vintf_reg(off::vintf::CONFIG), 0);
+        self.poll("VINTF ENABLE_OK=0", || {
+            self.cmdqv_read(self.vintf_reg(off::vintf::STATUS)) & 1 == 0
+        })?;
+        for s in 0..self.cfg.sids_per_vintf as u64 {
+            self.cmdqv_write(self.vintf_reg(off::vintf::SID_MATCH_0 + 4 * s), 0);
+            self.cmdqv_write(self.vintf_reg(off::vintf::SID_REPLACE_0 + 4 * s), 0);
+        }
+        Ok(())
+    }
+
+    /// 3b. HYP_OWN | VMID (0 for VINTF0), then ENABLE; read HYP_OWN back.
+    fn vintf_hw_init(&mut self) -> Result<(), DriverError> {
+        let cfgv = 1u64 << 17;
+        self.cmdqv_write(self.vintf_reg(off::vintf::CONFIG), cfgv);
+        self.cmdqv_write(self.vintf_reg(off::vintf::CONFIG), cfgv | 1);
+        self.poll("VINTF ENABLE_OK", || {
+            self.cmdqv_read(self.vintf_reg(off::vintf::STATUS)) & 1 == 1
+        })?;
+        self.hyp_own = self.cmdqv_read(self.vintf_reg(off::vintf::CONFIG)) & (1 << 17) != 0;
+        Ok(())
+    }
+
+    /// 3c. One LVCMDQ, ascending: map, init (deinit first), BASE, enable.
+    fn lvcmdq_hw_init(
+        &self,
+        lidx: u32,
+        main: &mut QueueShadow,
+        sh: &mut QueueShadow,
+    ) -> Result<(), DriverError> {
+        let g = self.g;
+        let a = off::CMDQ_ALLOC_MAP_0 + 4 * self.global_q(lidx) as u64;
+        self.cmdqv_write(a, self.cmdqv_read(a) | 1);
+        self.vcmdq_deinit(lidx, main)?;
+        sh.base = self.cfg.vcmdq_ring(lidx);
+        sh.log2size = self.cfg.vcmdq_log2size;
+        sh.prod = 0;
+        g.write(
+            Dev::Cmdqv,
+            self.lvcmdq_page1(lidx, off::page1::BASE_L),
+            8,
+            sh.base | sh.log2size as u64,
+        );
+        self.cmdqv_write(self.lvcmdq_page0(lidx, off::page0::CONFIG), 1);
+        self.poll("VCMDQ EN_OK", || {
+            self.cmdqv_read(self.lvcmdq_page0(lidx, off::page0::STATUS)) & 1 == 1
+        })
+    }
+
+    /// A 32-bit CMDQV register read (`readl_relaxed`).
+    fn cmdqv_read(&self, off: u64) -> u64 {
+        self.g.read(Dev::Cmdqv, off, 4)
+    }
+
+    /// A 32-bit CMDQV register write (`writel_relaxed`).
+    fn cmdqv_write(&self, off: u64, val: u64) {
+        self.g.write(Dev::Cmdqv, off, 4, val)
+    }
+
     fn unmap(&self, lidx: u32) {
         let a = off::CMDQ_ALLOC_MAP_0 + 4 * self.global_q(lidx) as u64;
-        let v = self.g.read(Dev::Cmdqv, a, 4);
-        self.g.write(Dev::Cmdqv, a, 4, v & !1);
+        self.cmdqv_write(a, self.cmdqv_read(a) & !1);
     }
 
     /// tegra241_vcmdq_hw_deinit.
     fn vcmdq_deinit(&self, lidx: u32, main: &mut QueueShadow) -> Result<(), DriverError> {
         let g = self.g;
-        g.write(
-            Dev::Cmdqv,
-            self.lvcmdq_page0(lidx, off::page0::CONFIG),
-            4,
-            0,
-        );
+        let page0 = |r| self.lvcmdq_page0(lidx, r);
+        self.cmdqv_write(page0(off::page0::CONFIG), 0);
         self.poll("VCMDQ EN_OK=0", || {
-            g.read(Dev::Cmdqv, self.lvcmdq_page0(lidx, off::page0::STATUS), 4) & 1 == 0
+            self.cmdqv_read(page0(off::page0::STATUS)) & 1 == 0
         })?;
         if self.cfg.flush_timeout_on_deinit && main.log2size != 0 {
             // One CS=NONE CMD_SYNC plus the completion CMD_SYNC the submission appends.
@@ -300,39 +306,20 @@ impl<'g, G: GuestPort> Driver<'g, G> {
             sync_none[0] &= !(0x3fu64 << 22); // only OP and CS set (MSH, MSIATTR cleared)
             self.submit_main(main, &[sync_none, sync_sev()])?;
         }
-        g.write(
-            Dev::Cmdqv,
-            self.lvcmdq_page0(lidx, off::page0::PROD_INDX),
-            4,
-            0,
-        );
-        g.write(
-            Dev::Cmdqv,
-            self.lvcmdq_page0(lidx, off::page0::CONS_INDX),
-            4,
-            0,
-        );
+        self.cmdqv_write(page0(off::page0::PROD_INDX), 0);
+        self.cmdqv_write(page0(off::page0::CONS_INDX), 0);
         g.write(
             Dev::Cmdqv,
             self.lvcmdq_page1(lidx, off::page1::BASE_L),
             8,
             0,
         );
-        g.write(
-            Dev::Cmdqv,
-            self.lvcmdq_page1(lidx, off::page1::CONS_INDX_BASE_DRAM_L),
-            8,
-            0,
-        );
-        let ge = g.read(Dev::Cmdqv, self.lvcmdq_page0(lidx, off::page0::GERROR), 4);
-        let gn = g.read(Dev::Cmdqv, self.lvcmdq_page0(lidx, off::page0::GERRORN), 4);
+        let dram = self.lvcmdq_page1(lidx, off::page1::CONS_INDX_BASE_DRAM_L);
+        g.write(Dev::Cmdqv, dram, 8, 0);
+        let ge = self.cmdqv_read(page0(off::page0::GERROR));
+        let gn = self.cmdqv_read(page0(off::page0::GERRORN));
         if ge != gn {
-            g.write(
-                Dev::Cmdqv,
-                self.lvcmdq_page0(lidx, off::page0::GERRORN),
-                4,
-                ge,
-            );
+            self.cmdqv_write(page0(off::page0::GERRORN), ge);
         }
         Ok(())
     }
@@ -520,15 +507,9 @@ pub fn sync_sev() -> [u64; 2] {
     [0x46 | (2 << 12) | (3 << 22) | (0xf << 24), 0]
 }
 
-/// SMMUv3 register offsets the driver uses (page 0).
+/// SMMUv3 register offsets the driver uses (page 0), from the one register table.
 pub mod off_smmu {
-    pub const CR0: u64 = 0x20;
-    pub const CR0ACK: u64 = 0x24;
-    pub const GERROR: u64 = 0x60;
-    pub const GERRORN: u64 = 0x64;
-    pub const CMDQ_BASE: u64 = 0x90;
-    pub const CMDQ_PROD: u64 = 0x98;
-    pub const CMDQ_CONS: u64 = 0x9c;
+    pub use crate::regs::smmu::{CMDQ_BASE, CMDQ_CONS, CMDQ_PROD, CR0, CR0ACK, GERROR, GERRORN};
 }
 /// CR0.CMDQEN.
-pub const CR0_CMDQEN: u64 = 1 << 3;
+pub const CR0_CMDQEN: u64 = regs::smmu::CR0_CMDQEN as u64;

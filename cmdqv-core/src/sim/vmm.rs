@@ -27,17 +27,18 @@ use super::{
 };
 use crate::{
     command::{Command, VaRange},
-    engine::{self, Invalidation, InvalidationSink, MAIN_CMDQ_ID, ModelEvent, Observer, Smmu},
+    engine::{self, Invalidation, InvalidationSink, MAIN_CMDQ_ID, ModelEvent, Observer},
     event::{Device, QueueEvent, VMM_QUEUE},
     host::{
         HostBackend,
         passthrough::{
             DirectPath, HwPolicy, PassEvent, PassStats, Passthrough, PassthroughOptions,
         },
-        simulated::{HostHardware, Injection, SimHostConfig, SimulatedHost},
+        simulated::{HostHardware, Injection, SimHostConfig, SimulatedHost, spin_for},
     },
     model::{Cmdqv, ModelConfig},
     regs::{self, Aperture, Cerror, Page0Reg, RegRef, VcmdqReg},
+    smmu::Smmu,
 };
 
 /// Guest RAM base (as QEMU's virt machine).
@@ -45,16 +46,6 @@ pub const RAM_BASE: u64 = 0x4000_0000;
 const RAM_SIZE: usize = 64 << 20;
 const SMMU_RING: u64 = RAM_BASE + 0x10_0000;
 const VCMDQ_RINGS: u64 = RAM_BASE + 0x100_0000;
-
-fn spin_for(ns: u64) {
-    if ns == 0 {
-        return;
-    }
-    let until = Instant::now() + Duration::from_nanos(ns);
-    while Instant::now() < until {
-        std::hint::spin_loop();
-    }
-}
 
 /// A sink shared by the model and the host (tests record every execution through it).
 pub type SharedSink = Arc<Mutex<dyn InvalidationSink + Send>>;
@@ -372,6 +363,13 @@ impl Vmm {
         self.sync(&mut d);
     }
 
+    /// [`Vmm::set_backed`] for LVCMDQs `0..lvcmdqs`.
+    fn set_all_backed(&self, lvcmdqs: u32, want: bool) {
+        for l in 0..lvcmdqs as usize {
+            self.set_backed(l, want);
+        }
+    }
+
     /// Reads the host's vEVENTs and reflects hardware errors into the model (maps, interrupt).
     pub fn poll_host_events(&self) {
         let mut d = self.lock();
@@ -533,24 +531,21 @@ pub struct RunStats {
     pub commands_duplicated: u64,
 }
 
+impl RunStats {
+    /// Folds one vCPU's counts into the run's.
+    fn add_vcpu(&mut self, st: &RunStats) {
+        self.batches += st.batches;
+        self.submitted += st.submitted;
+        self.errors_recovered += st.errors_recovered;
+        self.driver_errors += st.driver_errors;
+    }
+}
+
 /// Runs `sc` until `duration` or `vmm.stop`; the guest brings the device up exactly as Linux
 /// does, then every vCPU submits its workload.
 pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, String> {
-    let geom = sc.geometry;
-    let lvcmdqs = sc.lvcmdqs.min(geom.lvcmdqs_per_vintf() as u32).max(1);
-    let cfg = DriverConfig {
-        vintf: 0,
-        lvcmdqs,
-        num_vcmdqs: geom.num_vcmdqs() as u32,
-        num_vintfs: geom.num_vintfs() as u32,
-        sids_per_vintf: geom.num_sids_per_vintf() as u32,
-        vcmdq_log2size: sc.log2size,
-        vcmdq_ring_base: VCMDQ_RINGS,
-        smmu_log2size: 8,
-        smmu_ring_base: SMMU_RING,
-        flush_timeout_on_deinit: true,
-        poll_timeout: Duration::from_secs(2),
-    };
+    let cfg = driver_config(sc);
+    let lvcmdqs = cfg.lvcmdqs;
     let mut drv = Driver::new(vmm, cfg);
     let mut main = QueueShadow::default();
     let mut shadows = vec![QueueShadow::default(); lvcmdqs as usize];
@@ -560,13 +555,46 @@ pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, Str
         .map_err(|e| format!("CMDQV bring-up: {e}"))?;
     let bringup = drv.submitted.load(Ordering::Relaxed);
     // Initial backing per the scenario's path.
-    let hw_from_start = matches!(sc.path, Path::Passthrough | Path::Compare);
-    if hw_from_start {
-        for l in 0..lvcmdqs as usize {
-            vmm.set_backed(l, true);
-        }
+    if matches!(sc.path, Path::Passthrough | Path::Compare) {
+        vmm.set_all_backed(lvcmdqs, true);
     }
     let deadline = Instant::now() + duration;
+    let mut t = run_vcpus(vmm, sc, &drv, &shadows, main, deadline);
+    t.bringup_commands = bringup;
+    t.submitted_total = drv.submitted.load(Ordering::Relaxed);
+    account(vmm, sc, &mut t);
+    Ok(t)
+}
+
+/// The guest's driver setup for a scenario: VINTF0 with the scenario's LVCMDQs, rings in RAM.
+fn driver_config(sc: &Scenario) -> DriverConfig {
+    let geom = sc.geometry;
+    DriverConfig {
+        vintf: 0,
+        lvcmdqs: sc.lvcmdqs.min(geom.lvcmdqs_per_vintf() as u32).max(1),
+        num_vcmdqs: geom.num_vcmdqs() as u32,
+        num_vintfs: geom.num_vintfs() as u32,
+        sids_per_vintf: geom.num_sids_per_vintf() as u32,
+        vcmdq_log2size: sc.log2size,
+        vcmdq_ring_base: VCMDQ_RINGS,
+        smmu_log2size: 8,
+        smmu_ring_base: SMMU_RING,
+        flush_timeout_on_deinit: true,
+        poll_timeout: Duration::from_secs(2),
+    }
+}
+
+/// Runs every vCPU (plus the vEVENT thread and, for a handover scenario, the mover) until the
+/// deadline, then moves the queues back to the model and stops the hardware thread.
+fn run_vcpus(
+    vmm: &Vmm,
+    sc: &Scenario,
+    drv: &Driver<'_, Vmm>,
+    shadows: &[QueueShadow],
+    main: QueueShadow,
+    deadline: Instant,
+) -> RunStats {
+    let lvcmdqs = drv.cfg.lvcmdqs;
     let main = Mutex::new(main);
     let totals = Mutex::new(RunStats::default());
     std::thread::scope(|s| {
@@ -577,42 +605,35 @@ pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, Str
                 while !vmm.stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     std::thread::sleep(period);
                     on = !on;
-                    for l in 0..lvcmdqs as usize {
-                        vmm.set_backed(l, on);
-                    }
+                    vmm.set_all_backed(lvcmdqs, on);
                 }
             });
         }
-        let mut handles = Vec::new();
-        for cpu in 0..sc.vcpus {
-            let drv = &drv;
-            let main = &main;
-            let shadow = shadows[(cpu % lvcmdqs) as usize].clone();
-            let totals = &totals;
-            handles.push(s.spawn(move || {
-                let st = vcpu(drv, sc, cpu, shadow, main, deadline, &vmm.stop);
-                let mut t = totals.lock().unwrap();
-                t.batches += st.batches;
-                t.submitted += st.submitted;
-                t.errors_recovered += st.errors_recovered;
-                t.driver_errors += st.driver_errors;
-            }));
-        }
+        let (main, totals) = (&main, &totals);
+        let handles: Vec<_> = (0..sc.vcpus)
+            .map(|cpu| {
+                let shadow = shadows[(cpu % lvcmdqs) as usize].clone();
+                s.spawn(move || {
+                    let st = vcpu(drv, sc, cpu, shadow, main, deadline, &vmm.stop);
+                    totals.lock().unwrap().add_vcpu(&st);
+                })
+            })
+            .collect();
         for h in handles {
             let _ = h.join();
         }
         // Everything submitted has completed (each batch waited for CONS): move the queues back
         // so the final state is the model's, then stop the hardware thread.
         if !matches!(sc.path, Path::Emulated) {
-            for l in 0..lvcmdqs as usize {
-                vmm.set_backed(l, false);
-            }
+            vmm.set_all_backed(lvcmdqs, false);
         }
         vmm.stop.store(true, Ordering::Relaxed);
     });
-    let mut t = *totals.lock().unwrap();
-    t.bringup_commands = bringup;
-    t.submitted_total = drv.submitted.load(Ordering::Relaxed);
+    totals.into_inner().unwrap()
+}
+
+/// Lost and duplicated commands (submitted against executed), reported with the handovers.
+fn account(vmm: &Vmm, sc: &Scenario, t: &mut RunStats) {
     let executed = vmm.executed.load(Ordering::Relaxed);
     let h = vmm.handover_stats();
     t.commands_lost = t.submitted_total.saturating_sub(executed);
@@ -626,34 +647,41 @@ pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, Str
         };
         vmm.emit.queue(VMM_QUEUE, report);
     }
-    Ok(t)
 }
 
-fn vcpu(
-    drv: &Driver<'_, Vmm>,
-    sc: &Scenario,
-    cpu: u32,
-    mut shadow: QueueShadow,
-    main: &Mutex<QueueShadow>,
-    deadline: Instant,
-    stop: &AtomicBool,
-) -> RunStats {
-    let mut st = RunStats::default();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((cpu as u64 + 1) * 0x1234_5678_9abc_def1));
-    let lidx = cpu % drv.cfg.lvcmdqs;
-    // Per-vCPU rates may differ (multi-queue scenario).
-    let rate = (sc.rate_hz as f64 * (1.0 + sc.rate_skew * cpu as f64)).max(1.0);
-    let period = Duration::from_secs_f64(1.0 / rate);
-    let start = Instant::now();
-    let asid = (cpu + 1) as u16;
-    let trapped_only = matches!(sc.path, Path::Compare) && cpu == 0;
-    let mut n: u64 = 0;
-    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        n += 1;
+/// What one vCPU submits: its own ASID, a reproducible random stream, and whether it uses only
+/// the trapped SMMU queue (vCPU 0 of the comparison scenario).
+struct Workload<'a> {
+    sc: &'a Scenario,
+    rng: Rng,
+    asid: u16,
+    trapped_only: bool,
+}
+
+impl<'a> Workload<'a> {
+    fn new(sc: &'a Scenario, cpu: u32) -> Self {
+        Self {
+            sc,
+            rng: Rng(0x9e37_79b9_7f4a_7c15 ^ ((cpu as u64 + 1) * 0x1234_5678_9abc_def1)),
+            asid: (cpu + 1) as u16,
+            trapped_only: matches!(sc.path, Path::Compare) && cpu == 0,
+        }
+    }
+
+    /// Batch `n`: 1..=max_tlbi TLBI_NH_VA (or one TLBI_NH_ASID), maybe an illegal command, and
+    /// the completion CMD_SYNC (CS=SEV on the main queue, CS=NONE on a VCMDQ).
+    fn batch(&mut self, n: u64) -> Vec<[u64; 2]> {
+        let (sc, rng) = (self.sc, &mut self.rng);
         let mut cmds: Vec<[u64; 2]> = Vec::with_capacity(66);
         let k = 1 + rng.below(sc.max_tlbi as u64) as usize;
         if sc.asid_every > 0 && n.is_multiple_of(sc.asid_every as u64) {
-            cmds.push(Command::TlbiNhAsid { vmid: 0, asid }.encode());
+            cmds.push(
+                Command::TlbiNhAsid {
+                    vmid: 0,
+                    asid: self.asid,
+                }
+                .encode(),
+            );
         } else {
             for _ in 0..k {
                 let page = rng.below(1 << 20);
@@ -661,7 +689,7 @@ fn vcpu(
                 cmds.push(
                     Command::TlbiNhVa {
                         vmid: 0,
-                        asid,
+                        asid: self.asid,
                         range: VaRange {
                             num,
                             scale: 0,
@@ -675,17 +703,43 @@ fn vcpu(
                 );
             }
         }
-        if sc.error_every > 0 && n.is_multiple_of(sc.error_every as u64) && !trapped_only {
+        if sc.error_every > 0 && n.is_multiple_of(sc.error_every as u64) && !self.trapped_only {
             // An illegal command: opcode 0x00 (reserved), as a buggy guest would write.
             let pos = rng.below(cmds.len() as u64 + 1) as usize;
             cmds.insert(pos, [0x00, 0]);
         }
-        let r = if trapped_only {
-            cmds.push(super::driver::sync_sev());
-            let mut m = main.lock().unwrap();
-            drv.submit(Target::Main, &mut m, &cmds)
+        cmds.push(if self.trapped_only {
+            super::driver::sync_sev()
         } else {
-            cmds.push(Command::sync_none().encode());
+            Command::sync_none().encode()
+        });
+        cmds
+    }
+}
+
+fn vcpu(
+    drv: &Driver<'_, Vmm>,
+    sc: &Scenario,
+    cpu: u32,
+    mut shadow: QueueShadow,
+    main: &Mutex<QueueShadow>,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> RunStats {
+    let mut st = RunStats::default();
+    let mut work = Workload::new(sc, cpu);
+    let lidx = cpu % drv.cfg.lvcmdqs;
+    // Per-vCPU rates may differ (multi-queue scenario).
+    let rate = (sc.rate_hz as f64 * (1.0 + sc.rate_skew * cpu as f64)).max(1.0);
+    let period = Duration::from_secs_f64(1.0 / rate);
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let cmds = work.batch(n);
+        let r = if work.trapped_only {
+            drv.submit(Target::Main, &mut main.lock().unwrap(), &cmds)
+        } else {
             drv.submit(Target::Vcmdq(lidx), &mut shadow, &cmds)
         };
         match r {
@@ -698,27 +752,7 @@ fn vcpu(
         }
         // Configuration changes go to the trapped SMMU queue (not allowed on a guest VCMDQ).
         if sc.cfgi_every > 0 && n.is_multiple_of(sc.cfgi_every as u64) {
-            let sid = 0x10 + cpu;
-            let cmds = [
-                Command::CfgiSte {
-                    sid,
-                    ssec: false,
-                    leaf: true,
-                }
-                .encode(),
-                Command::CfgiCd {
-                    sid,
-                    ssid: 0,
-                    ssec: false,
-                    leaf: true,
-                }
-                .encode(),
-                super::driver::sync_sev(),
-            ];
-            let mut m = main.lock().unwrap();
-            if let Ok(s) = drv.submit(Target::Main, &mut m, &cmds) {
-                st.submitted += s.commands as u64;
-            }
+            st.submitted += submit_cfgi(drv, main, cpu);
         }
         let next = start + period.mul_f64(n as f64);
         let now = Instant::now();
@@ -727,4 +761,29 @@ fn vcpu(
         }
     }
     st
+}
+
+/// CFGI_STE + CFGI_CD for the vCPU's StreamID and a CMD_SYNC on the trapped SMMU queue; returns
+/// the commands submitted (0 if the driver gave up).
+fn submit_cfgi(drv: &Driver<'_, Vmm>, main: &Mutex<QueueShadow>, cpu: u32) -> u64 {
+    let sid = 0x10 + cpu;
+    let cmds = [
+        Command::CfgiSte {
+            sid,
+            ssec: false,
+            leaf: true,
+        }
+        .encode(),
+        Command::CfgiCd {
+            sid,
+            ssid: 0,
+            ssec: false,
+            leaf: true,
+        }
+        .encode(),
+        super::driver::sync_sev(),
+    ];
+    let mut m = main.lock().unwrap();
+    drv.submit(Target::Main, &mut m, &cmds)
+        .map_or(0, |s| s.commands as u64)
 }
