@@ -293,8 +293,64 @@ pub enum Payload {
         flags: i32,
         device: [u8; IOMMU_DEV_NAME],
     },
+    /// One command the host kernel's SMMUv3 driver wrote to a command queue.
+    HostCommand(HostCommand),
+    /// One batch the host kernel's SMMUv3 driver submitted; its commands come before it as
+    /// [`Payload::HostCommand`]s.
+    HostBatch(HostBatch),
     /// The source lost `count` events (ring buffer full, channel overflow, …).
     Lost { count: u64 },
+}
+
+/// [`HostCommand::index`] when the ring pointer is unknown.
+pub const INDEX_UNKNOWN: u32 = cmdqv_ebpf_common::INDEX_UNKNOWN;
+
+/// One command a host kernel's SMMUv3 driver wrote to a command queue.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostCommand {
+    /// Kernel address of the queue's `struct arm_smmu_cmdq`.
+    pub cmdq: u64,
+    /// Ring pointer (index | wrap bit) of its slot; [`INDEX_UNKNOWN`] when the probe did not
+    /// see where the batch went.
+    pub index: u32,
+    /// The CMD_SYNC the driver adds after a batch, read back from the ring.
+    pub appended_sync: bool,
+    pub w0: u64,
+    pub w1: u64,
+}
+
+/// One `arm_smmu_cmdq_issue_cmdlist` call of a host kernel's SMMUv3 driver, entry to return
+/// (the event's time is the entry).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostBatch {
+    /// Kernel address of the `struct arm_smmu_cmdq` (0: unknown).
+    pub cmdq: u64,
+    /// Kernel address of the `struct arm_smmu_device`.
+    pub smmu: u64,
+    /// Ring pointer (index | wrap bit) of the batch's first slot, when the probe saw it.
+    pub prod: Option<u32>,
+    /// Commands passed in (the appended CMD_SYNC not included).
+    pub n: u32,
+    /// A CMD_SYNC was appended (and waited for).
+    pub sync: bool,
+    /// The queue is the SMMU's own (`smmu->cmdq`), when the kernel's BTF told.
+    pub main: Option<bool>,
+    /// log2 of the queue's entries, when read.
+    pub log2size: Option<u8>,
+    /// Entry to return.
+    pub duration_ns: u64,
+    /// Time in `arm_smmu_cmdq_poll_until_sync`, where the kernel has it as a function.
+    pub wait_ns: Option<u64>,
+    pub ret: i32,
+    /// Commands of the batch that could not be reported.
+    pub missed: u32,
+}
+
+impl HostBatch {
+    /// Ring slots the batch took: its commands and the appended CMD_SYNC.
+    pub fn slots(&self) -> u64 {
+        u64::from(self.n) + u64::from(self.sync)
+    }
 }
 
 /// One event.

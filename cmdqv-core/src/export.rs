@@ -162,7 +162,9 @@ impl<W: Write> Exporter<W> {
             Payload::Mmio { .. }
             | Payload::KvmMmio { .. }
             | Payload::KFunc { .. }
-            | Payload::Iommu { .. } => Ok(()),
+            | Payload::Iommu { .. }
+            | Payload::HostBatch(_)
+            | Payload::HostCommand(_) => Ok(()),
         }
     }
 

@@ -23,8 +23,11 @@
 //! - [`export`]: Perfetto / Chrome trace-event export.
 //! - [`sim`]: the simulated VMM, synthetic guest driver and scenarios.
 //! - [`qemu`]: tracing a real QEMU (trace-log parsing, symbol discovery, probe choice).
+//! - [`btf`]: a checked reader of the kernel's BTF (function parameters, struct member offsets)
+//!   for the host probes.
 
 pub mod analysis;
+pub mod btf;
 pub mod command;
 pub mod engine;
 pub mod event;

@@ -14,12 +14,17 @@
 use std::num::NonZeroU32;
 
 use cmdqv_ebpf_common::{
-    ABI_VERSION, CommandEvent, EventHeader, EventKind, HANDOVER_LOST_SHIFT, IOCTL_ARG_BYTES,
-    IoctlEvent, IommuEvent, KFuncEvent, KvmMmioEvent, LostEvent, MAP_ALLOC_BIT, MAP_LVCMDQ_MASK,
-    MmapEvent, MmioEvent, MmioOrigin, QueueEvent as QueueRecord,
+    ABI_VERSION, CommandEvent, EventHeader, EventKind, HANDOVER_LOST_SHIFT, HOST_BATCH_FLAGS,
+    HOST_BATCH_MAIN, HOST_BATCH_MAIN_KNOWN, HOST_BATCH_PROD, HOST_BATCH_SYNC, HOST_BATCH_WAIT,
+    HostBatchEvent, HostCommandEvent, IOCTL_ARG_BYTES, IoctlEvent, IommuEvent, KFuncEvent,
+    KvmMmioEvent, LostEvent, MAP_ALLOC_BIT, MAP_LVCMDQ_MASK, MmapEvent, MmioEvent, MmioOrigin,
+    QueueEvent as QueueRecord,
 };
 
-use crate::event::{Device, ErrCode, Event, IOMMU_DEV_NAME, IommuOp, Payload, QueueEvent, QueueOp};
+use crate::event::{
+    Device, ErrCode, Event, HostBatch, HostCommand, IOMMU_DEV_NAME, IommuOp, Payload, QueueEvent,
+    QueueOp,
+};
 
 /// Size of the fixed header of every record.
 pub const HEADER_LEN: usize = core::mem::size_of::<EventHeader>();
@@ -55,6 +60,8 @@ pub fn payload_len(kind: EventKind) -> usize {
         EventKind::Mmap => size_of::<MmapEvent>(),
         EventKind::KFunc => size_of::<KFuncEvent>(),
         EventKind::Iommu => size_of::<IommuEvent>(),
+        EventKind::HostBatch => size_of::<HostBatchEvent>(),
+        EventKind::HostCommand => size_of::<HostCommandEvent>(),
         EventKind::Lost => size_of::<LostEvent>(),
     };
     total - HEADER_LEN
@@ -71,6 +78,8 @@ pub fn kind_of(payload: &Payload) -> EventKind {
         Payload::Mmap { .. } => EventKind::Mmap,
         Payload::KFunc { .. } => EventKind::KFunc,
         Payload::Iommu { .. } => EventKind::Iommu,
+        Payload::HostBatch(_) => EventKind::HostBatch,
+        Payload::HostCommand(_) => EventKind::HostCommand,
         Payload::Lost { .. } => EventKind::Lost,
     }
 }
@@ -223,6 +232,14 @@ pub fn decode_trimmed(record: &[u8]) -> Result<(Event, &[u8]), DecodeError> {
         EventKind::Mmap => decode_mmap(r)?,
         EventKind::KFunc => decode_kfunc(r)?,
         EventKind::Iommu => decode_iommu(r)?,
+        EventKind::HostBatch => decode_host_batch(r)?,
+        EventKind::HostCommand => Payload::HostCommand(HostCommand {
+            cmdq: r.u64()?,
+            index: r.u32()?,
+            appended_sync: r.flag::<4>("host_command.appended_sync")?,
+            w0: r.u64()?,
+            w1: r.u64()?,
+        }),
         EventKind::Lost => Payload::Lost { count: r.u64()? },
     };
     let ev = Event {
@@ -320,6 +337,40 @@ fn decode_iommu(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
         unmapped: r.u64()?,
         device: r.take::<IOMMU_DEV_NAME>()?,
     })
+}
+
+/// A host batch record: flags unpacked into the options they guard; a flag the ABI does not
+/// define, or a ring size no SMMU has, is an error.
+fn decode_host_batch(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
+    let (cmdq, smmu, duration_ns, wait_ns) = (r.u64()?, r.u64()?, r.u64()?, r.u64()?);
+    let (prod, n, flags, log2size) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+    let (ret, missed) = (r.i32()?, r.u32()?);
+    if flags & !HOST_BATCH_FLAGS != 0 {
+        return Err(DecodeError::BadField {
+            field: "host_batch.flags",
+            value: flags.into(),
+        });
+    }
+    if log2size > 31 {
+        return Err(DecodeError::BadField {
+            field: "host_batch.log2size",
+            value: log2size.into(),
+        });
+    }
+    let has = |f: u32| flags & f != 0;
+    Ok(Payload::HostBatch(HostBatch {
+        cmdq,
+        smmu,
+        prod: has(HOST_BATCH_PROD).then_some(prod),
+        n,
+        sync: has(HOST_BATCH_SYNC),
+        main: has(HOST_BATCH_MAIN_KNOWN).then_some(has(HOST_BATCH_MAIN)),
+        log2size: (log2size != 0).then_some(log2size as u8),
+        duration_ns,
+        wait_ns: has(HOST_BATCH_WAIT).then_some(wait_ns),
+        ret,
+        missed,
+    }))
 }
 
 /// A size the hook passed as u64: an impossible value stays impossible (saturates).
@@ -449,6 +500,20 @@ macro_rules! put {
     }};
 }
 
+/// A host batch's fields in the order of its ABI struct, its options packed back into flags
+/// (the inverse of [`decode_host_batch`]).
+fn encode_host_batch(b: &HostBatch, out: &mut Vec<u8>) {
+    let flag = |on: bool, f: u32| if on { f } else { 0 };
+    let flags = flag(b.prod.is_some(), HOST_BATCH_PROD)
+        | flag(b.sync, HOST_BATCH_SYNC)
+        | flag(b.main.is_some(), HOST_BATCH_MAIN_KNOWN)
+        | flag(b.main == Some(true), HOST_BATCH_MAIN)
+        | flag(b.wait_ns.is_some(), HOST_BATCH_WAIT);
+    let (prod, wait, log2) = (b.prod.unwrap_or(0), b.wait_ns.unwrap_or(0), b.log2size);
+    put!(out, b.cmdq, b.smmu, b.duration_ns, wait, prod, b.n, flags);
+    put!(out, u32::from(log2.unwrap_or(0)), b.ret, b.missed);
+}
+
 /// Encode an event as the eBPF programs would write it (the inverse of [`decode`]), for the
 /// in-process fallback, tests and benchmarks. Kinds the kernel never writes (`Lost`) have no
 /// ring-buffer record: `None` (the trace file uses [`encode_into`], which writes every kind).
@@ -538,6 +603,10 @@ fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
             unmapped,
             device,
         } => put!(out, op.to_raw(), flags, iova, paddr, size, unmapped, device),
+        Payload::HostBatch(b) => encode_host_batch(&b, out),
+        Payload::HostCommand(c) => {
+            put!(out, c.cmdq, c.index, u32::from(c.appended_sync), c.w0, c.w1)
+        }
         Payload::Lost { count } => put!(out, count),
     }
 }
@@ -721,7 +790,100 @@ mod tests {
                     device: dev_name(),
                 },
             ),
+            (as_bytes(&host_batch_record()), host_batch_payload()),
+            (
+                as_bytes(&abi::HostCommandEvent {
+                    hdr: hdr(EventKind::HostCommand),
+                    cmdq: 0xffff_0000_1234_5680,
+                    index: 0x1_0003,
+                    appended_sync: 1,
+                    w0: 0x46 | 1 << 12,
+                    w1: 0x4000_0010,
+                }),
+                Payload::HostCommand(crate::event::HostCommand {
+                    cmdq: 0xffff_0000_1234_5680,
+                    index: 0x1_0003,
+                    appended_sync: true,
+                    w0: 0x46 | 1 << 12,
+                    w1: 0x4000_0010,
+                }),
+            ),
         ]
+    }
+
+    fn host_batch_record() -> abi::HostBatchEvent {
+        abi::HostBatchEvent {
+            hdr: hdr(EventKind::HostBatch),
+            cmdq: 0xffff_0000_1234_5680,
+            smmu: 0xffff_0000_1234_0000,
+            duration_ns: 41_000,
+            wait_ns: 0,
+            prod: 0x1_0002,
+            n: 1,
+            flags: abi::HOST_BATCH_SYNC
+                | abi::HOST_BATCH_PROD
+                | abi::HOST_BATCH_MAIN_KNOWN
+                | abi::HOST_BATCH_MAIN,
+            log2size: 16,
+            ret: -110,
+            missed: 0,
+        }
+    }
+
+    fn host_batch_payload() -> Payload {
+        Payload::HostBatch(crate::event::HostBatch {
+            cmdq: 0xffff_0000_1234_5680,
+            smmu: 0xffff_0000_1234_0000,
+            prod: Some(0x1_0002),
+            n: 1,
+            sync: true,
+            main: Some(true),
+            log2size: Some(16),
+            duration_ns: 41_000,
+            wait_ns: None,
+            ret: -110,
+            missed: 0,
+        })
+    }
+
+    #[test]
+    fn host_batch_flags_unpack_into_options_and_unknown_flags_are_errors() {
+        let mut r = host_batch_record();
+        r.flags = abi::HOST_BATCH_WAIT | abi::HOST_BATCH_MAIN_KNOWN;
+        r.wait_ns = 9_000;
+        r.log2size = 0;
+        let Payload::HostBatch(crate::event::HostBatch {
+            prod,
+            sync,
+            main,
+            log2size,
+            wait_ns,
+            ..
+        }) = decode(&as_bytes(&r)).unwrap().payload
+        else {
+            panic!("not a host batch");
+        };
+        assert_eq!(
+            (prod, sync, main, log2size, wait_ns),
+            (None, false, Some(false), None, Some(9_000))
+        );
+        r.flags = 1 << 5;
+        assert_eq!(
+            decode(&as_bytes(&r)),
+            Err(DecodeError::BadField {
+                field: "host_batch.flags",
+                value: 32
+            })
+        );
+        r.flags = 0;
+        r.log2size = 32;
+        assert!(matches!(
+            decode(&as_bytes(&r)),
+            Err(DecodeError::BadField {
+                field: "host_batch.log2size",
+                ..
+            })
+        ));
     }
 
     fn dev_name() -> [u8; IOMMU_DEV_NAME] {
@@ -766,7 +928,7 @@ mod tests {
     #[test]
     fn every_kind_round_trips_from_the_abi_structs() {
         let all = all_kinds();
-        assert_eq!(all.len(), 8, "one case per EventKind");
+        assert_eq!(all.len(), 10, "one case per EventKind");
         for (bytes, payload) in all {
             let ev = decode(&bytes).unwrap();
             check_meta(&ev);
@@ -1092,7 +1254,7 @@ mod tests {
 
         #[test]
         fn valid_header_with_garbage_payload_never_panics(
-            kind in 0u16..10,
+            kind in 0u16..12,
             payload in proptest::collection::vec(any::<u8>(), 0..120),
         ) {
             let mut b = as_bytes(&abi::EventHeader { kind, ..hdr(EventKind::Ioctl) });

@@ -8,6 +8,7 @@ use cmdqv_tui::commands::{
     bench_probes::{self, BenchProbesArgs},
     doctor::{self, DoctorArgs},
     export::{self, ExportArgs},
+    host::{self, EXIT_NO_SUBMISSION_PROBE, HostArgs, NoSubmissionProbe},
     model::{self, ModelArgs},
     qemu::{self, QemuArgs},
     record::{self, RecordArgs},
@@ -38,6 +39,9 @@ enum Cmd {
     Sim(SimArgs),
     /// Trace a real QEMU with an SMMUv3 (stock or CMDQV-capable): `--pid PID` or `-- <cmdline>`.
     Qemu(QemuArgs),
+    /// Trace this kernel's own SMMUv3 driver: every command batch it submits, per command queue
+    /// (kprobes on arm_smmu_cmdq_issue_cmdlist, its form read from the kernel's BTF).
+    Host(HostArgs),
     /// Record a target to a trace file (headless), e.g. `cmdqv record -o t.cmdqv sim --duration 5s`.
     Record(RecordArgs),
     /// Drive the CMDQV device model with QEMU's qtest text protocol (readl/writel/readq/writeq,
@@ -72,6 +76,7 @@ fn main() {
     let done = match cli.cmd {
         Cmd::Sim(a) => sim::run(a, None),
         Cmd::Qemu(a) => qemu::run(a, None),
+        Cmd::Host(a) => host::run(a, None),
         Cmd::Record(a) => record::run(a),
         Cmd::Model(a) => model::run(a),
         Cmd::SimVmm(a) => sim_vmm::run(a),
@@ -84,6 +89,11 @@ fn main() {
     };
     if let Err(e) = done {
         eprintln!("cmdqv: {e:#}");
-        std::process::exit(1);
+        let no_probe = e.downcast_ref::<NoSubmissionProbe>().is_some();
+        std::process::exit(if no_probe {
+            EXIT_NO_SUBMISSION_PROBE
+        } else {
+            1
+        });
     }
 }

@@ -115,6 +115,7 @@ fn vcmdq(global: u32, vintf: u32, lvcmdq: u32, state: QueueState, cmd_rate: f64)
             syncs,
         ),
         recent: recent(0x120 + global * 16, 1 + vintf as u16, 12),
+        host: None,
     }
 }
 
@@ -144,6 +145,7 @@ pub fn summary() -> Summary {
         rate_history: rates(246, 120),
         latency_histogram: histogram(15, 5_120),
         recent: recent(0x490, 0, 16),
+        host: None,
     };
     let q0 = vcmdq(0, 0, 0, QueueState::Hardware, 48_210.0);
     let mut q1 = vcmdq(1, 0, 1, QueueState::Error, 0.0);

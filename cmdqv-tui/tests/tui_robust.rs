@@ -87,6 +87,7 @@ fn extreme() -> Summary {
             };
             40
         ],
+        host: None,
     };
     let states = [
         QueueState::Disabled,

@@ -125,8 +125,8 @@ fn ensure_cargo_fuzz() -> Result<String> {
 }
 
 /// The cargo-fuzz targets of cmdqv-core: arbitrary MMIO sequences over guest memory, qtest
-/// lines, command words, trace files.
-const FUZZ_TARGETS: [&str; 4] = ["mmio", "qtest", "command", "trace_reader"];
+/// lines, command words, trace files, kernel BTF.
+const FUZZ_TARGETS: [&str; 5] = ["mmio", "qtest", "command", "trace_reader", "btf"];
 
 /// Runs every cargo-fuzz target for a few seconds (CMDQV_FUZZ_SECS, default 8; 0 skips), with
 /// the pinned nightly (sanitizers need a nightly).

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::analysis::host_queues::HostQueues;
 use crate::analysis::queue_stats::{QueueStats, push_bounded};
 use crate::analysis::render::{RegNameFn, ioctl_name, is_error_event, log_line};
 use crate::analysis::summary::{Handover, LogLine, ProbeStatus, Summary, VintfSummary};
@@ -109,6 +110,8 @@ pub struct Collector {
     intervals_done: u64,
     main: Option<Box<QueueStats>>,
     queues: Vec<Option<Box<QueueStats>>>,
+    /// A host kernel's own command queues (`cmdqv host`), keyed by kernel address.
+    host: HostQueues,
     t: Totals,
     probes: Vec<ProbeStatus>,
     vintfs: Vec<VintfSummary>,
@@ -131,6 +134,7 @@ impl Collector {
             intervals_done: 0,
             main: None,
             queues: Vec::new(),
+            host: HostQueues::default(),
             t: Totals::default(),
             probes: Vec::new(),
             vintfs: Vec::new(),
@@ -198,6 +202,7 @@ impl Collector {
         for q in self.main.iter_mut().chain(self.queues.iter_mut().flatten()) {
             q.reset_counters();
         }
+        self.host.reset_counters();
     }
 
     /// Decode one eBPF ring-buffer record and ingest it: the path every live source takes.
@@ -254,6 +259,12 @@ impl Collector {
                 w0,
                 w1,
             } => self.command(ev.ts_ns, sec, queue, index, [w0, w1]),
+            Payload::HostCommand(c) => self.host.command(ev.ts_ns, sec, &c),
+            Payload::HostBatch(b) => {
+                // Commands the probes could not capture are lost events like any other.
+                self.add_drops(b.missed.into());
+                self.host.batch(sec, &b)
+            }
             Payload::Queue {
                 event:
                     QueueEvent::Handover {
@@ -402,6 +413,7 @@ impl Collector {
             .iter()
             .chain(self.queues.iter().flatten())
             .map(|q| q.summary(elapsed_s, now_sec))
+            .chain(self.host.summaries(elapsed_s, now_sec))
             .collect();
         Summary {
             source: self.cfg.source,

@@ -4,12 +4,14 @@
 //!   (field names are a contract).
 //! - [`render`]: text for people (log lines, queue names, durations).
 //! - [`collector`]: correlation and per-queue statistics with bounded memory ([`Collector`]),
-//!   over [`batch`] correlation, per-queue state and the VINTF panel's state.
+//!   over [`batch`] correlation, per-queue state, the VINTF panel's state and a host kernel's
+//!   own queues ([`host_queues`]).
 //!
 //! Everything is re-exported here, so `cmdqv_core::analysis::X` names every item.
 
 pub mod batch;
 pub mod collector;
+pub mod host_queues;
 mod queue_stats;
 pub mod render;
 pub mod summary;
@@ -17,14 +19,15 @@ mod vintf;
 
 pub use batch::{Batch, BatchTracker, PENDING_CAP};
 pub use collector::{Collector, CollectorConfig, IOCTL_CAP, LOG_CAP, LOG_ERRORS_KEPT, MAX_QUEUES};
+pub use host_queues::{HostQueues, LATENCY_CALL, LATENCY_POLL, MAX_HOST_QUEUES};
 pub use queue_stats::{LATENCY_BUCKETS, RATE_HISTORY_CAP, RECENT_CAP};
 pub use render::{
-    RegNameFn, format_duration_ns, ioctl_name, ioctl_text, is_error_event, log_line,
-    queue_event_title, queue_name, render,
+    RegNameFn, format_duration_ns, host_queue_name, ioctl_name, ioctl_text, is_error_event,
+    log_line, queue_event_title, queue_name, render,
 };
 pub use summary::{
-    Handover, Latency, LogLine, ProbeStatus, QueueError, QueueState, QueueSummary, RecentCommand,
-    Summary, VintfSummary,
+    Handover, HostQueueSummary, Latency, LogLine, ProbeStatus, QueueError, QueueState,
+    QueueSummary, RecentCommand, RingWindow, Summary, VintfSummary,
 };
 pub use vintf::MAX_VINTFS_TRACKED;
 

@@ -335,6 +335,34 @@ impl QueueStats {
         }
     }
 
+    /// A host kernel's batch was submitted (`cmdqv host`): its `commands` went into the ring,
+    /// which the SMMU consumes (hardware, as the kernel sees it); `latency_ns` is what the row's
+    /// latency measures for it (none without a CMD_SYNC), `end` the ring pointer after it.
+    pub fn host_batch(
+        &mut self,
+        commands: u64,
+        latency_ns: Option<u64>,
+        end: Option<u32>,
+        log2size: Option<u8>,
+    ) {
+        self.enabled = true;
+        self.hw_backed = true;
+        self.pass_commands = 0;
+        if let Some(n) = log2size {
+            self.set_log2size(n.into());
+        }
+        if let Some(e) = end {
+            // The kernel hands the slots to the SMMU before it returns: nothing of it is pending.
+            self.prod = e.into();
+            self.cons = e.into();
+        }
+        self.c.batches += 1;
+        self.c.batch_commands += commands;
+        if let Some(ns) = latency_ns {
+            self.c.record_latency(ns);
+        }
+    }
+
     /// The queue stopped on the command at pointer `index`.
     fn stopped(&mut self, ts_ns: u64, index: u32, cerror: ErrCode) {
         self.errored = true;
@@ -425,6 +453,7 @@ impl QueueStats {
             rate_history: self.rate_history(now_sec),
             latency_histogram: c.latency_histogram(),
             recent: self.recent_commands(),
+            host: None,
         }
     }
 }

@@ -5,8 +5,8 @@
 use crate::analysis::summary::LogLine;
 use crate::command::describe;
 use crate::event::{
-    Device, Event, IommuOp, MAIN_CMDQ, Payload, QueueEvent, errno_name, iommu_device_name,
-    iommufd_ioctl_name,
+    Device, Event, HostBatch, IommuOp, MAIN_CMDQ, Payload, QueueEvent, errno_name,
+    iommu_device_name, iommufd_ioctl_name,
 };
 
 /// Register-name hook: `(device, offset)` → e.g. `VINTF0.LVCMDQ1.PROD_INDX`.
@@ -144,6 +144,7 @@ pub fn is_error_event(ev: &Event) -> bool {
         },
         Payload::Ioctl { ret, .. } | Payload::Mmap { ret, .. } => ret < 0,
         Payload::Lost { .. } => true,
+        Payload::HostBatch(b) => b.ret < 0 || b.missed > 0,
         Payload::Iommu { op, .. } => op == IommuOp::IoPageFault,
         _ => false,
     }
@@ -211,6 +212,25 @@ fn render_iommu(
             format!("iommu page fault {dev} iova={iova:#x} flags={flags:#x}"),
         ),
         IommuOp::Attach => ("iommu", format!("iommu attach {dev} to a domain")),
+    }
+}
+
+/// Display name of a host kernel command queue by its `struct arm_smmu_cmdq` address.
+pub fn host_queue_name(cmdq: u64) -> String {
+    format!("cmdq@{cmdq:x}")
+}
+
+/// (kind, text) of a host batch's log line (what one `arm_smmu_cmdq_issue_cmdlist` call did).
+fn render_host_batch(b: &HostBatch) -> (&'static str, String) {
+    let q = host_queue_name(b.cmdq);
+    let at = b.prod.map_or_else(|| "?".into(), |p| format!("{p:#x}"));
+    let sync = if b.sync { " + CMD_SYNC" } else { "" };
+    let res = result_text(b.ret.into(), |r| r.to_string());
+    let took = format_duration_ns(b.duration_ns);
+    let text = format!("{q} batch of {}{sync} at {at} -> {res} ({took})", b.n);
+    match b.missed {
+        0 => ("batch", text),
+        m => ("error", format!("{text}, {m} commands not captured")),
     }
 }
 
@@ -287,6 +307,11 @@ pub fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String)
             let dev = iommu_device_name(&device);
             render_iommu(op, &dev, iova, paddr, size, unmapped, flags)
         }
+        Payload::HostCommand(c) => {
+            let (q, text) = (host_queue_name(c.cmdq), describe(c.w0, c.w1));
+            ("cmd", format!("{q} [{:#x}] {text}", c.index))
+        }
+        Payload::HostBatch(b) => render_host_batch(&b),
         Payload::Lost { count } => ("lost", format!("{count} events lost")),
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The JSON field names below are a contract (issue: headless output): `source`, `events`,
 //! `drops`, `probes`, `queues[]` with `vintf`, `lvcmdq`, `global_id`, `commands`, `syncs`,
-//! `errors`, `commands_per_s`, `batch_latency_ns` {`p50`,`p99`,`max`}, `opcodes`.
+//! `errors`, `commands_per_s`, `batch_latency_ns` {`p50`,`p99`,`max`}, `opcodes`; a host kernel's
+//! queues (`cmdqv host`) add `host` {`cmdq`, `main`, `latency`, `batch_sizes`, `window`} to
+//! theirs.
 
 use std::collections::BTreeMap;
 
@@ -108,6 +110,54 @@ pub struct QueueSummary {
     /// Last few commands (bounded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recent: Vec<RecentCommand>,
+    /// A host kernel's command queue (`cmdqv host`): what only such a queue has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostQueueSummary>,
+}
+
+/// What a host kernel's command queue row adds (`cmdqv host`): the kernel's queue, how its
+/// latency was measured, batch sizes, and the ring slots this run saw written.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostQueueSummary {
+    /// Kernel address of the queue's `struct arm_smmu_cmdq`, e.g. `0xffff00000a1b2c80`.
+    pub cmdq: String,
+    /// Kernel address of its `struct arm_smmu_device`.
+    pub smmu: String,
+    /// The SMMU's own command queue (`smmu->cmdq`); false: another one (on Grace, a tegra241
+    /// VCMDQ); null: not known (the kernel's BTF did not give the offset).
+    pub main: Option<bool>,
+    /// What `batch_latency_ns` measures on this row.
+    pub latency: String,
+    /// Batches (`arm_smmu_cmdq_issue_cmdlist` calls) with a CMD_SYNC appended.
+    pub sync_batches: u64,
+    /// Commands per batch, the appended CMD_SYNC included → batches; `65` counts every batch of
+    /// more than 64.
+    pub batch_sizes: BTreeMap<u32, u64>,
+    /// Commands the probes could not capture (beyond 64 per batch, unreadable memory).
+    pub missed: u64,
+    /// The ring slots this run saw written, when the ring pointers and size were read.
+    pub window: Option<RingWindow>,
+}
+
+/// The stretch of a host queue's ring that the batches of a run covered. The commands a queue
+/// row counts are exactly these slots when `contiguous`: no batch inside was missed, so the
+/// consumer of the queue (the SMMU, or QEMU emulating one) took exactly them in this order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingWindow {
+    /// log2 of the ring's entries; a ring pointer is index | wrap << log2size.
+    pub log2size: u8,
+    /// Ring pointer of the first slot.
+    pub first: u32,
+    /// Ring pointer one past the last slot.
+    pub end: u32,
+    /// Slots the batches wrote (their commands and appended CMD_SYNCs).
+    pub slots: u64,
+    /// Batches with a known ring pointer.
+    pub batches: u64,
+    /// Batches whose ring pointer was not seen (not in the window).
+    pub unplaced: u64,
+    /// Every slot from `first` to `end` was written by a batch seen (`slots` = the distance).
+    pub contiguous: bool,
 }
 
 /// VINTF state for the device panel.
@@ -128,7 +178,8 @@ pub struct VintfSummary {
 pub struct LogLine {
     pub ts_ns: u64,
     pub pid: u32,
-    /// `mmio`, `cmd`, `ioctl`, `queue`, `error`, `kvm`, `mmap`, `kfunc`, `lost`.
+    /// `mmio`, `cmd`, `ioctl`, `queue`, `error`, `kvm`, `mmap`, `kfunc`, `iommu`, `batch` (a host
+    /// kernel batch), `lost`.
     pub kind: String,
     /// e.g. `W VINTF0.LVCMDQ1.PROD_INDX = 0x00000012`, `IOMMU_HW_QUEUE_ALLOC -> ENOTTY 3.1us`.
     pub text: String,

@@ -2,7 +2,9 @@
 #![allow(dead_code)]
 
 use cmdqv_core::command::op;
-use cmdqv_core::event::{Device, Event, IommuOp, MAIN_CMDQ, Payload, QueueEvent, QueueOp};
+use cmdqv_core::event::{
+    Device, Event, HostBatch, HostCommand, IommuOp, MAIN_CMDQ, Payload, QueueEvent, QueueOp,
+};
 use cmdqv_core::probe_abi;
 use cmdqv_core::regs::Cerror;
 
@@ -130,6 +132,32 @@ pub fn every_kind() -> Vec<Event> {
                 device,
             }
         }),
+        ev(
+            9,
+            Payload::HostCommand(HostCommand {
+                cmdq: 0xffff_0000_0415_70c0,
+                index: 0x1_0000,
+                appended_sync: true,
+                w0: 0x46 | 2 << 12,
+                w1: 0,
+            }),
+        ),
+        ev(
+            9,
+            Payload::HostBatch(HostBatch {
+                cmdq: 0xffff_0000_0415_70c0,
+                smmu: 0xffff_0000_0415_7080,
+                prod: Some(0xffff),
+                n: 1,
+                sync: true,
+                main: Some(true),
+                log2size: Some(16),
+                duration_ns: 20_351,
+                wait_ns: None,
+                ret: 0,
+                missed: 0,
+            }),
+        ),
     ];
     // As the ABI decodes them from the words a = i, b = u64::MAX - i.
     for (i, op) in [
@@ -156,6 +184,39 @@ pub fn every_kind() -> Vec<Event> {
         ));
     }
     v
+}
+
+/// Any host batch the ABI can carry (a ring size of 0 is how it says "unknown").
+fn arb_host_batch() -> impl proptest::strategy::Strategy<Value = Payload> {
+    use proptest::{option::of, prelude::*};
+    (
+        any::<[u64; 3]>(),
+        of(any::<u32>()),
+        any::<u32>(),
+        any::<bool>(),
+        of(any::<bool>()),
+        of(1u8..=31),
+        of(any::<u64>()),
+        any::<i32>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |([cmdq, smmu, duration_ns], prod, n, sync, main, log2size, wait_ns, ret, missed)| {
+                Payload::HostBatch(HostBatch {
+                    cmdq,
+                    smmu,
+                    prod,
+                    n,
+                    sync,
+                    main,
+                    log2size,
+                    duration_ns,
+                    wait_ns,
+                    ret,
+                    missed,
+                })
+            },
+        )
 }
 
 /// A realistic run: two VCMDQs and the SMMU's own queue, batches of 8–64 commands ending in a
@@ -404,6 +465,16 @@ pub fn any_event() -> impl proptest::strategy::Strategy<Value = Event> {
         (any::<u32>(), any::<bool>(), any::<[u64; 5]>())
             .prop_map(|(func, ret, args)| Payload::KFunc { func, ret, args }),
         any::<u64>().prop_map(|count| Payload::Lost { count }),
+        (any::<u64>(), any::<u32>(), any::<bool>(), any::<[u64; 2]>()).prop_map(
+            |(cmdq, index, appended_sync, [w0, w1])| Payload::HostCommand(HostCommand {
+                cmdq,
+                index,
+                appended_sync,
+                w0,
+                w1,
+            })
+        ),
+        arb_host_batch(),
         (
             prop_oneof![
                 Just(IommuOp::Map),

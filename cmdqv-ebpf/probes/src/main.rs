@@ -8,6 +8,7 @@
 #![no_std]
 #![no_main]
 
+mod host;
 mod iommu;
 mod qemu;
 
@@ -32,10 +33,10 @@ use cmdqv_ebpf_common::{
 };
 
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 
 #[map]
-static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
+pub(crate) static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DROP_SLOTS, 0);
 
 #[map]
 pub(crate) static FILTER: Array<FilterConfig> = Array::with_max_entries(1, 0);
@@ -119,7 +120,7 @@ static WAKEUP: Array<u64> = Array::with_max_entries(WAKEUP_SLOTS, 0);
 
 /// Submit flags: per-record wakeups unless userspace asked for batched ones (see WAKEUP_SLOTS).
 #[inline(always)]
-fn submit_flags() -> u64 {
+pub(crate) fn submit_flags() -> u64 {
     let threshold = match WAKEUP.get(0) {
         Some(t) => *t,
         None => 0,

@@ -1,11 +1,12 @@
 //! One file per `cmdqv` subcommand: its flags (a clap `Args` struct) and its `run`. The live
-//! targets (`sim`, `qemu`, `record`) start their target and hand it to the one live runner
+//! targets (`sim`, `qemu`, `host`, `record`) start their target and hand it to the one live runner
 //! (the runner module); `replay` shows its summary through the same output and UI link.
 
 pub mod bench_hook;
 pub mod bench_probes;
 pub mod doctor;
 pub mod export;
+pub mod host;
 pub mod model;
 pub mod qemu;
 pub mod record;

@@ -7,6 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 
 use crate::commands::{
+    host::{self, HostArgs},
     qemu::{self, QemuArgs},
     sim::{self, SimArgs},
 };
@@ -25,11 +26,14 @@ pub enum Target {
     Sim(SimArgs),
     /// A QEMU (`--pid PID`, or `-- <command line>` to launch one).
     Qemu(QemuArgs),
+    /// The running kernel's own SMMUv3 driver.
+    Host(HostArgs),
 }
 
 pub fn run(a: RecordArgs) -> Result<()> {
     match a.target {
         Target::Sim(s) => sim::run(s, Some(a.output)),
         Target::Qemu(q) => qemu::run(q, Some(a.output)),
+        Target::Host(h) => host::run(h, Some(a.output)),
     }
 }

@@ -2,7 +2,7 @@
 //! its status as data (attached, symbol not found, hook not supported by this kernel, permission
 //! denied) instead of an error. A probe that cannot attach is reported, never a crash.
 
-use std::path::Path;
+use std::{collections::BTreeSet, path::Path};
 
 use aya::{
     Btf, Ebpf,
@@ -167,22 +167,79 @@ pub fn attach_uprobe(ebpf: &mut Ebpf, prog: &str, sym: &str, bin: &Path, pid: u3
     }
 }
 
-/// Kernel functions present in this kernel (from available_filter_functions or kallsyms).
-pub fn kernel_has_function(name: &str) -> bool {
+/// Which of `names` this kernel has as functions (available_filter_functions or kallsyms, each
+/// file read once however many names are asked for: kallsyms is long, and slow to read in an
+/// emulated guest).
+pub fn kernel_functions<'a>(names: &[&'a str]) -> BTreeSet<&'a str> {
     let files = [
         "/sys/kernel/tracing/available_filter_functions",
         "/sys/kernel/debug/tracing/available_filter_functions",
         "/proc/kallsyms",
     ];
-    files.into_iter().any(|f| {
+    let mut found = BTreeSet::new();
+    for f in files {
+        if found.len() == names.len() {
+            break;
+        }
         let Ok(text) = std::fs::read_to_string(f) else {
-            return false;
+            continue;
         };
-        // kallsyms lines are `address type name`; the filter lists start with the name.
+        // kallsyms lines are `address type name [module]`; the filter lists start with the name.
         let column = if f.ends_with("kallsyms") { 2 } else { 0 };
-        text.lines()
-            .any(|l| l.split_whitespace().nth(column) == Some(name))
-    })
+        for l in text.lines() {
+            let Some(sym) = l.split_whitespace().nth(column) else {
+                continue;
+            };
+            if let Some(n) = names.iter().find(|&&n| n == sym) {
+                found.insert(*n);
+            }
+        }
+    }
+    found
+}
+
+/// Whether this kernel has the function `name` (see [`kernel_functions`]).
+pub fn kernel_has_function(name: &str) -> bool {
+    !kernel_functions(&[name]).is_empty()
+}
+
+/// Whether this kernel can attach kprobes at all: aya attaches them through the kprobe PMU,
+/// which a kernel without CONFIG_KPROBES lacks.
+pub fn kprobe_pmu() -> Result<(), String> {
+    let pmu = "/sys/bus/event_source/devices/kprobe";
+    if Path::new(pmu).join("type").exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "this kernel cannot attach kprobes: it has no kprobe PMU ({pmu} is missing; CONFIG_KPROBES off)"
+        ))
+    }
+}
+
+/// One kprobe or kretprobe program (`prog`, its kind fixed by the object) on `func`, reported
+/// as `label`. `present`: whether the kernel has the function (a missing one is not tried).
+pub fn attach_kprobe(
+    ebpf: &mut Ebpf,
+    prog: &str,
+    func: &str,
+    label: String,
+    present: bool,
+) -> ProbeStatus {
+    let kp = match loaded(ebpf, prog, &label, KProbe::load) {
+        Ok(kp) => kp,
+        Err(s) => return s,
+    };
+    if !present {
+        return status(
+            label,
+            "symbol-not-found",
+            format!("this kernel has no {func}"),
+        );
+    }
+    match kp.attach(func, 0) {
+        Ok(_) => status(label, "attached", "ok"),
+        Err(e) => failed(label, &e),
+    }
 }
 
 /// One kprobe program (`prog`) on each of `funcs`; a function this kernel lacks is reported
@@ -192,6 +249,7 @@ pub fn attach_kprobes(ebpf: &mut Ebpf, prog: &str, funcs: &[&str]) -> Vec<ProbeS
         Ok(kp) => kp.load().map_err(|e| classify(&e)),
         Err(_) => Err(("failed", format!("program {prog} missing"))),
     };
+    let present = kernel_functions(funcs);
     let mut out = Vec::new();
     for func in funcs {
         let label = format!("kprobe:{func}");
@@ -199,7 +257,7 @@ pub fn attach_kprobes(ebpf: &mut Ebpf, prog: &str, funcs: &[&str]) -> Vec<ProbeS
             out.push(status(label, s, r.clone()));
             continue;
         }
-        if !kernel_has_function(func) {
+        if !present.contains(func) {
             out.push(status(label, "symbol-not-found", "this kernel has no such function (no CMDQV/iommufd support built in): kernel-side CMDQV probes skipped"));
             continue;
         }

@@ -21,7 +21,7 @@ use aya::{
 };
 use aya_log::EbpfLogger;
 use cmdqv_core::analysis::ProbeStatus;
-use cmdqv_ebpf_common::{DROP_RINGBUF_FULL, FilterConfig};
+use cmdqv_ebpf_common::{DROP_RINGBUF_FULL, DROP_SLOTS, FilterConfig};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio::io::unix::AsyncFd;
 
@@ -121,12 +121,13 @@ impl Tracer {
         &self.probes
     }
 
-    /// Records that did not fit into the ring buffer, summed over CPUs.
+    /// Records lost in the kernel, summed over CPUs: those that did not fit into the ring
+    /// buffer, and the host probes' calls nested too deeply to be tracked.
     pub fn drops(&self) -> u64 {
-        self.drops
-            .get(&DROP_RINGBUF_FULL, 0)
-            .map(|v| v.iter().copied().sum())
-            .unwrap_or(0)
+        (DROP_RINGBUF_FULL..DROP_SLOTS)
+            .filter_map(|slot| self.drops.get(&slot, 0).ok())
+            .map(|v| v.iter().copied().sum::<u64>())
+            .sum()
     }
 
     /// The probes' own diagnostics (aya-log) received so far.

@@ -5,10 +5,12 @@
 //! Layers, each using only the ones below it: [`loader`] (object, filter, ring buffer, the
 //! probes' own aya-log diagnostics in [`probe_log`], the iommufd mmap filter in
 //! [`iommufd_fds`]); [`attach`] (one program onto one hook, with status); [`qemu_plan`] (which
-//! QEMU symbols get which probes); [`plan`] (a host's probe plan and `Tracer::load`);
-//! [`program_types`] (what `cmdqv doctor` checks).
+//! QEMU symbols get which probes); [`host_plan`] (the kernel's own SMMUv3 driver, configured
+//! from its BTF); [`plan`] (a host's probe plan and `Tracer::load`); [`program_types`] (what
+//! `cmdqv doctor` checks).
 
 pub mod attach;
+pub mod host_plan;
 pub mod iommufd_fds;
 pub mod loader;
 pub mod plan;

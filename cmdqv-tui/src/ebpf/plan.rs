@@ -1,6 +1,7 @@
 //! The probe plan of a host: which programs go on which syscalls, tracepoints, sim VMM symbols
 //! and kernel functions, chosen by a [`TracerConfig`], and [`Tracer::load`], which loads the
-//! object and attaches that plan (plus a QEMU's, from `qemu_plan`).
+//! object and attaches that plan (plus a QEMU's, from `qemu_plan`, and the kernel's own SMMUv3
+//! driver's, from `host_plan`).
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use cmdqv_ebpf_common::FilterConfig;
 
 use crate::ebpf::{
     attach::{attach_fentry, attach_kprobes, attach_tracepoint, attach_uprobe, ensure_tracefs},
+    host_plan::{self, HostProbeConfig},
     loader::{RingOptions, Tracer},
     qemu_plan::{self, QemuProbeConfig},
 };
@@ -96,6 +98,8 @@ pub struct TracerConfig {
     pub wakeup_bytes: u64,
     /// Attach the QEMU probe set (see `qemu_plan`).
     pub qemu: Option<QemuProbeConfig>,
+    /// Attach the probes on the kernel's own SMMUv3 driver (see `host_plan`).
+    pub host: Option<HostProbeConfig>,
 }
 
 impl TracerConfig {
@@ -163,6 +167,9 @@ impl Tracer {
         }
         if let Some(q) = &cfg.qemu {
             probes.extend(qemu_plan::attach_probes(ebpf, q, cfg.pid));
+        }
+        if let Some(h) = &cfg.host {
+            probes.extend(host_plan::attach_probes(ebpf, h));
         }
         t.push_probes(probes);
         Ok(t)

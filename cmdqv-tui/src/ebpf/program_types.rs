@@ -45,8 +45,8 @@ const MEANINGS: [(&str, &str); 6] = [
         "uprobes unavailable: VMM MMIO tracing falls back to in-process events",
     ),
     (
-        "kernel-side tegra241_*/iommufd_* probes can attach",
-        "kprobe unavailable: kernel-side CMDQV probes will be skipped",
+        "kernel-side probes can attach: `cmdqv host` (the SMMUv3 driver), tegra241_*/iommufd_*",
+        "kprobe unavailable: `cmdqv host` cannot run; kernel-side CMDQV probes will be skipped",
     ),
     (
         "fentry probes usable (cheaper kernel-side probes)",

@@ -1,11 +1,14 @@
 //! The assertions on what `cargo xtask guest --inside` brings out of the guest: the guest's
 //! `cmdqv doctor` finds kprobe or fentry usable, `cmdqv sim` traced its VMM with eBPF and lost
 //! nothing, `cmdqv sample` read the sim VMM's LVCMDQs through its page0 mapping at the right
-//! offset, and the guest runs with the page size its kernel was built for.
+//! offset, the guest runs with the page size its kernel was built for, and `cmdqv host` counted
+//! per opcode exactly the commands QEMU consumed from the ring slots it saw the driver write.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
+
+use super::qemu_log::{Consumed, cmdqv_name, consumed, window};
 
 /// One assertion's outcome, with what was found.
 #[derive(Debug)]
@@ -137,6 +140,114 @@ fn page_inner(uname: &str, want: u64) -> Result<String, String> {
     if got == want { Ok(detail) } else { Err(detail) }
 }
 
+/// host.json against QEMU's trace log of the same boot. cmdqv reports, for the one command
+/// queue of the guest's SMMU, the ring slots its batches wrote (first slot, count, and that no
+/// slot between was missed); QEMU's log names the ring slot of every command it consumed. Over
+/// exactly those slots the per-opcode counts must be equal. The window is bracketed by the
+/// kernel's own ring pointers, so commands issued before the probes attached or after they went
+/// are outside it on both sides, whatever the two vCPUs did meanwhile.
+pub fn host_matches_qemu(host: &str, qemu_trace: &str) -> Check {
+    check(
+        "host: per-opcode counts = QEMU's over the same ring slots",
+        host_inner(host, qemu_trace),
+    )
+}
+
+/// The one host queue row of host.json, after the checks that make its counts comparable.
+fn host_row(v: &Value) -> Result<&Value, String> {
+    let rows: Vec<&Value> = v["queues"]
+        .as_array()
+        .ok_or("host.json has no queues")?
+        .iter()
+        .filter(|q| q["host"].is_object())
+        .collect();
+    let [row] = rows[..] else {
+        return Err(format!(
+            "host.json has {} host queue rows; this guest's SMMU has one command queue",
+            rows.len()
+        ));
+    };
+    let (drops, missed) = (v["drops"].as_u64(), row["host"]["missed"].as_u64());
+    if drops != Some(0) || missed != Some(0) {
+        return Err(format!(
+            "cmdqv lost events: drops {drops:?}, missed commands {missed:?}"
+        ));
+    }
+    Ok(row)
+}
+
+fn host_inner(host: &str, qemu_trace: &str) -> Result<String, String> {
+    let v = parse("host.json", host)?;
+    let row = host_row(&v)?;
+    let w = &row["host"]["window"];
+    let num = |k: &str| {
+        w[k].as_u64()
+            .ok_or(format!("host.json's ring window has no {k}"))
+    };
+    let (log2, first, slots) = (num("log2size")?, num("first")?, num("slots")?);
+    if w["contiguous"] != true {
+        return Err(format!(
+            "cmdqv's batches do not cover one contiguous stretch of ring slots from {first:#x} \
+             ({slots} slots, {} batches without a ring pointer): a batch was missed",
+            w["unplaced"]
+        ));
+    }
+    let ours: BTreeMap<String, u64> = serde_json::from_value(row["opcodes"].clone())
+        .map_err(|e| format!("host.json's opcodes: {e}"))?;
+    if ours.values().sum::<u64>() != slots {
+        return Err(format!(
+            "cmdqv counted {ours:?} but its batches wrote {slots} slots"
+        ));
+    }
+    let stream = consumed(qemu_trace)?;
+    let (log2, first) = (log2 as u32, first as u32);
+    let taken = window(&stream, log2, first, slots as usize)?;
+    let mut theirs = BTreeMap::new();
+    for c in taken {
+        *theirs.entry(cmdqv_name(&c.opcode)).or_insert(0u64) += 1;
+    }
+    let same_slots = recent_match(row, taken, log2)?;
+    let detail = format!(
+        "{slots} commands in ring slots {first:#x}.. (2^{log2} entries); cmdqv {ours:?}, \
+         QEMU {theirs:?}; the last {same_slots} cmdqv kept name QEMU's command at their slot"
+    );
+    if ours == theirs && ours.contains_key("CMD_SYNC") {
+        Ok(detail)
+    } else {
+        Err(detail)
+    }
+}
+
+/// The recent commands host.json keeps (ring pointer, decoded text) against QEMU's command at
+/// that slot of the window: a ring pointer cmdqv got wrong by an even number of slots could
+/// leave the counts of a regular stream equal, but not the commands slot by slot. Returns how
+/// many were compared.
+fn recent_match(row: &Value, taken: &[Consumed], log2: u32) -> Result<usize, String> {
+    let at: BTreeMap<u64, &str> = taken
+        .iter()
+        .map(|c| {
+            (
+                u64::from(c.index) | u64::from(c.wrap) << log2,
+                c.opcode.as_str(),
+            )
+        })
+        .collect();
+    let recent = row["recent"]
+        .as_array()
+        .ok_or("host.json keeps no recent commands")?;
+    for r in recent {
+        let (index, text) = (r["index"].as_u64(), r["text"].as_str().unwrap_or(""));
+        let ours = text.split_whitespace().next().unwrap_or("");
+        let theirs = index.and_then(|i| at.get(&i)).map(|q| cmdqv_name(q));
+        if theirs.as_deref() != Some(ours) {
+            return Err(format!(
+                "cmdqv's command at ring slot {index:?} is {text:?}, QEMU consumed {theirs:?} there"
+            ));
+        }
+    }
+    Ok(recent.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,5 +320,97 @@ mod tests {
         assert_eq!(c.detail, "16384 bytes, expected 4096");
         assert!(!page_size("Linux x\n", 4096).ok);
         assert!(!page_size("PAGESIZE  (x)\n", 4096).ok);
+    }
+
+    fn host_json(opcodes: &str, first: u32, slots: u64, contiguous: bool, drops: u64) -> String {
+        host_json_recent(opcodes, first, slots, contiguous, drops, RECENT)
+    }
+
+    /// The last two commands of the window below, as host.json keeps them.
+    const RECENT: &str = r#"[{"index":5,"text":"TLBI_NH_VA vmid=0 asid=1 va=0x1000"},
+                             {"index":6,"text":"CMD_SYNC cs=SEV"}]"#;
+
+    fn host_json_recent(
+        opcodes: &str,
+        first: u32,
+        slots: u64,
+        contiguous: bool,
+        drops: u64,
+        recent: &str,
+    ) -> String {
+        format!(
+            r#"{{"source":"ebpf","drops":{drops},"queues":[{{"name":"main","opcodes":{opcodes},
+              "recent":{recent},
+              "host":{{"cmdq":"0xffff","missed":0,"window":{{"log2size":2,"first":{first},
+              "end":0,"slots":{slots},"batches":2,"unplaced":0,"contiguous":{contiguous}}}}}}}]}}"#
+        )
+    }
+
+    /// A 4-entry ring: a boot-time CFGI before cmdqv attached, then two batches of a TLBI and
+    /// a CMD_SYNC that wrap the ring, then one more batch after cmdqv stopped.
+    const TRACE: &str = "\
+smmuv3_cmdq_consume prod=3 cons=2 prod.wrap=0 cons.wrap=0
+smmuv3_cmdq_opcode <--- SMMU_CMD_CFGI_STE
+smmuv3_cmdq_consume prod=3 cons=3 prod.wrap=0 cons.wrap=0
+smmuv3_cmdq_opcode <--- SMMU_CMD_TLBI_NH_VA
+smmuv3_cmdq_consume prod=3 cons=0 prod.wrap=0 cons.wrap=1
+smmuv3_cmdq_opcode <--- SMMU_CMD_SYNC
+smmuv3_cmdq_consume prod=3 cons=1 prod.wrap=0 cons.wrap=1
+smmuv3_cmdq_opcode <--- SMMU_CMD_TLBI_NH_VA
+smmuv3_cmdq_consume prod=3 cons=2 prod.wrap=0 cons.wrap=1
+smmuv3_cmdq_opcode <--- SMMU_CMD_SYNC
+smmuv3_cmdq_consume prod=0 cons=3 prod.wrap=0 cons.wrap=1
+smmuv3_cmdq_opcode <--- SMMU_CMD_TLBI_NH_ASID
+";
+
+    #[test]
+    fn host_counts_must_equal_qemus_over_the_same_slots() {
+        let ops = r#"{"CMD_SYNC":2,"TLBI_NH_VA":2}"#;
+        let c = host_matches_qemu(&host_json(ops, 3, 4, true, 0), TRACE);
+        assert!(c.ok, "{c:?}");
+        // One TLBI too many, one too few, or an opcode misnamed: not equal.
+        for bad in [
+            r#"{"CMD_SYNC":2,"TLBI_NH_VA":3}"#,
+            r#"{"CMD_SYNC":2,"TLBI_NH_VA":1,"TLBI_NH_ASID":1}"#,
+        ] {
+            let slots = if bad.contains(":3") { 5 } else { 4 };
+            assert!(
+                !host_matches_qemu(&host_json(bad, 3, slots, true, 0), TRACE).ok,
+                "{bad}"
+            );
+        }
+        // The window starts one slot early: QEMU's counts there include the CFGI.
+        let early = r#"{"CFGI_STE":1,"CMD_SYNC":1,"TLBI_NH_VA":2}"#;
+        let recent = r#"[{"index":5,"text":"TLBI_NH_VA"}]"#;
+        assert!(host_matches_qemu(&host_json_recent(early, 2, 4, true, 0, recent), TRACE).ok);
+        assert!(!host_matches_qemu(&host_json(ops, 2, 4, true, 0), TRACE).ok);
+    }
+
+    #[test]
+    fn host_recent_commands_must_name_qemus_command_at_their_slot() {
+        let ops = r#"{"CMD_SYNC":2,"TLBI_NH_VA":2}"#;
+        // Ring pointers two slots off: the counts agree, the slots do not.
+        let shifted = r#"[{"index":3,"text":"CMD_SYNC"},{"index":4,"text":"TLBI_NH_VA"}]"#;
+        let c = host_matches_qemu(&host_json_recent(ops, 3, 4, true, 0, shifted), TRACE);
+        assert!(!c.ok && c.detail.contains("ring slot"), "{c:?}");
+        let outside = r#"[{"index":7,"text":"TLBI_NH_ASID"}]"#;
+        assert!(!host_matches_qemu(&host_json_recent(ops, 3, 4, true, 0, outside), TRACE).ok);
+    }
+
+    #[test]
+    fn host_check_refuses_incomparable_outputs() {
+        let ops = r#"{"CMD_SYNC":2,"TLBI_NH_VA":2}"#;
+        let gap = host_matches_qemu(&host_json(ops, 3, 4, false, 0), TRACE);
+        assert!(!gap.ok && gap.detail.contains("contiguous"), "{gap:?}");
+        let lost = host_matches_qemu(&host_json(ops, 3, 4, true, 1), TRACE);
+        assert!(!lost.ok && lost.detail.contains("lost"), "{lost:?}");
+        assert!(
+            !host_matches_qemu(&host_json(ops, 3, 5, true, 0), TRACE).ok,
+            "5 slots, 4 counted"
+        );
+        assert!(!host_matches_qemu(r#"{"drops":0,"queues":[]}"#, TRACE).ok);
+        assert!(!host_matches_qemu("cmdqv: no probe", TRACE).ok);
+        let no_sync = r#"{"TLBI_NH_VA":1}"#;
+        assert!(!host_matches_qemu(&host_json(no_sync, 3, 1, true, 0), TRACE).ok);
     }
 }

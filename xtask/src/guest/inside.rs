@@ -17,7 +17,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 
 use super::{
-    checks::{Check, SAMPLED_LVCMDQS, doctor_kernel_probes, page_size, sample_page0, sim_ebpf},
+    checks::{
+        Check, SAMPLED_LVCMDQS, doctor_kernel_probes, host_matches_qemu, page_size, sample_page0,
+        sim_ebpf,
+    },
     initramfs::{ExtraFile, GUEST_MODULES, module_names, resolve_modules, write_initramfs},
     machine::{DONE_MARKER, Guest, boot},
     packages::config_facts,
@@ -285,15 +288,26 @@ fn collect(disk: &Path, out: &Path, trace: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The assertions on the results in `out`.
+/// The assertions on the results in `out`; the host check whenever the host step ran.
 fn checks(out: &Path, kernel: KernelVersion) -> Result<Vec<Check>> {
     let read = |n: &str| fs::read_to_string(out.join(n)).with_context(|| format!("{n} missing"));
-    Ok(vec![
+    let mut checks = vec![
         doctor_kernel_probes(&read("doctor.json")?),
         sim_ebpf(&read("sim.json")?),
         sample_page0(&read("sample.jsonl")?, SAMPLED_LVCMDQS),
         page_size(&read("uname.txt")?, kernel.page_size()),
-    ])
+    ];
+    let steps: serde_json::Value = serde_json::from_str(&read("steps.json")?)?;
+    let host_ran = steps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["name"] == "host" && s["status"] != "skipped");
+    if host_ran {
+        let host = read("host.json").unwrap_or_default();
+        checks.push(host_matches_qemu(&host, &read("qemu-trace.log")?));
+    }
+    Ok(checks)
 }
 
 /// Prints every check; fails unless all hold.

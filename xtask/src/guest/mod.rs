@@ -24,6 +24,7 @@ pub mod inside;
 mod machine;
 mod packages;
 mod prepare;
+mod qemu_log;
 mod steps;
 mod tar;
 mod versions;
