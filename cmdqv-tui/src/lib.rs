@@ -9,6 +9,7 @@
 
 pub mod commands;
 pub mod ebpf;
+pub mod kvm;
 pub mod live;
 pub mod qemu;
 pub mod runner;

@@ -23,8 +23,8 @@ pub use render::{
     queue_name, render,
 };
 pub use summary::{
-    Handover, Latency, LogLine, ProbeStatus, QueueError, QueueState, QueueSummary, RecentCommand,
-    Summary, VintfSummary,
+    Comparison, Handover, Latency, LogLine, PathFigures, ProbeStatus, QueueError, QueueState,
+    QueueSummary, RecentCommand, SimReport, Summary, VintfSummary,
 };
 pub use vintf::MAX_VINTFS_TRACKED;
 

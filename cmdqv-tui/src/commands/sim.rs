@@ -13,10 +13,14 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use cmdqv_core::{analysis::ProbeStatus, event::Source, sim};
+use cmdqv_core::{
+    analysis::{ProbeStatus, Summary},
+    event::Source,
+    sim,
+};
 
 use crate::{
-    commands::sim_vmm::{GO_EBPF, GO_PIPE, apply_overrides},
+    commands::sim_vmm::{GO_EBPF, GO_PIPE, VmmReport, apply_overrides},
     ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig, probe_log::ProbeLog},
     live::{Feed, FeedFuture, LiveOptions, OutputArgs, Sink, TracerFeed, pipe_feed::PipeFeed},
     runner::{self, LiveTarget},
@@ -39,6 +43,10 @@ pub struct SimArgs {
     /// vCPUs, one LVCMDQ each (overrides the scenario's).
     #[arg(long)]
     pub vcpus: Option<u32>,
+    /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); without
+    /// /dev/kvm the sim says why and runs its guest in vCPU threads.
+    #[arg(long)]
+    pub kvm: bool,
     /// UI refresh rate (frames per second).
     #[arg(long, default_value_t = 10)]
     pub refresh_hz: u32,
@@ -67,7 +75,12 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     let mut scenario = sim::scenario(&a.scenario)
         .with_context(|| format!("unknown scenario `{}` (see `cmdqv sim --list`)", a.scenario))?;
     apply_overrides(&mut scenario, a.rate, a.vcpus)?;
-    let mut child = spawn_vmm(&exe, &scenario, a.out.duration)?;
+    let report = std::env::temp_dir().join(format!(
+        "cmdqv-sim-report-{}-{}.json",
+        std::process::id(),
+        cmdqv_core::event::monotonic_ns()
+    ));
+    let mut child = spawn_vmm(&exe, &scenario, a, &report)?;
     let pid = child.id();
     let mut traced = if a.no_ebpf {
         Traced::fallback(
@@ -98,6 +111,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
             vmm: VmmChild {
                 child,
                 _stdin: stdin,
+                report,
             },
         }),
         source,
@@ -113,9 +127,14 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     })
 }
 
-fn spawn_vmm(exe: &Path, sc: &sim::Scenario, duration: Option<Duration>) -> Result<Child> {
+fn spawn_vmm(exe: &Path, sc: &sim::Scenario, a: &SimArgs, report: &Path) -> Result<Child> {
     let mut cmd = Command::new(exe);
     cmd.arg("sim-vmm").arg("--scenario").arg(sc.name);
+    cmd.arg("--report").arg(report);
+    if a.kvm {
+        cmd.arg("--kvm");
+    }
+    let duration = a.out.duration;
     cmd.arg("--rate").arg(sc.rate_hz.to_string());
     cmd.arg("--vcpus").arg(sc.vcpus.to_string());
     if let Some(d) = duration {
@@ -200,12 +219,15 @@ fn in_process_probes() -> impl Iterator<Item = ProbeStatus> {
 struct VmmChild {
     child: Child,
     _stdin: ChildStdin,
+    /// Where the VMM writes its end-of-run report (removed with the child).
+    report: PathBuf,
 }
 
 impl Drop for VmmChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.report);
     }
 }
 
@@ -231,5 +253,12 @@ impl Feed for SimFeed {
 
     fn probe_log(&self) -> Option<&ProbeLog> {
         self.inner.probe_log()
+    }
+
+    fn amend_final(&mut self, summary: &mut Summary) {
+        if let Some(r) = VmmReport::read(&self.vmm.report) {
+            summary.notes.extend(r.notes);
+            summary.sim = Some(r.sim);
+        }
     }
 }
