@@ -275,3 +275,105 @@ fn job(
     };
     Ok((job, area, run))
 }
+
+#[cfg(test)]
+mod tests {
+    //! Misbehaving guests under a real KVM vCPU (needs /dev/kvm: runs as root in CI; set
+    //! CMDQV_SKIP_PRIVILEGED=1 to skip knowingly).
+    use cmdqv_core::sim::{self, emit::Emitter};
+
+    use super::*;
+
+    fn kvm_here() -> bool {
+        if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
+            eprintln!("CMDQV_SKIP_PRIVILEGED=1: skipping a KVM test");
+            return false;
+        }
+        true
+    }
+
+    /// Runs vCPU 0 of trapped-vs-vcmdq (the trapped SMMU queue) for `run_for`, with `code`
+    /// instead of the guest program and `bad` applied to its job. Returns its figures and how
+    /// long the run took.
+    fn misbehave(code: Option<&[u8]>, bad: impl FnOnce(&mut Job)) -> (PathRun, Duration) {
+        let mut sc = sim::scenario("trapped-vs-vcmdq").unwrap();
+        sc.vcpus = 1;
+        sc.costs = Default::default();
+        let vmm = Vmm::new(&sc, Emitter::hooks_only()).unwrap();
+        let e = KvmEngine::open().expect("KVM here");
+        let ram = &vmm.ram;
+        e.map(RAM_SLOT, ram.base(), ram.len(), ram.host_ptr())
+            .unwrap();
+        let code_at = ram.base() + layout::CODE_OFF;
+        ram.store_bytes(code_at, code.unwrap_or(guest::CODE))
+            .unwrap();
+        let b = vmm::boot(&vmm, &sc).unwrap();
+        let (mut job, area, base) = job(&vmm, &sc, &b, 0, false).unwrap();
+        bad(&mut job);
+        guest::write_job(ram, area, &job).unwrap();
+        let start = Instant::now();
+        let jobs = [(job, area, base)];
+        let deadline = start + Duration::from_millis(300);
+        let runs = e
+            .run_vcpus(&vmm, &sc, &jobs, deadline, (false, b.drv.cfg.lvcmdqs))
+            .unwrap();
+        (runs.into_iter().next().unwrap(), start.elapsed())
+    }
+
+    #[test]
+    fn a_doorbell_to_a_wild_address_is_counted_and_the_run_still_ends() {
+        if !kvm_here() {
+            return;
+        }
+        let (r, took) = misbehave(None, |j| j.prod_reg = 0x2000_0000);
+        assert!(r.exits.wild_mmio >= 1, "{r:?}");
+        assert_eq!(r.exits.doorbell_exits, 1, "the store did exit");
+        assert_eq!(r.batches, 0, "nothing was consumed: {r:?}");
+        assert!(
+            r.exits.fault.is_none(),
+            "the guest stopped when told: {r:?}"
+        );
+        assert!(took < GRACE, "took {took:?}");
+    }
+
+    #[test]
+    fn a_ring_outside_guest_ram_traps_its_stores_and_nothing_is_consumed() {
+        if !kvm_here() {
+            return;
+        }
+        // The ring's stores land in no memslot: each is an MMIO exit outside every device.
+        let (r, _) = misbehave(None, |j| j.ring = 0x3000_0000);
+        assert!(r.exits.wild_mmio >= 2, "{r:?}");
+        assert!(r.exits.fault.is_none(), "{r:?}");
+    }
+
+    #[test]
+    fn a_guest_that_never_exits_is_kicked_out_at_the_hard_deadline() {
+        if !kvm_here() {
+            return;
+        }
+        let (r, took) = misbehave(Some(&[0xeb, 0xfe]), |_| {}); // jmp $
+        assert_eq!(
+            r.exits.fault.as_deref(),
+            Some("the guest did not stop by its deadline")
+        );
+        assert!(
+            took >= GRACE && took < GRACE + Duration::from_secs(2),
+            "took {took:?}"
+        );
+    }
+
+    #[test]
+    fn a_triple_fault_ends_the_vcpu_and_is_reported() {
+        if !kvm_here() {
+            return;
+        }
+        // ud2 with no IDT: #UD, then #DF, then a shutdown.
+        let (r, took) = misbehave(Some(&[0x0f, 0x0b]), |_| {});
+        assert_eq!(
+            r.exits.fault.as_deref(),
+            Some("the guest shut down (triple fault)")
+        );
+        assert!(took < GRACE, "took {took:?}");
+    }
+}
