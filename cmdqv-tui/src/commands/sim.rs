@@ -37,16 +37,16 @@ pub struct SimArgs {
     /// Do not load eBPF: the sim VMM reports its events itself (in-process fallback).
     #[arg(long)]
     pub no_ebpf: bool,
+    /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); without
+    /// /dev/kvm the sim says why and runs its guest in vCPU threads.
+    #[arg(long)]
+    pub kvm: bool,
     /// Batches per second per vCPU (overrides the scenario's).
     #[arg(long)]
     pub rate: Option<u32>,
     /// vCPUs, one LVCMDQ each (overrides the scenario's).
     #[arg(long)]
     pub vcpus: Option<u32>,
-    /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); without
-    /// /dev/kvm the sim says why and runs its guest in vCPU threads.
-    #[arg(long)]
-    pub kvm: bool,
     /// UI refresh rate (frames per second).
     #[arg(long, default_value_t = 10)]
     pub refresh_hz: u32,

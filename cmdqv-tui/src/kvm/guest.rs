@@ -194,15 +194,19 @@ pub fn latencies(ram: &Ram, area: Area, batches: u32) -> Vec<u32> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_parameter_block_holds_what_the_guest_code_reads() {
-        let ram = Ram::new(0x1000, 0x10000).unwrap();
-        let area = Area {
+    fn area() -> Area {
+        Area {
             block: 0x2000,
             src: 0x2100,
             lat: 0x3000,
             lat_entries: 16,
-        };
+        }
+    }
+
+    #[test]
+    fn the_parameter_block_holds_what_the_guest_code_reads() {
+        let ram = Ram::new(0x1000, 0x10000).unwrap();
+        let area = area();
         let job = Job {
             batch: vec![[1, 2], [3, 4]],
             ring: 0x4000,
@@ -250,12 +254,7 @@ mod tests {
     #[test]
     fn jobs_that_the_guest_cannot_run_are_refused() {
         let ram = Ram::new(0x1000, 0x10000).unwrap();
-        let area = Area {
-            block: 0x2000,
-            src: 0x2100,
-            lat: 0x3000,
-            lat_entries: 16,
-        };
+        let area = area();
         let mut job = Job {
             batch: vec![[1, 2]; 16],
             ring: 0x4000,
