@@ -86,6 +86,7 @@ impl Run<'_> {
         // priority: the same for the vCPU, or a busy host's other tasks are what gets measured.
         // SAFETY: setpriority(PRIO_PROCESS, 0, ..) affects only the calling thread on Linux.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) };
+        avoid_hardware_cpu();
         let mut out = VcpuOutcome::default();
         let start = Instant::now();
         let mut paced: u32 = 0;
@@ -165,6 +166,21 @@ impl Run<'_> {
         if next > now {
             std::thread::sleep(next - now);
         }
+    }
+}
+
+/// Keeps this vCPU thread off the CPU the simulated hardware polls on (best effort).
+fn avoid_hardware_cpu() {
+    let Some(hw) = cmdqv_core::host::simulated::hardware_cpu() else {
+        return;
+    };
+    // SAFETY: a local cpu_set_t, applied to the calling thread only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..hw {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
     }
 }
 
