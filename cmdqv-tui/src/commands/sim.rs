@@ -22,7 +22,10 @@ use cmdqv_core::{
 use crate::{
     commands::sim_vmm::{GO_EBPF, GO_PIPE, VmmReport, apply_overrides},
     ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig, probe_log::ProbeLog},
-    live::{Feed, FeedFuture, LiveOptions, OutputArgs, Sink, TracerFeed, pipe_feed::PipeFeed},
+    kvm::exits::{self, ExitCounts},
+    live::{
+        Feed, FeedFuture, FeedItem, LiveOptions, OutputArgs, Sink, TracerFeed, pipe_feed::PipeFeed,
+    },
     runner::{self, LiveTarget},
 };
 
@@ -88,7 +91,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
                 .into(),
         )
     } else {
-        trace(pid, &exe)
+        trace(pid, &exe, a.kvm)
     };
     let mut stdin = child.stdin.take().context("sim VMM stdin")?;
     let stdout = child.stdout.take().context("sim VMM stdout")?;
@@ -107,6 +110,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     stdin.flush()?;
     Ok(LiveTarget {
         feed: Box::new(SimFeed {
+            exits: kvm_mmio_attached(&traced.probes, source).then(ExitCounts::default),
             inner: feed,
             vmm: VmmChild {
                 child,
@@ -166,12 +170,16 @@ impl Traced {
 }
 
 /// Loads the probes onto the VMM; without eBPF or without its uprobes, the fallback.
-fn trace(pid: u32, exe: &Path) -> Traced {
+fn trace(pid: u32, exe: &Path, kvm: bool) -> Traced {
     let loaded = Tracer::load(&TracerConfig {
         pid,
         syscalls: true,
         iommu: true,
         sim_vmm: Some(exe.to_path_buf()),
+        // A KVM guest's MMIO exits, counted per path for the comparison.
+        kvm_mmio: kvm,
+        gpa_lo: exits::WINDOW.0,
+        gpa_hi: exits::WINDOW.1,
         // The collector drains every 20 ms anyway: no need for a wakeup per record.
         wakeup_bytes: BATCHED_WAKEUP_BYTES,
         ..Default::default()
@@ -236,11 +244,33 @@ struct SimFeed {
     // Field order: the probes detach before the VMM is killed.
     inner: Box<dyn Feed>,
     vmm: VmmChild,
+    /// The KVM guest's MMIO exits from `kvm:kvm_mmio`, when that probe is attached.
+    exits: Option<ExitCounts>,
+}
+
+/// Whether the probes count the guest's MMIO exits (`kvm:kvm_mmio` attached, eBPF feeding).
+fn kvm_mmio_attached(probes: &[ProbeStatus], source: Source) -> bool {
+    source == Source::Ebpf
+        && probes
+            .iter()
+            .any(|p| p.name == "tracepoint:kvm/kvm_mmio" && p.status == "attached")
 }
 
 impl Feed for SimFeed {
     fn next_batch<'a>(&'a mut self, sink: Sink<'a>) -> FeedFuture<'a> {
-        self.inner.next_batch(sink)
+        let Some(exits) = self.exits.as_mut() else {
+            return self.inner.next_batch(sink);
+        };
+        let inner = &mut self.inner;
+        Box::pin(async move {
+            let mut counting = |item: FeedItem<'_>| {
+                if let FeedItem::Raw(r) = &item {
+                    exits.count_raw(r);
+                }
+                sink(item)
+            };
+            inner.next_batch(&mut counting).await
+        })
     }
 
     fn drops(&self) -> u64 {
@@ -256,7 +286,10 @@ impl Feed for SimFeed {
     }
 
     fn amend_final(&mut self, summary: &mut Summary) {
-        if let Some(r) = VmmReport::read(&self.vmm.report) {
+        if let Some(mut r) = VmmReport::read(&self.vmm.report) {
+            if let (Some(n), Some(c)) = (&self.exits, r.sim.comparison.as_mut()) {
+                n.apply(c);
+            }
             summary.notes.extend(r.notes);
             summary.sim = Some(r.sim);
         }

@@ -7,6 +7,7 @@
 
 #[cfg(target_arch = "x86_64")]
 pub mod compare;
+pub mod exits;
 pub mod guest;
 pub mod layout;
 #[cfg(target_arch = "x86_64")]
