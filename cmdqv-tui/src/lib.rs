@@ -5,10 +5,12 @@
 //!
 //! Layers, each using only those after it: `commands` → `runner` → `qemu` → `tui` → `live` →
 //! `ebpf` (the runner feeds the UI through its `SnapshotSource` interface; the UI only asks
-//! `live` whether a stop signal came).
+//! `live` whether a stop signal came). [`kvm`], the sim VMM's KVM guest engine, is used by
+//! `commands` alone and uses only cmdqv-core.
 
 pub mod commands;
 pub mod ebpf;
+pub mod kvm;
 pub mod live;
 pub mod qemu;
 pub mod runner;

@@ -343,6 +343,7 @@ pub fn summary() -> Summary {
         notes: vec![
             "events come from the in-process fallback, not from eBPF probes (no CAP_BPF)".into(),
         ],
+        sim: None,
     }
 }
 

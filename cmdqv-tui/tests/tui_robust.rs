@@ -31,6 +31,7 @@ fn empty() -> Summary {
         interval: None,
         log: vec![],
         notes: vec![],
+        sim: None,
     }
 }
 
@@ -140,6 +141,7 @@ fn extreme() -> Summary {
             500
         ],
         notes: vec![wide.clone(); 30],
+        sim: None,
     }
 }
 

@@ -440,6 +440,7 @@ impl Collector {
                 .map(|e| self.log_line(e))
                 .collect(),
             notes: self.cfg.notes.clone(),
+            sim: None,
         }
     }
 

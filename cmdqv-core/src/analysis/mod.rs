@@ -26,8 +26,8 @@ pub use render::{
     log_line, queue_event_title, queue_name, render,
 };
 pub use summary::{
-    Handover, HostQueueSummary, Latency, LogLine, ProbeStatus, QueueError, QueueState,
-    QueueSummary, RecentCommand, RingWindow, Summary, VintfSummary,
+    Comparison, Handover, HostQueueSummary, Latency, LogLine, PathFigures, ProbeStatus, QueueError,
+    QueueState, QueueSummary, RecentCommand, RingWindow, SimReport, Summary, VintfSummary,
 };
 pub use vintf::MAX_VINTFS_TRACKED;
 

@@ -225,4 +225,52 @@ pub struct Summary {
     /// Free-form notes the user must see (e.g. "events come from the in-process fallback").
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The sim's own report (its guest engine, the measured comparison); `None` elsewhere.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub sim: Option<SimReport>,
+}
+
+/// What the sim VMM reports about its own run, beside the traced events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimReport {
+    /// `kvm` (the guest's hot path ran as guest code in real vCPUs) or `user` (vCPU threads).
+    pub guest_engine: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Comparison>,
+}
+
+/// Trapped against direct, measured in real vCPUs (the trapped-vs-vcmdq scenario under KVM).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    pub trapped: PathFigures,
+    pub direct: PathFigures,
+    /// Trapped over direct batch latency.
+    pub speedup_p50: f64,
+    pub speedup_p99: f64,
+    /// What the measured figures contain.
+    pub measured: Vec<String>,
+    /// Components that cannot run here, as `name: value`; never folded into a measured figure.
+    pub modelled: Vec<String>,
+}
+
+/// One path's measured figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PathFigures {
+    pub batches: u64,
+    pub commands: u64,
+    /// VM exits to the VMM during the run (what `exits_source` says counted them).
+    pub exits: u64,
+    pub exits_source: String,
+    pub exits_per_batch: f64,
+    /// Exits caused by a doorbell (a PROD store).
+    pub doorbell_exits: u64,
+    /// Exits the guest makes once per batch so the VMM can pace it at the scenario's rate.
+    pub pacing_exits: u64,
+    /// Guest-visible: TSC read by the guest before writing the batch and after CONS caught up.
+    pub batch_latency_ns: Latency,
+    /// VMM time spent handling one MMIO exit (from KVM_RUN's return to the next KVM_RUN).
+    pub vmm_ns_per_exit: f64,
+    /// Batch latency p50 over the commands in a batch.
+    pub ns_per_command: f64,
+    pub commands_per_s: f64,
 }

@@ -177,6 +177,12 @@ impl Page0 {
         })
     }
 
+    /// The mapping's address and length, for a VMM that maps the page into a guest (a KVM
+    /// memslot) so the guest's accesses reach it without an exit.
+    pub fn host_range(&self) -> (*mut u8, usize) {
+        (self.ptr.as_ptr(), self.len)
+    }
+
     /// Maps `len` bytes of `file` at `offset` shared (no exec), exactly where the kernel (or the
     /// simulated host) registered the VINTF page0.
     pub fn map(

@@ -37,6 +37,11 @@ impl Ram {
         self.len == 0
     }
 
+    /// The mapping's host address, for a VMM that maps guest RAM into a KVM memslot.
+    pub fn host_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
     fn range(&self, gpa: u64, len: usize) -> Result<usize, MemError> {
         let err = MemError::Unmapped {
             gpa,
@@ -48,6 +53,16 @@ impl Ram {
             return Err(err);
         }
         Ok(off as usize)
+    }
+
+    /// Stores bytes (a VMM loading guest code).
+    pub fn store_bytes(&self, gpa: u64, bytes: &[u8]) -> Result<(), MemError> {
+        let off = self.range(gpa, bytes.len())?;
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: off + i < len (checked by range()).
+            unsafe { std::ptr::write_volatile(self.map.as_mut_ptr().add(off + i), *b) };
+        }
+        Ok(())
     }
 
     /// Stores one command (vCPU side).

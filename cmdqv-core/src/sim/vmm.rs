@@ -266,6 +266,11 @@ impl Vmm {
         self.hardware.as_ref()
     }
 
+    /// The hardware page0 of VINTF0 (the host's mapping), once passthrough mapped it.
+    pub fn direct_page(&self) -> Option<Arc<crate::host::Page0>> {
+        self.direct.page().cloned()
+    }
+
     /// Whether LVCMDQ `lidx` of VINTF0 is hardware-backed now.
     pub fn is_backed(&self, lidx: usize) -> bool {
         self.direct.is_backed(lidx)
@@ -544,6 +549,23 @@ impl RunStats {
 /// Runs `sc` until `duration` or `vmm.stop`; the guest brings the device up exactly as Linux
 /// does, then every vCPU submits its workload.
 pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, String> {
+    let b = boot(vmm, sc)?;
+    let deadline = Instant::now() + duration;
+    let t = run_vcpus(vmm, sc, &b.drv, &b.shadows, b.main.clone(), deadline);
+    Ok(finish(vmm, sc, &b, t, 0))
+}
+
+/// A guest after bring-up: the driver (and its command count) and the software state of the
+/// SMMU queue and of every LVCMDQ, for whichever engine runs the vCPUs next.
+pub struct Booted<'v> {
+    pub drv: Driver<'v, Vmm>,
+    pub main: QueueShadow,
+    pub shadows: Vec<QueueShadow>,
+    bringup_commands: u64,
+}
+
+/// Brings the device up as Linux does and backs the queues as the scenario's path says.
+pub fn boot<'v>(vmm: &'v Vmm, sc: &Scenario) -> Result<Booted<'v>, String> {
     let cfg = driver_config(sc);
     let lvcmdqs = cfg.lvcmdqs;
     let mut drv = Driver::new(vmm, cfg);
@@ -553,17 +575,52 @@ pub fn run(vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<RunStats, Str
         .map_err(|e| format!("SMMU bring-up: {e}"))?;
     drv.cmdqv_reset(&mut main, &mut shadows)
         .map_err(|e| format!("CMDQV bring-up: {e}"))?;
-    let bringup = drv.submitted.load(Ordering::Relaxed);
+    let bringup_commands = drv.submitted.load(Ordering::Relaxed);
     // Initial backing per the scenario's path.
     if matches!(sc.path, Path::Passthrough | Path::Compare) {
         vmm.set_all_backed(lvcmdqs, true);
     }
-    let deadline = Instant::now() + duration;
-    let mut t = run_vcpus(vmm, sc, &drv, &shadows, main, deadline);
-    t.bringup_commands = bringup;
-    t.submitted_total = drv.submitted.load(Ordering::Relaxed);
+    Ok(Booted {
+        drv,
+        main,
+        shadows,
+        bringup_commands,
+    })
+}
+
+/// The run's totals once the vCPUs stopped: `t` from the vCPUs, plus `guest_commands` the
+/// driver did not see (submitted by guest code in real vCPUs).
+pub fn finish(
+    vmm: &Vmm,
+    sc: &Scenario,
+    b: &Booted<'_>,
+    mut t: RunStats,
+    guest_commands: u64,
+) -> RunStats {
+    t.bringup_commands = b.bringup_commands;
+    t.submitted_total = b.drv.submitted.load(Ordering::Relaxed) + guest_commands;
     account(vmm, sc, &mut t);
-    Ok(t)
+    t
+}
+
+/// What vCPU `cpu` submits to, and one batch of its workload (the first of its stream).
+pub fn vcpu_work(sc: &Scenario, cpu: u32, lvcmdqs: u32) -> (Target, Vec<[u64; 2]>) {
+    let mut w = Workload::new(sc, cpu);
+    let target = if w.trapped_only {
+        Target::Main
+    } else {
+        Target::Vcmdq(cpu % lvcmdqs.max(1))
+    };
+    (target, w.batch(1))
+}
+
+/// Everything submitted has completed (each batch waited for CONS): moves the queues back so
+/// the final state is the model's, then stops the hardware and vEVENT threads.
+pub fn wind_down(vmm: &Vmm, sc: &Scenario, lvcmdqs: u32) {
+    if !matches!(sc.path, Path::Emulated) {
+        vmm.set_all_backed(lvcmdqs, false);
+    }
+    vmm.stop.store(true, Ordering::Relaxed);
 }
 
 /// The guest's driver setup for a scenario: VINTF0 with the scenario's LVCMDQs, rings in RAM.
@@ -622,12 +679,7 @@ fn run_vcpus(
         for h in handles {
             let _ = h.join();
         }
-        // Everything submitted has completed (each batch waited for CONS): move the queues back
-        // so the final state is the model's, then stop the hardware thread.
-        if !matches!(sc.path, Path::Emulated) {
-            vmm.set_all_backed(lvcmdqs, false);
-        }
-        vmm.stop.store(true, Ordering::Relaxed);
+        wind_down(vmm, sc, lvcmdqs);
     });
     totals.into_inner().unwrap()
 }

@@ -13,12 +13,19 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use cmdqv_core::{analysis::ProbeStatus, event::Source, sim};
+use cmdqv_core::{
+    analysis::{ProbeStatus, Summary},
+    event::Source,
+    sim,
+};
 
 use crate::{
-    commands::sim_vmm::{GO_EBPF, GO_PIPE, apply_overrides},
+    commands::sim_vmm::{GO_EBPF, GO_PIPE, VmmReport, apply_overrides},
     ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig, probe_log::ProbeLog},
-    live::{Feed, FeedFuture, LiveOptions, OutputArgs, Sink, TracerFeed, pipe_feed::PipeFeed},
+    kvm::exits::{self, ExitCounts},
+    live::{
+        Feed, FeedFuture, FeedItem, LiveOptions, OutputArgs, Sink, TracerFeed, pipe_feed::PipeFeed,
+    },
     runner::{self, LiveTarget},
 };
 
@@ -33,6 +40,10 @@ pub struct SimArgs {
     /// Do not load eBPF: the sim VMM reports its events itself (in-process fallback).
     #[arg(long)]
     pub no_ebpf: bool,
+    /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); without
+    /// /dev/kvm the sim says why and runs its guest in vCPU threads.
+    #[arg(long)]
+    pub kvm: bool,
     /// Batches per second per vCPU (overrides the scenario's).
     #[arg(long)]
     pub rate: Option<u32>,
@@ -67,7 +78,12 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     let mut scenario = sim::scenario(&a.scenario)
         .with_context(|| format!("unknown scenario `{}` (see `cmdqv sim --list`)", a.scenario))?;
     apply_overrides(&mut scenario, a.rate, a.vcpus)?;
-    let mut child = spawn_vmm(&exe, &scenario, a.out.duration)?;
+    let report = std::env::temp_dir().join(format!(
+        "cmdqv-sim-report-{}-{}.json",
+        std::process::id(),
+        cmdqv_core::event::monotonic_ns()
+    ));
+    let mut child = spawn_vmm(&exe, &scenario, a, &report)?;
     let pid = child.id();
     let mut traced = if a.no_ebpf {
         Traced::fallback(
@@ -75,7 +91,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
                 .into(),
         )
     } else {
-        trace(pid, &exe)
+        trace(pid, &exe, a.kvm)
     };
     let mut stdin = child.stdin.take().context("sim VMM stdin")?;
     let stdout = child.stdout.take().context("sim VMM stdout")?;
@@ -94,10 +110,12 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     stdin.flush()?;
     Ok(LiveTarget {
         feed: Box::new(SimFeed {
+            exits: kvm_mmio_attached(&traced.probes, source).then(ExitCounts::default),
             inner: feed,
             vmm: VmmChild {
                 child,
                 _stdin: stdin,
+                report,
             },
         }),
         source,
@@ -113,9 +131,14 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     })
 }
 
-fn spawn_vmm(exe: &Path, sc: &sim::Scenario, duration: Option<Duration>) -> Result<Child> {
+fn spawn_vmm(exe: &Path, sc: &sim::Scenario, a: &SimArgs, report: &Path) -> Result<Child> {
     let mut cmd = Command::new(exe);
     cmd.arg("sim-vmm").arg("--scenario").arg(sc.name);
+    cmd.arg("--report").arg(report);
+    if a.kvm {
+        cmd.arg("--kvm");
+    }
+    let duration = a.out.duration;
     cmd.arg("--rate").arg(sc.rate_hz.to_string());
     cmd.arg("--vcpus").arg(sc.vcpus.to_string());
     if let Some(d) = duration {
@@ -147,12 +170,16 @@ impl Traced {
 }
 
 /// Loads the probes onto the VMM; without eBPF or without its uprobes, the fallback.
-fn trace(pid: u32, exe: &Path) -> Traced {
+fn trace(pid: u32, exe: &Path, kvm: bool) -> Traced {
     let loaded = Tracer::load(&TracerConfig {
         pid,
         syscalls: true,
         iommu: true,
         sim_vmm: Some(exe.to_path_buf()),
+        // A KVM guest's MMIO exits, counted per path for the comparison.
+        kvm_mmio: kvm,
+        gpa_lo: exits::WINDOW.0,
+        gpa_hi: exits::WINDOW.1,
         // The collector drains every 20 ms anyway: no need for a wakeup per record.
         wakeup_bytes: BATCHED_WAKEUP_BYTES,
         ..Default::default()
@@ -200,12 +227,15 @@ fn in_process_probes() -> impl Iterator<Item = ProbeStatus> {
 struct VmmChild {
     child: Child,
     _stdin: ChildStdin,
+    /// Where the VMM writes its end-of-run report (removed with the child).
+    report: PathBuf,
 }
 
 impl Drop for VmmChild {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.report);
     }
 }
 
@@ -214,11 +244,33 @@ struct SimFeed {
     // Field order: the probes detach before the VMM is killed.
     inner: Box<dyn Feed>,
     vmm: VmmChild,
+    /// The KVM guest's MMIO exits from `kvm:kvm_mmio`, when that probe is attached.
+    exits: Option<ExitCounts>,
+}
+
+/// Whether the probes count the guest's MMIO exits (`kvm:kvm_mmio` attached, eBPF feeding).
+fn kvm_mmio_attached(probes: &[ProbeStatus], source: Source) -> bool {
+    source == Source::Ebpf
+        && probes
+            .iter()
+            .any(|p| p.name == "tracepoint:kvm/kvm_mmio" && p.status == "attached")
 }
 
 impl Feed for SimFeed {
     fn next_batch<'a>(&'a mut self, sink: Sink<'a>) -> FeedFuture<'a> {
-        self.inner.next_batch(sink)
+        let Some(exits) = self.exits.as_mut() else {
+            return self.inner.next_batch(sink);
+        };
+        let inner = &mut self.inner;
+        Box::pin(async move {
+            let mut counting = |item: FeedItem<'_>| {
+                if let FeedItem::Raw(r) = &item {
+                    exits.count_raw(r);
+                }
+                sink(item)
+            };
+            inner.next_batch(&mut counting).await
+        })
     }
 
     fn drops(&self) -> u64 {
@@ -231,5 +283,15 @@ impl Feed for SimFeed {
 
     fn probe_log(&self) -> Option<&ProbeLog> {
         self.inner.probe_log()
+    }
+
+    fn amend_final(&mut self, summary: &mut Summary) {
+        if let Some(mut r) = VmmReport::read(&self.vmm.report) {
+            if let (Some(n), Some(c)) = (&self.exits, r.sim.comparison.as_mut()) {
+                n.apply(c);
+            }
+            summary.notes.extend(r.notes);
+            summary.sim = Some(r.sim);
+        }
     }
 }

@@ -10,7 +10,8 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use cmdqv_core::sim;
+use cmdqv_core::{analysis::SimReport, sim};
+use serde::{Deserialize, Serialize};
 
 /// Start line: the events are traced by eBPF uprobes on the VMM's hooks.
 pub const GO_EBPF: &str = "go ebpf";
@@ -27,6 +28,12 @@ pub struct SimVmmArgs {
     pub rate: Option<u32>,
     #[arg(long)]
     pub vcpus: Option<u32>,
+    /// Run the guest's hot path in KVM vCPUs (falls back to vCPU threads, saying why).
+    #[arg(long)]
+    pub kvm: bool,
+    /// Write the end-of-run report (guest engine, comparison, notes) here as JSON.
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// Applies `--rate` / `--vcpus` to a scenario; vCPUs are capped at the LVCMDQs of the VINTF
@@ -60,6 +67,15 @@ pub fn run(a: SimVmmArgs) -> Result<()> {
     let mut sc =
         sim::scenario(&a.scenario).with_context(|| format!("unknown scenario `{}`", a.scenario))?;
     apply_overrides(&mut sc, a.rate, a.vcpus)?;
+    let mut report = VmmReport::default();
+    report.sim.guest_engine = "user".into();
+    let engine = a.kvm.then(|| engine::choose(&sc, &mut report)).flatten();
+    let modelled = sc.costs;
+    if engine.is_some() {
+        // Real exits replace the modelled trap cost; what cannot run here (the host SMMU, the
+        // VCMDQ hardware's own latency) is reported as modelled, not spun into the figures.
+        sc.costs = sim::scenario::Costs::default();
+    }
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let (emit, writer) = match line.trim() {
@@ -70,7 +86,14 @@ pub fn run(a: SimVmmArgs) -> Result<()> {
         GO_EBPF => (sim::emit::Emitter::hooks_only(), None),
         other => bail!("sim VMM: unexpected start command `{other}`"),
     };
-    let vmm = Arc::new(sim::vmm::Vmm::new(&sc, emit).context("creating the sim VMM")?);
+    let mut opts = sim::vmm::VmmOptions::for_scenario(&sc);
+    if engine.is_some() {
+        // The hardware notices a doorbell by polling: a tight poll keeps that delay to a few µs
+        // of the direct path without taking a core from the vCPUs.
+        opts.host.idle_poll_ns = 0;
+    }
+    let vmm = sim::vmm::Vmm::with_options(&sc, emit, opts).context("creating the sim VMM")?;
+    let vmm = Arc::new(vmm);
     for n in vmm.notes() {
         eprintln!("cmdqv sim-vmm: {n}");
     }
@@ -78,7 +101,10 @@ pub fn run(a: SimVmmArgs) -> Result<()> {
     let d = a
         .duration_ms
         .map_or(Duration::from_secs(u32::MAX as u64), Duration::from_millis);
-    let st = sim::vmm::run(&vmm, &sc, d).map_err(|e| anyhow::anyhow!("sim VMM: {e}"))?;
+    let st = match engine {
+        Some(e) => engine::run(e, &vmm, &sc, d, modelled, &mut report)?,
+        None => sim::vmm::run(&vmm, &sc, d).map_err(|e| anyhow::anyhow!("sim VMM: {e}"))?,
+    };
     if st.driver_errors > 0 {
         eprintln!(
             "cmdqv sim-vmm: {} batches failed in the guest driver",
@@ -86,11 +112,128 @@ pub fn run(a: SimVmmArgs) -> Result<()> {
         );
     }
     drop(vmm);
+    // Before the pipe closes: `cmdqv sim` reads the report once the events end.
+    if let Some(path) = &a.report {
+        report.write(path)?;
+    }
     if let Some((p, h)) = writer {
         drop(p);
         let _ = h.join();
     }
     Ok(())
+}
+
+/// What the sim VMM tells `cmdqv sim` at the end, beside its events: the guest engine that ran,
+/// the comparison it measured, and notes for the summary.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct VmmReport {
+    pub sim: SimReport,
+    pub notes: Vec<String>,
+}
+
+impl VmmReport {
+    fn write(&self, path: &std::path::Path) -> Result<()> {
+        let j = serde_json::to_vec(self)?;
+        std::fs::write(path, j).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Reads the report a sim VMM wrote (`None` if it wrote none, e.g. it was killed).
+    pub fn read(path: &std::path::Path) -> Option<Self> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod engine {
+    //! The KVM guest engine's place in the sim VMM (x86_64 hosts).
+    use std::time::Duration;
+
+    use anyhow::{Result, anyhow};
+    use cmdqv_core::sim::{self, scenario::Costs, vmm::RunStats};
+
+    use super::VmmReport;
+    use crate::kvm::{KvmEngine, compare};
+
+    /// Opens KVM for `sc`, or says in one line why the guest runs in vCPU threads instead.
+    pub fn choose(sc: &sim::Scenario, report: &mut VmmReport) -> Option<KvmEngine> {
+        match KvmEngine::supports(sc).and_then(|()| KvmEngine::open()) {
+            Ok(e) => {
+                report.sim.guest_engine = "kvm".into();
+                Some(e)
+            }
+            Err(why) => {
+                let note = format!("KVM guest engine off ({why}): the guest runs in vCPU threads");
+                eprintln!("cmdqv sim-vmm: {note}");
+                report.notes.push(note);
+                None
+            }
+        }
+    }
+
+    /// Runs the scenario in KVM vCPUs and fills in the comparison.
+    pub fn run(
+        e: KvmEngine,
+        vmm: &sim::vmm::Vmm,
+        sc: &sim::Scenario,
+        d: Duration,
+        modelled: Costs,
+        report: &mut VmmReport,
+    ) -> Result<RunStats> {
+        let run = e
+            .run(vmm, sc, d)
+            .map_err(|e| anyhow!("sim VMM (KVM): {e}"))?;
+        for v in &run.vcpus {
+            if let Some(f) = &v.exits.fault {
+                report.notes.push(format!("vCPU {}: {f}", v.cpu));
+            }
+            if v.exits.wild_mmio > 0 {
+                let n = v.exits.wild_mmio;
+                report.notes.push(format!(
+                    "vCPU {}: {n} MMIO accesses outside every device",
+                    v.cpu
+                ));
+            }
+            if v.stuck {
+                report
+                    .notes
+                    .push(format!("vCPU {}: a batch was never consumed", v.cpu));
+            }
+        }
+        report.sim.comparison = compare::comparison(&run, modelled);
+        Ok(run.stats)
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod engine {
+    //! No KVM guest code for this architecture yet: the guest runs in vCPU threads.
+    use std::time::Duration;
+
+    use anyhow::Result;
+    use cmdqv_core::sim::{self, scenario::Costs, vmm::RunStats};
+
+    use super::VmmReport;
+
+    pub enum KvmEngine {}
+
+    pub fn choose(_: &sim::Scenario, report: &mut VmmReport) -> Option<KvmEngine> {
+        let note =
+            "KVM guest engine off (its guest code is x86_64 only): the guest runs in vCPU threads";
+        eprintln!("cmdqv sim-vmm: {note}");
+        report.notes.push(note.into());
+        None
+    }
+
+    pub fn run(
+        e: KvmEngine,
+        _: &sim::vmm::Vmm,
+        _: &sim::Scenario,
+        _: Duration,
+        _: Costs,
+        _: &mut VmmReport,
+    ) -> Result<RunStats> {
+        match e {}
+    }
 }
 
 /// The tracer keeps our stdin open for as long as it runs: when it closes, stop.

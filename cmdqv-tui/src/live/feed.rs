@@ -4,7 +4,7 @@
 use std::{future::Future, io, pin::Pin};
 
 use anyhow::Result;
-use cmdqv_core::event::Event;
+use cmdqv_core::{analysis::Summary, event::Event};
 
 use crate::ebpf::{AsyncTracer, Tracer, probe_log::ProbeLog};
 
@@ -47,6 +47,9 @@ pub trait Feed {
     fn probe_log(&self) -> Option<&ProbeLog> {
         None
     }
+
+    /// Adds what the target reported about itself at its end to the final summary.
+    fn amend_final(&mut self, _summary: &mut Summary) {}
 }
 
 /// Real eBPF probes, their ring buffer read through tokio.

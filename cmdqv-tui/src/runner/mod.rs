@@ -96,7 +96,8 @@ pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Res
     };
     let feed = target.feed.as_mut();
     if opts.headless {
-        let s = rt.block_on(collect(feed, collector, cfg, None, &mut stop))?;
+        let mut s = rt.block_on(collect(feed, collector, cfg, None, &mut stop))?;
+        target.feed.amend_final(&mut s);
         drop(target);
         printer.print(&s);
     } else {

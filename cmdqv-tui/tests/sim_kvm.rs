@@ -1,0 +1,139 @@
+//! `cmdqv sim --kvm` end to end: the guest's hot path in real KVM vCPUs, traced by the real
+//! probes, measures trapped against direct (privileged: root and /dev/kvm, as in CI; set
+//! CMDQV_SKIP_PRIVILEGED=1 to skip knowingly); and the engine's fallback where it cannot run.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn privileged() -> bool {
+    if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
+        eprintln!("CMDQV_SKIP_PRIVILEGED=1: skipping a privileged KVM/eBPF test");
+        return false;
+    }
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "needs root (CMDQV_SKIP_PRIVILEGED=1 skips knowingly)"
+    );
+    true
+}
+
+/// The sims run one at a time: on two cores, concurrent sims would measure each other.
+static SIM_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs cmdqv with `args`; returns the last JSON line of stdout and stderr.
+fn run_json(args: &[&str]) -> (Value, String) {
+    let _one_at_a_time = SIM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let out = Command::new(env!("CARGO_BIN_EXE_cmdqv"))
+        .args(args)
+        .output()
+        .expect("run cmdqv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "cmdqv {args:?} failed: {stderr}");
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON in {stdout}"));
+    (serde_json::from_str(line).expect("valid JSON"), stderr)
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn kvm_trapped_vs_vcmdq_measures_real_exits_on_the_trapped_path_only() {
+    if !privileged() {
+        return;
+    }
+    let (s, err) = run_json(&[
+        "sim",
+        "--kvm",
+        "--scenario",
+        "trapped-vs-vcmdq",
+        "--headless",
+        "--duration",
+        "3s",
+        "--json",
+    ]);
+    assert_eq!(s["source"], "ebpf", "{err}");
+    assert_eq!(s["guest_engine"], "kvm", "{err}");
+    let c = &s["comparison"];
+    let (t, d) = (&c["trapped"], &c["direct"]);
+    assert!(u(&t["batches"]) > 20 && u(&d["batches"]) > 20, "{c}");
+    // The exits are the kernel's count (kvm:kvm_mmio, filtered to the sim VMM).
+    let probe = s["probes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tracepoint:kvm/kvm_mmio")
+        .unwrap_or_else(|| panic!("no kvm_mmio probe: {}", s["probes"]));
+    assert_eq!(probe["status"], "attached", "{probe}");
+    assert!(
+        t["exits_source"].as_str().unwrap().starts_with("ebpf:"),
+        "{t}"
+    );
+    // Every trapped batch rings its doorbell through an exit (the last may be cut off by the
+    // stop before it completes); no direct one does.
+    let (doorbells, batches) = (u(&t["doorbell_exits"]), u(&t["batches"]));
+    assert!(doorbells == batches || doorbells == batches + 1, "{c}");
+    assert!(
+        u(&t["exits"]) > u(&t["doorbell_exits"]),
+        "the CONS polls exit too: {c}"
+    );
+    assert_eq!(u(&d["doorbell_exits"]), 0, "{c}");
+    assert!(
+        t["exits_per_batch"].as_f64() > d["exits_per_batch"].as_f64(),
+        "{c}"
+    );
+    // Medians over hundreds of batches: the direct path is faster (the p99 of either path is
+    // the host's scheduling, not the path).
+    let p50 = |p: &Value| u(&p["batch_latency_ns"]["p50"]);
+    assert!(
+        p50(d) > 0 && p50(t) > p50(d),
+        "trapped {} vs direct {}",
+        p50(t),
+        p50(d)
+    );
+    assert!(c["speedup_p50"].as_f64().unwrap() > 1.0, "{c}");
+    assert!(!c["modelled"].as_array().unwrap().is_empty(), "{c}");
+}
+
+#[test]
+fn without_kvm_or_where_it_cannot_run_the_guest_runs_in_threads_and_says_why() {
+    let (s, _) = run_json(&[
+        "sim",
+        "--no-ebpf",
+        "--scenario",
+        "trapped-vs-vcmdq",
+        "--headless",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    assert_eq!(s["guest_engine"], "user");
+    assert!(s.get("comparison").is_none(), "{s}");
+    // The guest program has no error handler: a scenario that injects errors stays in threads.
+    let (s, err) = run_json(&[
+        "sim",
+        "--kvm",
+        "--no-ebpf",
+        "--scenario",
+        "error-storm",
+        "--headless",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    assert_eq!(s["guest_engine"], "user");
+    let why = "KVM guest engine off (scenario error-storm injects errors)";
+    assert!(err.contains(why), "{err}");
+    let notes = s["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n.as_str().unwrap().starts_with(why)),
+        "{notes:?}"
+    );
+}
