@@ -143,6 +143,13 @@ impl VmmReport {
     }
 }
 
+/// Says in one line (on stderr and in the report's notes) why the KVM guest engine is off.
+fn engine_off(why: &dyn std::fmt::Display, report: &mut VmmReport) {
+    let note = format!("KVM guest engine off ({why}): the guest runs in vCPU threads");
+    eprintln!("cmdqv sim-vmm: {note}");
+    report.notes.push(note);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod engine {
     //! The KVM guest engine's place in the sim VMM (x86_64 hosts).
@@ -162,9 +169,7 @@ mod engine {
                 Some(e)
             }
             Err(why) => {
-                let note = format!("KVM guest engine off ({why}): the guest runs in vCPU threads");
-                eprintln!("cmdqv sim-vmm: {note}");
-                report.notes.push(note);
+                super::engine_off(&why, report);
                 None
             }
         }
@@ -217,10 +222,7 @@ mod engine {
     pub enum KvmEngine {}
 
     pub fn choose(_: &sim::Scenario, report: &mut VmmReport) -> Option<KvmEngine> {
-        let note =
-            "KVM guest engine off (its guest code is x86_64 only): the guest runs in vCPU threads";
-        eprintln!("cmdqv sim-vmm: {note}");
-        report.notes.push(note.into());
+        super::engine_off(&"its guest code is x86_64 only", report);
         None
     }
 
