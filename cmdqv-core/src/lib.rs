@@ -20,7 +20,8 @@
 //! - [`analysis`]: the summary contract, text rendering, and the collector (correlation and
 //!   per-queue statistics with bounded memory).
 //! - [`record`]: the trace file format (writer, crash-tolerant reader of versions 2 and 1).
-//! - [`export`]: Perfetto / Chrome trace-event export.
+//! - [`export`]: Chrome trace-event JSON export (ui.perfetto.dev, chrome://tracing).
+//! - [`perfetto`]: native Perfetto protobuf export (`.pftrace`).
 //! - [`sim`]: the simulated VMM, synthetic guest driver and scenarios.
 //! - [`qemu`]: tracing a real QEMU (trace-log parsing, symbol discovery, probe choice).
 //! - [`btf`]: a checked reader of the kernel's BTF (function parameters, struct member offsets)
@@ -35,6 +36,7 @@ pub mod export;
 pub mod host;
 pub mod mem;
 pub mod model;
+pub mod perfetto;
 pub mod probe_abi;
 pub mod qemu;
 pub mod qtest;

@@ -57,7 +57,7 @@ enum Cmd {
     /// Sample a live VMM's VINTF page0 (VCMDQ passthrough, iommufd or the sim VMM): per-LVCMDQ
     /// PROD/CONS, occupancy and commands/s per interval. Needs ptrace access to the VMM.
     Sample(SampleArgs),
-    /// Export a trace file for ui.perfetto.dev (Chrome trace-event JSON).
+    /// Export a trace file for ui.perfetto.dev (native Perfetto protobuf, Chrome trace-event JSON).
     Export(ExportArgs),
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]

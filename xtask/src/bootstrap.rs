@@ -59,7 +59,15 @@ pub fn bootstrap(test_tools: bool) -> Result<Toolchain> {
     step("tracefs", ensure_tracefs)?;
     if test_tools {
         step("clippy (nightly)", || ensure_clippy(&n))?;
-        step("test tools", || ensure_tools(&[("tmux", "tmux")]))?;
+        step("test tools", || {
+            ensure_tools(&[
+                ("tmux", "tmux"),
+                // Decodes `cmdqv export --perfetto` with Perfetto's published schema.
+                ("protoc", "protobuf-compiler"),
+                // Renders `cmdqv report`'s HTML headless.
+                ("chromium", "chromium"),
+            ])
+        })?;
     }
     let path = prepend_path(
         bpf_linker_dir(&n, &pin).join("bin"),
