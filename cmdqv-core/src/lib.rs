@@ -22,6 +22,7 @@
 //! - [`record`]: the trace file format (writer, crash-tolerant reader of versions 2 and 1).
 //! - [`export`]: Chrome trace-event JSON export (ui.perfetto.dev, chrome://tracing).
 //! - [`perfetto`]: native Perfetto protobuf export (`.pftrace`).
+//! - [`report`]: `cmdqv report`, a recording as one self-contained HTML file of plots.
 //! - [`sim`]: the simulated VMM, synthetic guest driver and scenarios.
 //! - [`qemu`]: tracing a real QEMU (trace-log parsing, symbol discovery, probe choice).
 //! - [`btf`]: a checked reader of the kernel's BTF (function parameters, struct member offsets)
@@ -43,5 +44,6 @@ pub mod qtest;
 pub mod queue;
 pub mod record;
 pub mod regs;
+pub mod report;
 pub mod sim;
 pub mod smmu;

@@ -13,6 +13,7 @@ use cmdqv_tui::commands::{
     qemu::{self, QemuArgs},
     record::{self, RecordArgs},
     replay::{self, ReplayArgs},
+    report::{self, ReportArgs},
     sample::{self, SampleArgs},
     sim::{self, SimArgs},
     sim_vmm::{self, SimVmmArgs},
@@ -59,6 +60,8 @@ enum Cmd {
     Sample(SampleArgs),
     /// Export a trace file for ui.perfetto.dev (native Perfetto protobuf, Chrome trace-event JSON).
     Export(ExportArgs),
+    /// Write a self-contained HTML report of a trace file (rate, latency CDF, phases, errors).
+    Report(ReportArgs),
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]
     BenchProbes(BenchProbesArgs),
@@ -84,6 +87,7 @@ fn main() {
         Cmd::Replay(a) => replay::run(a),
         Cmd::Sample(a) => sample::run(a),
         Cmd::Export(a) => export::run(a),
+        Cmd::Report(a) => report::run(a),
         Cmd::BenchProbes(a) => bench_probes::run(a),
         Cmd::BenchHook(a) => bench_hook::run(a),
     };

@@ -11,6 +11,7 @@ pub mod model;
 pub mod qemu;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod sample;
 pub mod sim;
 pub mod sim_vmm;
