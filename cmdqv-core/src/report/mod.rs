@@ -23,7 +23,7 @@ use crate::record::{TraceError, TraceReader, Truncation, replay};
 
 pub const TITLE_RATE: &str = "Commands per second over time";
 pub const TITLE_LATENCY: &str = "Batch latency CDF per queue";
-pub const TITLE_PHASES: &str = "Where a batch's time goes";
+pub const TITLE_PHASES: &str = "Phase breakdown of batch latency";
 pub const TITLE_ERRORS: &str = "Queue errors over time";
 /// Every plot's title, in the report's order.
 pub const PLOT_TITLES: [&str; 4] = [TITLE_RATE, TITLE_LATENCY, TITLE_PHASES, TITLE_ERRORS];
