@@ -9,7 +9,7 @@
 //! the trace's CLOCK_MONOTONIC ns. Fixed event names are interned on the one trusted sequence.
 //! Output is streamed packet by packet, so memory stays bounded whatever the trace size.
 
-mod proto;
+pub mod proto;
 mod queue;
 mod sink;
 

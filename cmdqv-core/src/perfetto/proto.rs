@@ -16,6 +16,14 @@ pub const SEQ_INCREMENTAL_STATE_CLEARED: u32 = 1;
 /// `TracePacket.sequence_flags`: SEQ_NEEDS_INCREMENTAL_STATE.
 pub const SEQ_NEEDS_INCREMENTAL_STATE: u32 = 2;
 
+/// `message Trace`: what a `.pftrace` file is (the export writes its packets one by one; tests
+/// read it back whole).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Trace {
+    #[prost(message, repeated, tag = "1")]
+    pub packet: Vec<TracePacket>,
+}
+
 /// `message TracePacket` (the fields written here).
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TracePacket {
