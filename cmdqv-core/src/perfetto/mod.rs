@@ -114,8 +114,13 @@ impl<W: Write> Exporter<W> {
         }
         let base = *self.base_ns.get_or_insert(ev.ts_ns);
         let ts = ev.ts_ns;
-        match ev.payload {
-            Payload::Command {
+        match &ev.payload {
+            &Payload::Queue { queue, event } => self.queue_event(ts, queue, &event),
+            Payload::Ioctl { .. } | Payload::Mmap { .. } => self.iommufd_event(ts, &ev.payload),
+            &Payload::Lost { count } => {
+                self.process_instant(ts, format!("{count} events lost"), "lost", Vec::new())
+            }
+            &Payload::Command {
                 queue,
                 index,
                 w0,
@@ -128,37 +133,28 @@ impl<W: Write> Exporter<W> {
                 let since = ts.saturating_sub(base);
                 t.command(&mut self.sink, (ts, since), index, w0, w1)
             }
-            Payload::Queue {
-                event:
-                    e @ QueueEvent::Handover {
-                        handovers,
-                        view_mismatches,
-                        commands_lost,
-                    },
-                ..
-            } => {
-                let args = vec![
-                    DebugAnnotation::uint("handovers", handovers),
-                    DebugAnnotation::uint("commands_lost", commands_lost.into()),
-                    DebugAnnotation::uint("view_mismatches", view_mismatches.into()),
-                ];
-                self.process_instant(ts, queue_event_title(&e), "handover", args)
-            }
-            Payload::Queue { queue, event } => self.queue_event(ts, queue, &event),
+            // MMIO, KVM exits, kernel functions and host batches have no track of their own here.
+            _ => Ok(()),
+        }
+    }
+
+    /// An ioctl (a slice) or an mmap (an instant) on the `iommufd` track.
+    fn iommufd_event(&mut self, ts: u64, payload: &Payload) -> std::io::Result<()> {
+        match *payload {
             Payload::Ioctl {
+                duration_ns,
                 fd,
                 cmd,
                 ret,
-                duration_ns,
                 ..
             } => self.ioctl(ts, fd, cmd, ret, duration_ns),
             Payload::Mmap {
+                map,
                 fd,
                 addr,
                 len,
                 offset,
                 ret,
-                map,
             } => {
                 let track = self.iommufd()?;
                 let args = vec![
@@ -172,16 +168,26 @@ impl<W: Write> Exporter<W> {
                 self.sink
                     .event(ts, Some(Name::Interned(name)), instant(track, "mmap", args))
             }
-            Payload::Lost { count } => {
-                self.process_instant(ts, format!("{count} events lost"), "lost", Vec::new())
-            }
-            Payload::Mmio { .. }
-            | Payload::KvmMmio { .. }
-            | Payload::KFunc { .. }
-            | Payload::Iommu { .. }
-            | Payload::HostBatch(_)
-            | Payload::HostCommand(_) => Ok(()),
+            _ => Ok(()),
         }
+    }
+
+    /// The VMM's cumulative passthrough bookkeeping, on the process track.
+    fn handover(&mut self, ts: u64, e: &QueueEvent) -> std::io::Result<()> {
+        let QueueEvent::Handover {
+            handovers,
+            view_mismatches,
+            commands_lost,
+        } = *e
+        else {
+            return Ok(());
+        };
+        let args = vec![
+            DebugAnnotation::uint("handovers", handovers),
+            DebugAnnotation::uint("commands_lost", commands_lost.into()),
+            DebugAnnotation::uint("view_mismatches", view_mismatches.into()),
+        ];
+        self.process_instant(ts, queue_event_title(e), "handover", args)
     }
 
     fn process_instant(
@@ -196,6 +202,9 @@ impl<W: Write> Exporter<W> {
     }
 
     fn queue_event(&mut self, ts_ns: u64, queue: u32, event: &QueueEvent) -> std::io::Result<()> {
+        if let QueueEvent::Handover { .. } = event {
+            return self.handover(ts_ns, event);
+        }
         if !self.queue(queue, None)? {
             return Ok(());
         }

@@ -113,9 +113,12 @@ fn latency_plot(stats: &Stats, shown: &[u32]) -> std::io::Result<String> {
     )
 }
 
+/// A queue's name and its phases: (name, p50, p99), in ns.
+type QueuePhases = (String, Vec<(String, f64, f64)>);
+
 /// Phase name → (p50, p99) ns per queue, from the summary's `phases_ns` where this build's
 /// collector has it.
-fn phases(summary: &Value) -> Vec<(String, Vec<(String, f64, f64)>)> {
+fn phases(summary: &Value) -> Vec<QueuePhases> {
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     let queues = summary["queues"]
         .as_array()
