@@ -251,3 +251,24 @@ pub fn write_report<W: Write>(path: &Path, mut out: W) -> Result<ReportInfo, Tra
         bytes: page.len() as u64,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn phases_come_from_the_summarys_phases_ns_when_it_has_them() {
+        let s = json!({"queues": [
+            {"name": "vcmdq0", "phases_ns": {"consume": {"count": 3, "p50": 100, "p99": 250},
+                                             "cons_visible": {"count": 3, "p50": 40, "p99": 90}}},
+            {"name": "vcmdq1"},
+            {"name": "smmu-cmdq", "phases_ns": {}}
+        ]});
+        let p = phases(&s);
+        assert_eq!(p.len(), 1, "queues without phases are left out: {p:?}");
+        assert_eq!(p[0].0, "vcmdq0");
+        assert!(p[0].1.contains(&("consume".to_owned(), 100.0, 250.0)));
+        assert!(phases(&json!({"queues": [{"name": "vcmdq0"}]})).is_empty());
+    }
+}

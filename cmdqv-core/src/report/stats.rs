@@ -184,3 +184,30 @@ impl Stats {
             / 1e9
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_series_stays_bounded_and_keeps_its_total() {
+        let mut s = Series::default();
+        let hour = 3_600_000_000_000u64;
+        for i in 0..100_000u64 {
+            s.add(i * (hour / 100_000), 3);
+        }
+        assert!(s.counts.len() <= MAX_POINTS, "{}", s.counts.len());
+        assert_eq!(s.counts.iter().sum::<u64>(), 300_000);
+        assert!(s.bucket_ns >= hour / MAX_POINTS as u64);
+        let rates = s.rates();
+        assert_eq!(
+            rates[1].0,
+            s.bucket_ns as f64 / 1e9,
+            "x is the bucket's start in seconds"
+        );
+        let mut wide = s.clone();
+        wide.widen_to(s.bucket_ns * 4);
+        assert_eq!(wide.bucket_ns, s.bucket_ns * 4);
+        assert_eq!(wide.counts.iter().sum::<u64>(), 300_000);
+    }
+}
