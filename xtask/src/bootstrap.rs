@@ -59,7 +59,14 @@ pub fn bootstrap(test_tools: bool) -> Result<Toolchain> {
     step("tracefs", ensure_tracefs)?;
     if test_tools {
         step("clippy (nightly)", || ensure_clippy(&n))?;
-        step("test tools", || ensure_tools(&[("tmux", "tmux")]))?;
+        // systemd-analyze checks the service unit, groff the man page (tests/cli_ship.rs).
+        step("test tools", || {
+            ensure_tools(&[
+                ("tmux", "tmux"),
+                ("systemd-analyze", "systemd"),
+                ("groff", "groff-base"),
+            ])
+        })?;
     }
     let path = prepend_path(
         bpf_linker_dir(&n, &pin).join("bin"),
