@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::regs::{Cerror, cons_indx};
 
 /// Where a stream of events comes from (shown to the user in the header and in JSON).
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// Real eBPF probes loaded into the kernel.

@@ -5,8 +5,9 @@
 //!
 //! Layers, each using only those after it: `commands` → `runner` → `qemu` → `tui` → `live` →
 //! `ebpf` (the runner feeds the UI through its `SnapshotSource` interface; the UI only asks
-//! `live` whether a stop signal came). [`kvm`], the sim VMM's KVM guest engine, is used by
-//! `commands` alone and uses only cmdqv-core.
+//! `live` whether a stop signal came, and hands `live`'s log stream the terminal). [`kvm`], the sim VMM's KVM guest engine, is used by
+//! `commands` alone and uses only cmdqv-core. [`schema`], the JSON Schema of every JSON record,
+//! sits above `commands`, whose types it describes.
 
 pub mod commands;
 pub mod ebpf;
@@ -14,6 +15,16 @@ pub mod kvm;
 pub mod live;
 pub mod qemu;
 pub mod runner;
+pub mod schema;
 pub mod tui;
 
 pub use live::reg_name::reg_name;
+
+/// `cmdqv --version`: the crate version and the commit it was built from (`git describe`, or
+/// `unknown` when built without git).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CMDQV_GIT_COMMIT"),
+    ")"
+);

@@ -2,10 +2,11 @@
 //! what this machine can trace. This file is the command line and its dispatch; every
 //! subcommand lives in `cmdqv_tui::commands`.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use cmdqv_tui::commands::{
     bench_hook::{self, BenchHookArgs},
     bench_probes::{self, BenchProbesArgs},
+    completions::{self, CompletionsArgs, ManArgs},
     doctor::{self, DoctorArgs},
     export::{self, ExportArgs},
     host::{self, EXIT_NO_SUBMISSION_PROBE, HostArgs, NoSubmissionProbe},
@@ -22,7 +23,7 @@ use cmdqv_tui::commands::{
 #[derive(Parser)]
 #[command(
     name = "cmdqv",
-    version,
+    version = cmdqv_tui::VERSION,
     about = "Trace and model NVIDIA Tegra241 CMDQV (SMMUv3 VCMDQ) traffic"
 )]
 struct Cli {
@@ -62,6 +63,10 @@ enum Cmd {
     Export(ExportArgs),
     /// Write a self-contained HTML report of a trace file (rate, latency CDF, phases, errors).
     Report(ReportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout, or write one page per command to a directory.
+    Man(ManArgs),
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]
     BenchProbes(BenchProbesArgs),
@@ -72,6 +77,7 @@ enum Cmd {
 
 fn main() {
     let cli = Cli::parse();
+    cmdqv_tui::live::logging::init();
     if cli.no_color {
         // SAFETY: set before any thread is started.
         unsafe { std::env::set_var("NO_COLOR", "1") };
@@ -88,6 +94,8 @@ fn main() {
         Cmd::Sample(a) => sample::run(a),
         Cmd::Export(a) => export::run(a),
         Cmd::Report(a) => report::run(a),
+        Cmd::Completions(a) => completions::completions(a, Cli::command()),
+        Cmd::Man(a) => completions::man(a, Cli::command()),
         Cmd::BenchProbes(a) => bench_probes::run(a),
         Cmd::BenchHook(a) => bench_hook::run(a),
     };

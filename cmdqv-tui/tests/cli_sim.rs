@@ -6,6 +6,8 @@ use std::{path::PathBuf, process::Command};
 
 use serde_json::Value;
 
+mod common;
+
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cmdqv")
 }
@@ -38,7 +40,9 @@ fn run_json(args: &[&str]) -> (Value, String) {
         .rev()
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON in {stdout}"));
-    (serde_json::from_str(line).expect("valid JSON"), stderr)
+    let v: Value = serde_json::from_str(line).expect("valid JSON");
+    common::assert_summary(&v);
+    (v, stderr)
 }
 
 fn queue<'a>(s: &'a Value, name: &str) -> &'a Value {
@@ -219,6 +223,7 @@ fn record_then_replay_gives_the_same_summary_and_damaged_files_are_handled() {
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
+        .inspect(common::assert_summary)
         .collect();
     assert!(lines.len() >= 3, "{} summaries", lines.len());
     let intervals: Vec<u64> = lines
@@ -462,6 +467,7 @@ fn sim_interval_prints_one_numbered_summary_per_interval() {
         .lines()
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
+        .inspect(common::assert_summary)
         .collect();
     // ~4 interval summaries plus the final one.
     assert!(lines.len() >= 4, "{} summaries", lines.len());

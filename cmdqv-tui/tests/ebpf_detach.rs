@@ -12,6 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+
 fn privileged() -> bool {
     if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
         eprintln!("CMDQV_SKIP_PRIVILEGED=1: skipping a privileged eBPF test");
@@ -119,6 +121,7 @@ fn ctrl_c_on_headless_sim_stops_cleanly_and_leaves_no_probe_behind() {
         )
     });
     assert!(summary.is_object(), "{summary}");
+    common::assert_summary(&summary);
 
     assert_gone(exe, &vmm, &progs, &links);
 }

@@ -10,6 +10,8 @@ use std::process::Command;
 use aya::programs::KProbe;
 use cmdqv_tui::ebpf::{attach::typed_program, host_plan, loader::load_object};
 
+mod common;
+
 fn privileged() -> bool {
     if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
         eprintln!("CMDQV_SKIP_PRIVILEGED=1: skipping a privileged eBPF test");
@@ -97,6 +99,7 @@ fn host_runs_or_says_why_not_with_every_host_probes_status() {
     if out.status.code() == Some(0) {
         // A kernel with the driver and kprobes: the submission probe attached and said so.
         let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON summary");
+        common::assert_summary(&v);
         let entry = format!("kprobe:{}", host_plan::ISSUE_FN);
         let attached = v["probes"]
             .as_array()

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use cmdqv_tui::ebpf::{Tracer, TracerConfig};
 
+mod common;
+
 fn privileged() -> bool {
     if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
         eprintln!("CMDQV_SKIP_PRIVILEGED=1: skipping a privileged eBPF test");
@@ -95,6 +97,7 @@ fn doctor_json_marks_kprobe_and_fentry_unavailable_with_reasons() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor prints JSON");
+    common::assert_schema(cmdqv_tui::schema::RecordKind::Doctor, &v);
     let types = v["program_types"].as_array().expect("program_types array");
     let find = |t: &str| {
         types

@@ -25,6 +25,8 @@ use cmdqv_core::{
 };
 use cmdqv_tui::qemu::{QemuOptions, QemuSession, qmp_cont, spawn_paused};
 
+mod common;
+
 fn privileged() -> bool {
     if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
         eprintln!("CMDQV_SKIP_PRIVILEGED=1: skipping a privileged eBPF test");
@@ -513,6 +515,7 @@ fn cmdqv_qemu_cli_reports_qemus_own_opcode_counts_and_replays_them() {
             .expect("JSON"),
     )
     .unwrap();
+    common::assert_summary(&s);
     assert_eq!(s["source"], "ebpf");
     assert_eq!(s["drops"], 0);
     let q = s["queues"]
@@ -549,6 +552,7 @@ fn cmdqv_qemu_cli_reports_qemus_own_opcode_counts_and_replays_them() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     let r: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    common::assert_summary(&r);
     let rq = r["queues"]
         .as_array()
         .unwrap()

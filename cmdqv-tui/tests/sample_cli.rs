@@ -8,6 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use cmdqv_tui::schema::RecordKind;
+
+mod common;
+
 #[test]
 fn sample_reports_the_sim_vmms_hardware_backed_queue_consuming() {
     let exe = env!("CARGO_BIN_EXE_cmdqv");
@@ -63,6 +67,7 @@ fn sample_reports_the_sim_vmms_hardware_backed_queue_consuming() {
     let reports: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
+        .inspect(|r| common::assert_schema(RecordKind::Sample, r))
         .collect();
     assert!(reports.len() >= 10, "{stdout}");
     let consumed: u64 = reports

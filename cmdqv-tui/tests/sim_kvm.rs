@@ -6,6 +6,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod common;
+
 fn privileged() -> bool {
     if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
         eprintln!("CMDQV_SKIP_PRIVILEGED=1: skipping a privileged KVM/eBPF test");
@@ -37,7 +39,9 @@ fn run_json(args: &[&str]) -> (Value, String) {
         .rev()
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON in {stdout}"));
-    (serde_json::from_str(line).expect("valid JSON"), stderr)
+    let v: Value = serde_json::from_str(line).expect("valid JSON");
+    common::assert_summary(&v);
+    (v, stderr)
 }
 
 fn u(v: &Value) -> u64 {

@@ -66,6 +66,9 @@ pub fn bootstrap(test_tools: bool) -> Result<Toolchain> {
                 ("protoc", "protobuf-compiler"),
                 // Renders `cmdqv report`'s HTML headless.
                 ("chromium", "chromium"),
+                // systemd-analyze checks the service unit, groff the man page (tests/cli_ship.rs).
+                ("systemd-analyze", "systemd"),
+                ("groff", "groff-base"),
             ])
         })?;
     }

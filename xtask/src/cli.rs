@@ -11,7 +11,7 @@ use crate::{guest::GuestArgs, lint::LintArgs};
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Developer tasks for cmdqv: bootstrap, build, run, test, lint, guest, fuzz, bench",
+    about = "Developer tasks for cmdqv: bootstrap, build, run, test, lint, guest, fuzz, bench, package",
     long_about = "Developer tasks for cmdqv.\n\nEvery task that builds bootstraps first, \
                   idempotently, one progress line per step (the pinned nightly from \
                   ebpf-toolchain.toml with rust-src, bpf-linker cached in ~/.cache/cmdqv, \
@@ -57,6 +57,9 @@ pub enum Task {
         after_help = "Example:\n  cargo xtask bench -- -p cmdqv-core --bench model -- --quick"
     )]
     Bench(Passthrough),
+    /// The Debian package (cargo-deb) at target/debian/cmdqv_*.deb: binary, systemd unit for
+    /// `cmdqv serve`, completions, man pages; unpacked and checked (systemd-analyze verify)
+    Package,
     /// The eBPF probe benchmark: our uprobe against bpftrace, delivery at offered rates
     #[command(mut_arg("args", |a| a.help(
         "Arguments for `cmdqv bench-probes`, passed on verbatim"

@@ -1,6 +1,6 @@
 //! Developer tasks for cmdqv, as `cargo xtask <task>` (`cargo xtask --help` lists them, and
 //! `cargo xtask <task> --help` explains one): bootstrap, build, run, test, lint, guest, fuzz,
-//! bench, bench-probes.
+//! bench, bench-probes, package.
 //!
 //! Each bootstrap step prints one line: what it did and how long it took. Failures say what is
 //! missing and how to fix it.
@@ -10,6 +10,7 @@ mod cli;
 mod cross;
 mod guest;
 mod lint;
+mod package;
 mod pin;
 mod sh;
 mod tasks;
@@ -39,6 +40,7 @@ fn main() -> Result<()> {
         Task::Lint(args) => lint::run(&args, &sh::root()),
         Task::Guest(args) => guest::main(args),
         Task::Fuzz => tasks::fuzz(),
+        Task::Package => package::package(),
         Task::Bench(args) => tasks::bench(&args.args),
         Task::BenchProbes(args) => tasks::bench_probes(&args.args),
     }

@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     bootstrap::{Toolchain, bootstrap},
     guest::inside,
-    lint,
+    lint, package,
     sh::{cache_dir, cargo, done, ensure_tools, prepend_path, root, run, step, target_dir},
 };
 
@@ -66,7 +66,7 @@ fn shown(args: &[OsString]) -> String {
 }
 
 /// fmt, the structure lint, clippy for the host crates and for the eBPF crate's own target,
-/// every test, brief fuzzing, then cmdqv built for aarch64 and checked inside the arm64 guest
+/// every test, the Debian package built and checked, brief fuzzing, then cmdqv built for aarch64 and checked inside the arm64 guest
 /// (4 KiB and 16 KiB pages): in that order, stopping at the first failure.
 pub fn test() -> Result<()> {
     let tc = bootstrap(true)?;
@@ -93,6 +93,7 @@ pub fn test() -> Result<()> {
     let t = Instant::now();
     run(cargo(&tc.path).args(["test", "--release"]))?;
     done("test: all tests passed", t);
+    package::build_package(&tc)?;
     fuzz_briefly(&tc)?;
     inside::test_in_guests(&tc)
 }
@@ -104,22 +105,28 @@ pub fn fuzz() -> Result<()> {
 
 /// cargo-fuzz, cached outside the checkout like bpf-linker.
 fn ensure_cargo_fuzz() -> Result<String> {
-    let dir = cache_dir().join("cargo-fuzz");
-    let bin = dir.join("bin/cargo-fuzz");
+    cargo_install_cached("cargo-fuzz")
+}
+
+/// `cargo install --locked KRATE` into `~/.cache/cmdqv/KRATE` unless its binary is there
+/// already; the log of the install goes beside it.
+pub fn cargo_install_cached(krate: &str) -> Result<String> {
+    let dir = cache_dir().join(krate);
+    let bin = dir.join("bin").join(krate);
     if bin.exists() {
         return Ok(format!("cached at {}", bin.display()));
     }
-    let log = cache_dir().join("cargo-fuzz-install.log");
+    let log = cache_dir().join(format!("{krate}-install.log"));
     fs::create_dir_all(cache_dir())?;
     let f = fs::File::create(&log)?;
     let status = Command::new("cargo")
-        .args(["install", "cargo-fuzz", "--locked", "--root"])
+        .args(["install", krate, "--locked", "--root"])
         .arg(&dir)
         .stdout(f.try_clone()?)
         .stderr(f)
         .status()?;
     if !status.success() || !bin.exists() {
-        bail!("cargo install cargo-fuzz failed (log: {})", log.display());
+        bail!("cargo install {krate} failed (log: {})", log.display());
     }
     Ok(format!("installed at {}", bin.display()))
 }

@@ -25,6 +25,8 @@ pub const LOG_CAP: usize = 1000;
 /// Of those, lines kept for errors that the flood of commands pushed out of the live log, so a
 /// queue error or a failed ioctl stays visible.
 pub const LOG_ERRORS_KEPT: usize = 100;
+/// Lines of the process's own log stream kept for the live log (`kind` `log`).
+pub const LOG_TEXTS_KEPT: usize = 100;
 /// Distinct ioctl command numbers tracked; the rest are summed under `OTHER`.
 pub const IOCTL_CAP: usize = 64;
 
@@ -119,6 +121,8 @@ pub struct Collector {
     log: VecDeque<Event>,
     /// Error events pushed out of `log`, oldest first.
     old_errors: VecDeque<Event>,
+    /// The process's own log lines (diagnostics, the probes' aya-log messages), newest last.
+    texts: VecDeque<LogLine>,
     /// `smmu_queue_from_mmio`: (PROD of the open batch, commands still to fetch).
     smmu_batch: Option<(u64, u64)>,
 }
@@ -141,6 +145,7 @@ impl Collector {
             handover: None,
             log: VecDeque::with_capacity(LOG_CAP - LOG_ERRORS_KEPT),
             old_errors: VecDeque::with_capacity(LOG_ERRORS_KEPT),
+            texts: VecDeque::new(),
             smmu_batch: None,
         }
     }
@@ -173,6 +178,22 @@ impl Collector {
 
     pub fn add_note(&mut self, note: impl Into<String>) {
         self.cfg.notes.push(note.into());
+    }
+
+    /// A line of the process's own log stream, shown in the live log among the events (kind
+    /// `log`); the oldest go beyond [`LOG_TEXTS_KEPT`].
+    pub fn add_log_text(&mut self, ts_ns: u64, text: impl Into<String>) {
+        let text = text.into();
+        if self.texts.len() == LOG_TEXTS_KEPT {
+            self.texts.pop_front();
+        }
+        self.texts.push_back(LogLine {
+            ts_ns,
+            pid: std::process::id(),
+            kind: "log".into(),
+            is_error: text.contains("ERROR"),
+            text,
+        });
     }
 
     /// What the VMM knows about a queue (VINTF mapping, ring size). Ignored for ids the
@@ -433,15 +454,26 @@ impl Collector {
             handover: self.handover.clone(),
             interval: (self.cfg.intervals || self.intervals_done > 0)
                 .then_some(self.intervals_done + 1),
-            log: self
-                .old_errors
-                .iter()
-                .chain(self.log.iter())
-                .map(|e| self.log_line(e))
-                .collect(),
+            log: self.log_lines(),
             notes: self.cfg.notes.clone(),
             sim: None,
         }
+    }
+
+    /// The live log: events and the process's own lines, in time order.
+    fn log_lines(&self) -> Vec<LogLine> {
+        let mut lines: Vec<LogLine> = self
+            .old_errors
+            .iter()
+            .chain(self.log.iter())
+            .map(|e| self.log_line(e))
+            .collect();
+        if !self.texts.is_empty() {
+            lines.extend(self.texts.iter().cloned());
+            // Stable: events keep their order among equal timestamps.
+            lines.sort_by_key(|l| l.ts_ns);
+        }
+        lines
     }
 
     /// One readable log line for an event.

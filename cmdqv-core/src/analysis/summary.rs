@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::event::Source;
 
 /// Attach status of one probe, as the loader recorded it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ProbeStatus {
     /// e.g. `tracepoint:syscalls/sys_enter_ioctl`, `uprobe:cmdqv_vmm_mmio`.
     pub name: String,
@@ -25,7 +26,7 @@ pub struct ProbeStatus {
 }
 
 /// Life-cycle state of a queue as the collector last saw it.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum QueueState {
     #[default]
@@ -39,7 +40,7 @@ pub enum QueueState {
 }
 
 /// Latency percentiles in nanoseconds.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Latency {
     pub count: u64,
     pub p50: u64,
@@ -49,7 +50,7 @@ pub struct Latency {
 }
 
 /// The last error a queue stopped on, with the command that caused it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct QueueError {
     pub ts_ns: u64,
     /// CERROR code (1 ILL, 2 ABT, 3 ATC_INV_SYNC, 4 ILL_ACCESS).
@@ -63,7 +64,7 @@ pub struct QueueError {
 }
 
 /// A recently consumed command (for the detail view).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RecentCommand {
     pub ts_ns: u64,
     pub index: u32,
@@ -74,7 +75,7 @@ pub struct RecentCommand {
 }
 
 /// Per-queue statistics.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct QueueSummary {
     /// Display name: `vcmdq<global>` or `smmu-cmdq`.
     pub name: String,
@@ -117,7 +118,7 @@ pub struct QueueSummary {
 
 /// What a host kernel's command queue row adds (`cmdqv host`): the kernel's queue, how its
 /// latency was measured, batch sizes, and the ring slots this run saw written.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HostQueueSummary {
     /// Kernel address of the queue's `struct arm_smmu_cmdq`, e.g. `0xffff00000a1b2c80`.
     pub cmdq: String,
@@ -142,7 +143,7 @@ pub struct HostQueueSummary {
 /// The stretch of a host queue's ring that the batches of a run covered. The commands a queue
 /// row counts are exactly these slots when `contiguous`: no batch inside was missed, so the
 /// consumer of the queue (the SMMU, or QEMU emulating one) took exactly them in this order.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RingWindow {
     /// log2 of the ring's entries; a ring pointer is index | wrap << log2size.
     pub log2size: u8,
@@ -161,7 +162,7 @@ pub struct RingWindow {
 }
 
 /// VINTF state for the device panel.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct VintfSummary {
     pub index: u32,
     pub enabled: bool,
@@ -174,7 +175,7 @@ pub struct VintfSummary {
 }
 
 /// One line of the live event log.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct LogLine {
     pub ts_ns: u64,
     pub pid: u32,
@@ -187,7 +188,7 @@ pub struct LogLine {
 }
 
 /// Passthrough bookkeeping (reported by the sim's handover scenario).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Handover {
     pub handovers: u64,
     pub commands_lost: u64,
@@ -195,7 +196,7 @@ pub struct Handover {
 }
 
 /// Everything a view or the headless output needs at one instant.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// `ebpf`, `in-process` or `replay`.
     pub source: Source,
@@ -231,7 +232,7 @@ pub struct Summary {
 }
 
 /// What the sim VMM reports about its own run, beside the traced events.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SimReport {
     /// `kvm` (the guest's hot path ran as guest code in real vCPUs) or `user` (vCPU threads).
     pub guest_engine: String,
@@ -240,7 +241,7 @@ pub struct SimReport {
 }
 
 /// Trapped against direct, measured in real vCPUs (the trapped-vs-vcmdq scenario under KVM).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Comparison {
     pub trapped: PathFigures,
     pub direct: PathFigures,
@@ -254,7 +255,7 @@ pub struct Comparison {
 }
 
 /// One path's measured figures.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PathFigures {
     pub batches: u64,
     pub commands: u64,

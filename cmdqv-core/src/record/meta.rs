@@ -24,6 +24,10 @@ pub struct TraceMeta {
     /// pid of the traced VMM, when there is one (Perfetto export groups tracks under it).
     #[serde(default)]
     pub pid: Option<u32>,
+    /// The traced VM's name or uuid from its VMM's command line, when it has one (replay's
+    /// JSON records carry it as `vm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<String>,
     #[serde(default)]
     pub probes: Vec<ProbeStatus>,
     #[serde(default)]
@@ -48,6 +52,7 @@ impl TraceMeta {
             source,
             target: target.into(),
             pid: None,
+            vm: None,
             probes: Vec::new(),
             queues: Vec::new(),
             start_ns: None,

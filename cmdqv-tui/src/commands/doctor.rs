@@ -5,9 +5,10 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::Args;
+use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::ebpf;
+use crate::{ebpf, live::identity::TargetId};
 
 #[derive(Args, Clone, Debug)]
 pub struct DoctorArgs {
@@ -18,15 +19,19 @@ pub struct DoctorArgs {
 
 pub fn run(a: DoctorArgs) -> Result<()> {
     let r = report();
+    for c in &r.checks {
+        tracing::debug!(check = %c.name, ok = c.ok, value = %c.value, "doctor");
+    }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        let doc = TargetId::default().stamped(&r);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print_text(&r);
     }
     Ok(())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct Check {
     pub name: String,
     pub ok: bool,
@@ -35,7 +40,7 @@ pub struct Check {
     pub meaning: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct ProgramType {
     pub program_type: String,
     pub available: bool,
@@ -43,7 +48,7 @@ pub struct ProgramType {
     pub meaning: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, JsonSchema)]
 pub struct Report {
     pub checks: Vec<Check>,
     pub program_types: Vec<ProgramType>,

@@ -113,6 +113,8 @@ fn start(a: &HostArgs) -> Result<LiveTarget> {
         source: Source::Ebpf,
         name: format!("host (Linux {})", release.trim()),
         pid: 0,
+        // The host kernel is no VM.
+        vm: None,
         probes,
         notes: plan.notes,
         smmu_queue_from_mmio: false,

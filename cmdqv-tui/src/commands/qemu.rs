@@ -12,7 +12,7 @@ use clap::Args;
 use cmdqv_core::event::Source;
 
 use crate::{
-    live::{LiveOptions, OutputArgs},
+    live::{LiveOptions, OutputArgs, identity},
     qemu::{QemuOptions, QemuSession, feed::QemuFeed},
     runner::{self, LiveTarget},
 };
@@ -56,6 +56,12 @@ fn start(a: &QemuArgs) -> Result<LiveTarget> {
         source: Source::Ebpf,
         name,
         pid,
+        // A launched QEMU's argv is known here; reading /proc could race its exec.
+        vm: if a.cmdline.is_empty() {
+            identity::vm_of_pid(pid)
+        } else {
+            identity::vm_from_argv(&a.cmdline)
+        },
         probes,
         notes,
         smmu_queue_from_mmio: true,

@@ -8,7 +8,7 @@ use clap::Args;
 use cmdqv_core::record::{ReplayInfo, TraceReader, replay_intervals};
 
 use crate::{
-    live::{self, OutputArgs, output::Printer, reg_name::reg_name},
+    live::{self, OutputArgs, identity::TargetId, output::Printer, reg_name::reg_name},
     runner,
 };
 
@@ -23,7 +23,15 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     let file = &a.file;
     let reader =
         TraceReader::open(file).with_context(|| format!("replaying {}", file.display()))?;
-    let printer = Printer { json: a.out.json };
+    // The recorded target's identity: its VMM's pid and VM name, as the recording knew them.
+    let meta = reader.meta();
+    let printer = Printer {
+        json: a.out.json,
+        target: TargetId {
+            vm: meta.vm.clone(),
+            pid: meta.pid.filter(|p| *p != 0),
+        },
+    };
     // Intervals are cut by the trace's own timestamps, not by the wall clock of the replay.
     let (summary, info) = replay_intervals(
         reader,
@@ -34,7 +42,7 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     .with_context(|| format!("replaying {}", file.display()))?;
     report_damage(&a.file, &info);
     if a.out.json {
-        live::output::print_json(&summary);
+        live::output::print_json(&summary, &printer.target);
     } else if a.out.headless || !std::io::stdout().is_terminal() {
         live::output::print_text(&summary);
     } else {

@@ -16,9 +16,13 @@ use cmdqv_core::host::{
     LVCMDQ_STRIDE, PAGE0_LEN,
     sampler::{LvcmdqSample, Sampler},
 };
+use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::live::parse_duration;
+use crate::live::{
+    identity::{self, TargetId},
+    parse_duration,
+};
 
 #[derive(Args, Clone, Debug)]
 pub struct SampleArgs {
@@ -68,7 +72,7 @@ impl Default for SampleOptions {
 }
 
 /// One LVCMDQ in one interval.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct QueueReport {
     pub lidx: usize,
     pub enabled: bool,
@@ -86,7 +90,7 @@ pub struct QueueReport {
 }
 
 /// One interval.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct IntervalReport {
     pub pid: u32,
     /// Seconds since the first sample.
@@ -162,12 +166,23 @@ pub fn run_to<W: Write>(opts: &SampleOptions, out: &mut W) -> Result<u64> {
     let lvcmdqs = opts.lvcmdqs.clamp(1, PAGE0_LEN / LVCMDQ_STRIDE);
     let mut s = Sampler::attach(opts.pid, lvcmdqs)
         .with_context(|| format!("attaching to the VINTF page0 of process {}", opts.pid))?;
+    tracing::debug!(
+        pid = opts.pid,
+        page0 = %s.mapping.path,
+        offset = s.mapping.offset,
+        "sampling"
+    );
     if let Some(n) = opts.log2size {
         for l in 0..lvcmdqs {
             s.set_log2size(l, n);
         }
     }
     let period = Duration::from_secs_f64(1.0 / opts.rate_hz.clamp(0.1, 10_000.0));
+    // The record has its own `pid`; the stamp adds the VM, host and time.
+    let target = TargetId {
+        vm: identity::vm_of_pid(opts.pid),
+        pid: None,
+    };
     let start = Instant::now();
     let end = opts.duration.map(|d| start + d);
     if !opts.json {
@@ -206,7 +221,7 @@ pub fn run_to<W: Write>(opts: &SampleOptions, out: &mut W) -> Result<u64> {
         );
         last = now;
         if opts.json {
-            serde_json::to_writer(&mut *out, &r)?;
+            serde_json::to_writer(&mut *out, &target.stamped(&r))?;
             writeln!(out)?;
         } else {
             write_text(out, &r)?;

@@ -121,6 +121,8 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
         source,
         name: format!("sim:{} (pid {pid})", a.scenario),
         pid,
+        // The sim VMM's own name: what `cmdqv sim-vmm --scenario S` is called in /proc.
+        vm: Some(format!("sim:{}", a.scenario)),
         probes: traced.probes,
         notes: traced.notes,
         smmu_queue_from_mmio: false,

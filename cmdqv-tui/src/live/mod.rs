@@ -6,6 +6,8 @@
 //! came.
 
 pub mod feed;
+pub mod identity;
+pub mod logging;
 pub mod options;
 pub mod output;
 pub mod pipe_feed;

@@ -2,25 +2,29 @@
 
 use cmdqv_core::analysis::{Summary, format_duration_ns};
 
+use crate::live::identity::TargetId;
+
 /// How summaries are printed: JSON lines or the table.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Printer {
     pub json: bool,
+    /// What the JSON records' identity names as the target.
+    pub target: TargetId,
 }
 
 impl Printer {
     pub fn print(&self, s: &Summary) {
         if self.json {
-            print_json(s)
+            print_json(s, &self.target)
         } else {
             print_text(s)
         }
     }
 }
 
-/// Prints a summary as one line of JSON.
-pub fn print_json(s: &Summary) {
-    match serde_json::to_string(s) {
+/// Prints a summary as one line of JSON, stamped with its identity.
+pub fn print_json(s: &Summary, target: &TargetId) {
+    match serde_json::to_string(&target.stamped(s)) {
         Ok(j) => println!("{j}"),
         Err(e) => eprintln!("cmdqv: cannot serialise the summary: {e}"),
     }

@@ -51,13 +51,17 @@ impl Recorder {
             .map_err(|e| format!("recording to {} failed: {e}", self.path))
     }
 
-    /// Writes the drop total and flushes, at most once per [`META_EVERY`].
-    pub fn tick(&mut self, drops_total: u64) {
+    /// Writes the drop total and flushes, at most once per [`META_EVERY`]; the error (a full
+    /// disk) says which file failed.
+    pub fn tick(&mut self, drops_total: u64) -> Result<(), String> {
         if self.last_meta.elapsed() >= META_EVERY {
             self.last_meta = Instant::now();
-            let _ = self.w.write_meta(&drops(drops_total));
-            let _ = self.w.flush();
+            self.w
+                .write_meta(&drops(drops_total))
+                .and_then(|()| self.w.flush())
+                .map_err(|e| format!("recording to {} failed: {e}", self.path))?;
         }
+        Ok(())
     }
 
     /// Stops a recording the user toggled off.
@@ -68,7 +72,9 @@ impl Recorder {
     /// Ends the recording with the final drop total.
     pub fn finish(mut self, drops_total: u64) -> Result<()> {
         let _ = self.w.write_meta(&drops(drops_total));
-        self.w.flush().context("flushing the trace file")
+        self.w
+            .flush()
+            .with_context(|| format!("flushing the trace file {}", self.path))
     }
 }
 

@@ -18,6 +18,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior, interval, interval_at, 
 use crate::{
     live::{
         feed::{Feed, FeedItem, FeedStatus},
+        logging,
         output::Printer,
         recorder::Recorder,
         signals::{StopSignal, interrupted},
@@ -125,6 +126,7 @@ pub async fn collect(
         feed_drops: 0,
         paused: false,
         probe_notes: 0,
+        fatal: None,
     };
     if !interrupted() {
         run.until_stopped(stop).await?;
@@ -143,6 +145,8 @@ struct Run<'f> {
     paused: bool,
     /// Probe log messages seen so far.
     probe_notes: u64,
+    /// Why the run had to stop early (the trace file of `cmdqv record` failed).
+    fatal: Option<String>,
 }
 
 fn publish_timer(hz: u32) -> Interval {
@@ -200,10 +204,7 @@ impl Run<'_> {
                 _ = deadline(end) => Step::Stop,
             };
             let go_on = match step {
-                Step::Fed(status) => {
-                    self.settle_record_error();
-                    status == FeedStatus::Open
-                }
+                Step::Fed(status) => self.settle_record_error() && status == FeedStatus::Open,
                 Step::Publish => {
                     self.publish();
                     true
@@ -234,13 +235,25 @@ impl Run<'_> {
         c.reset_interval(monotonic_ns());
     }
 
-    /// A failed trace-file write ends the recording; the summary says why.
-    fn settle_record_error(&mut self) {
-        if let Some(e) = self.intake.record_error.take() {
-            self.intake.collector.add_note(e);
-            self.intake.recorder = None;
-            self.set_recording(None);
+    /// A failed trace-file write ends the recording; the summary says why. A run that exists
+    /// to record (`cmdqv record`, `--record`) stops too: returns whether to go on.
+    fn settle_record_error(&mut self) -> bool {
+        let Some(e) = self.intake.record_error.take() else {
+            return true;
+        };
+        // Dropping the writer hands the kernel what it still takes; a record cut short at the
+        // end is one the reader leaves out.
+        self.intake.recorder = None;
+        self.set_recording(None);
+        if let Some(path) = &self.cfg.record {
+            self.fatal = Some(format!(
+                "{e}; stopped: {} replays up to its last complete record",
+                path.display()
+            ));
+            return false;
         }
+        self.intake.collector.add_note(e);
+        true
     }
 
     fn set_recording(&self, path: Option<String>) {
@@ -253,11 +266,11 @@ impl Run<'_> {
     fn housekeeping(&mut self) -> Result<bool> {
         self.count_feed_drops();
         let total = self.feed_drops + self.intake.decode_errors;
-        if let Some(r) = self.intake.recorder.as_mut() {
-            r.tick(total);
+        if let Some(Err(e)) = self.intake.recorder.as_mut().map(|r| r.tick(total)) {
+            self.intake.record_error = Some(e);
         }
         self.take_probe_log();
-        self.feed.alive()
+        Ok(self.settle_record_error() && self.feed.alive()?)
     }
 
     fn count_feed_drops(&mut self) {
@@ -268,8 +281,16 @@ impl Run<'_> {
         }
     }
 
-    /// The first few probe log messages become notes; the rest are counted at the end.
+    /// The first few probe log messages become notes; the rest are counted at the end. Log
+    /// lines held while the TUI owns the terminal (the probes' among them) go to its log pane.
     fn take_probe_log(&mut self) {
+        let held = logging::take_held();
+        if !held.is_empty() {
+            let now = monotonic_ns();
+            for l in held {
+                self.intake.collector.add_log_text(now, l);
+            }
+        }
         let Some(log) = self.feed.probe_log() else {
             return;
         };
@@ -309,6 +330,9 @@ impl Run<'_> {
 
     /// Drains what is still in flight, closes the recording and takes the final summary.
     async fn finish(mut self) -> Result<Summary> {
+        if let Some(e) = self.fatal.take() {
+            anyhow::bail!(e);
+        }
         self.drain_rest().await;
         if let Some(e) = self.intake.record_error.take() {
             self.intake.collector.add_note(e);
@@ -429,7 +453,10 @@ mod tests {
             let cfg = Collection {
                 stop_after: Some(Duration::from_secs(30)),
                 interval: None,
-                printer: Printer { json: true },
+                printer: Printer {
+                    json: true,
+                    target: Default::default(),
+                },
                 record: None,
                 record_default: PathBuf::from("unused.cmdqv"),
                 meta: TraceMeta::new(Source::Ebpf, "scripted"),

@@ -21,7 +21,8 @@ use cmdqv_core::{
 
 use crate::{
     live::{
-        feed::Feed, options::LiveOptions, output::Printer, reg_name::reg_name, signals::StopSignal,
+        feed::Feed, identity::TargetId, options::LiveOptions, output::Printer, reg_name::reg_name,
+        signals::StopSignal,
     },
     runner::{
         collect::{Collection, collect},
@@ -37,6 +38,8 @@ pub struct LiveTarget {
     /// What the summary's `target` field says.
     pub name: String,
     pub pid: u32,
+    /// The VM's name for the JSON records' `vm` (see `live::identity`), when there is one.
+    pub vm: Option<String>,
     pub probes: Vec<ProbeStatus>,
     pub notes: Vec<String>,
     /// The SMMU's own command queue is reconstructed from its MMIO (QEMU targets).
@@ -61,6 +64,7 @@ impl LiveTarget {
         collector.set_probes(self.probes.clone());
         let mut meta = TraceMeta::new(self.source, self.name.clone());
         meta.pid = Some(self.pid);
+        meta.vm = self.vm.clone();
         meta.probes = self.probes.clone();
         meta.start_ns = Some(start_ns);
         meta.smmu_queue_from_mmio = self.smmu_queue_from_mmio;
@@ -83,12 +87,24 @@ pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Res
     let _in_rt = rt.enter();
     let mut stop = StopSignal::install().context("installing the signal handlers")?;
     let mut target = start()?;
+    tracing::info!(
+        traced = %target.name,
+        source = target.source.as_str(),
+        vm = target.vm.as_deref().unwrap_or("-"),
+        "collecting"
+    );
     let (collector, meta) = target.collector_and_meta(opts.interval.is_some());
-    let printer = Printer { json: opts.json };
+    let printer = Printer {
+        json: opts.json,
+        target: TargetId {
+            vm: target.vm.clone(),
+            pid: (target.pid != 0).then_some(target.pid),
+        },
+    };
     let cfg = Collection {
         stop_after: target.stop_after,
         interval: opts.interval,
-        printer,
+        printer: printer.clone(),
         record: opts.record.clone(),
         record_default: target.record_default.clone(),
         meta,

@@ -19,6 +19,7 @@ use ratatui::backend::{Backend, CrosstermBackend};
 use super::app::App;
 use super::options::TuiOptions;
 use super::source::{Control, SnapshotSource};
+use crate::live::logging;
 
 type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
 
@@ -32,6 +33,8 @@ fn restore_terminal() {
     if TAKEN_OVER.swap(false, Ordering::SeqCst) {
         let _ = disable_raw_mode();
         let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+        // Log lines held while the screen was ours go to stderr now, on the restored screen.
+        logging::ui_holds_terminal(false);
     }
 }
 
@@ -53,6 +56,7 @@ impl TerminalGuard {
             previous_hook: Some(previous),
         };
         TAKEN_OVER.store(true, Ordering::SeqCst);
+        logging::ui_holds_terminal(true);
         enable_raw_mode().context("cannot put the terminal in raw mode (is stdin a terminal?)")?;
         execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)
             .context("cannot switch to the alternate screen")?;
