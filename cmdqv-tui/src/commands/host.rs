@@ -24,6 +24,7 @@ use crate::{
         probe_log::ProbeLog,
     },
     live::{Feed, FeedFuture, LiveOptions, OutputArgs, Sink, TracerFeed},
+    metrics::MetricsArgs,
     runner::{self, LiveTarget},
 };
 
@@ -56,6 +57,8 @@ pub struct HostArgs {
     pub refresh_hz: u32,
     #[command(flatten)]
     pub out: OutputArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Runs `cmdqv host` (or `cmdqv record -o FILE host`, with `record`).
@@ -73,7 +76,7 @@ pub fn run(a: HostArgs, record: Option<PathBuf>) -> Result<()> {
         remove_if_there(ready)?;
     }
     let opts = LiveOptions::new(&a.out, record, a.refresh_hz);
-    runner::run(opts, || start(&a))
+    runner::run_with_metrics(opts, &a.metrics, || start(&a))
 }
 
 fn remove_if_there(p: &Path) -> Result<()> {

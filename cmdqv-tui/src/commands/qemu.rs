@@ -13,6 +13,7 @@ use cmdqv_core::event::Source;
 
 use crate::{
     live::{LiveOptions, OutputArgs},
+    metrics::MetricsArgs,
     qemu::{QemuOptions, QemuSession, feed::QemuFeed},
     runner::{self, LiveTarget},
 };
@@ -34,6 +35,8 @@ pub struct QemuArgs {
     pub refresh_hz: u32,
     #[command(flatten)]
     pub out: OutputArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// A QEMU command line to launch and trace (after `--`).
     #[arg(last = true)]
     pub cmdline: Vec<String>,
@@ -42,7 +45,7 @@ pub struct QemuArgs {
 /// Runs `cmdqv qemu` (or `cmdqv record -o FILE qemu`, with `record`).
 pub fn run(a: QemuArgs, record: Option<PathBuf>) -> Result<()> {
     let opts = LiveOptions::new(&a.out, record, a.refresh_hz);
-    runner::run(opts, || start(&a))
+    runner::run_with_metrics(opts, &a.metrics, || start(&a))
 }
 
 fn start(a: &QemuArgs) -> Result<LiveTarget> {

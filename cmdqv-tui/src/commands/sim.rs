@@ -26,6 +26,7 @@ use crate::{
     live::{
         Feed, FeedFuture, FeedItem, LiveOptions, OutputArgs, Sink, TracerFeed, pipe_feed::PipeFeed,
     },
+    metrics::MetricsArgs,
     runner::{self, LiveTarget},
 };
 
@@ -55,6 +56,8 @@ pub struct SimArgs {
     pub refresh_hz: u32,
     #[command(flatten)]
     pub out: OutputArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// Runs `cmdqv sim` (or `cmdqv record -o FILE sim`, with `record`).
@@ -69,7 +72,7 @@ pub fn run(a: SimArgs, record: Option<PathBuf>) -> Result<()> {
     if opts.headless && a.out.duration.is_none() && opts.record.is_none() {
         bail!("--headless needs --duration (e.g. --duration 5s)");
     }
-    runner::run(opts, || start(&a))
+    runner::run_with_metrics(opts, &a.metrics, || start(&a))
 }
 
 /// Starts the sim VMM and the tracer (or the pipe fallback).

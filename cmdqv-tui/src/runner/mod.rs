@@ -16,6 +16,7 @@ use anyhow::{Context as _, Result, bail};
 use cmdqv_core::{
     analysis::{Collector, CollectorConfig, ProbeStatus, Summary},
     event::{Source, monotonic_ns},
+    host::discover,
     record::TraceMeta,
 };
 
@@ -23,8 +24,9 @@ use crate::{
     live::{
         feed::Feed, options::LiveOptions, output::Printer, reg_name::reg_name, signals::StopSignal,
     },
+    metrics::{KERNEL_VM, Metrics, MetricsArgs},
     runner::{
-        collect::{Collection, collect},
+        collect::{Collection, MetricsFeed, collect},
         ui_link::{UiSource, ui_link},
     },
     tui::{self, TuiOptions},
@@ -45,6 +47,17 @@ pub struct LiveTarget {
     pub record_default: PathBuf,
     /// Hard stop after this long (None: until the target ends or the user stops).
     pub stop_after: Option<Duration>,
+}
+
+impl LiveTarget {
+    /// The `vm` label of its metrics: the host kernel's own queues (no pid), or the name the
+    /// traced VMM goes by on its command line.
+    pub fn vm_label(&self) -> String {
+        match self.pid {
+            0 => KERNEL_VM.to_string(),
+            pid => discover::vm_name(pid),
+        }
+    }
 }
 
 impl LiveTarget {
@@ -72,8 +85,18 @@ impl LiveTarget {
 /// it) after the stop signals are taken over, so a Ctrl-C while a target starts still ends the
 /// run cleanly.
 pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Result<()> {
-    // One worker beside the caller's thread: the signal listener and the pipe reader run there,
-    // the collection loop on this thread.
+    run_with_metrics(opts, &MetricsArgs::default(), start)
+}
+
+/// [`run`], with the metrics endpoint `--metrics-listen` asks for (bound before the target
+/// starts, so a port in use fails the run before anything is traced).
+pub fn run_with_metrics(
+    opts: LiveOptions,
+    metrics: &MetricsArgs,
+    start: impl FnOnce() -> Result<LiveTarget>,
+) -> Result<()> {
+    // One worker beside the caller's thread: the signal listener, the pipe reader and the
+    // metrics endpoint run there, the collection loop on this thread.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("cmdqv-rt")
@@ -82,6 +105,10 @@ pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Res
         .context("starting the async runtime")?;
     let _in_rt = rt.enter();
     let mut stop = StopSignal::install().context("installing the signal handlers")?;
+    let (endpoint, mut requests) = match Metrics::start(metrics, true)? {
+        Some((m, rx)) => (Some(m), rx),
+        None => (None, None),
+    };
     let mut target = start()?;
     let (collector, meta) = target.collector_and_meta(opts.interval.is_some());
     let printer = Printer { json: opts.json };
@@ -93,6 +120,12 @@ pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Res
         record_default: target.record_default.clone(),
         meta,
         refresh_hz: opts.refresh_hz,
+        metrics: endpoint.as_ref().map(|m| MetricsFeed {
+            state: m.state.clone(),
+            vm: target.vm_label(),
+            pid: (target.pid != 0).then_some(target.pid),
+            requests: requests.take(),
+        }),
     };
     let feed = target.feed.as_mut();
     if opts.headless {
@@ -116,7 +149,26 @@ pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Res
     if let Some(r) = &opts.record {
         eprintln!("cmdqv: recorded to {}", r.display());
     }
+    if let Some(m) = &endpoint {
+        hold_final(&rt, m, &mut stop);
+    }
     Ok(())
+}
+
+/// `--metrics-hold`: the final figures stay up for a scraper, unless a stop signal came.
+fn hold_final(rt: &tokio::runtime::Runtime, m: &Metrics, stop: &mut StopSignal) {
+    let Some(hold) = m.hold else {
+        return;
+    };
+    if crate::live::interrupted() {
+        return;
+    }
+    rt.block_on(async {
+        tokio::select! {
+            _ = tokio::time::sleep(hold) => {}
+            _ = stop.wait() => {}
+        }
+    });
 }
 
 fn spawn_tui(ui: UiSource, refresh_hz: u32) -> Result<std::thread::JoinHandle<Result<()>>> {

@@ -1,0 +1,217 @@
+//! Finding the VMMs on this host: every process that maps a VINTF page0 (an iommufd's, or the
+//! simulated host's memfd), found by reading `/proc/*/maps`, and the name it goes by (the `vm`
+//! label): QEMU's `-name` (or `guest=` in it), else its `-uuid`; the sim VMM's scenario
+//! (`sim-<scenario>`); else the pid.
+
+use std::{fs, io, path::Path};
+
+use super::sampler::{Page0Mapping, parse_maps};
+
+/// A process with a VINTF page0 mapped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FoundVmm {
+    pub pid: u32,
+    /// The `vm` label: see [`vm_name_from_cmdline`].
+    pub name: String,
+    pub mappings: Vec<Page0Mapping>,
+}
+
+/// Why a process could not be looked at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScanError {
+    /// Its maps are not readable by this user (needs ptrace access: root or CAP_SYS_PTRACE).
+    Permission,
+    /// It went away meanwhile.
+    Gone,
+    Other(String),
+}
+
+impl ScanError {
+    /// The `reason` label of the discovery error counter.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Permission => "permission",
+            Self::Gone => "gone",
+            Self::Other(_) => "other",
+        }
+    }
+
+    pub fn from_io(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::PermissionDenied => Self::Permission,
+            io::ErrorKind::NotFound => Self::Gone,
+            // A process that exited between listing and reading: ESRCH from the kernel.
+            _ if e.raw_os_error() == Some(libc::ESRCH) => Self::Gone,
+            _ => Self::Other(e.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for ScanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Permission => {
+                f.write_str("permission denied (needs ptrace access: root or CAP_SYS_PTRACE)")
+            }
+            Self::Gone => f.write_str("the process went away"),
+            Self::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+/// The value after `flag` (as `-flag v` or `-flag=v`, with one or two dashes).
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let bare = a.trim_start_matches('-');
+        if !a.starts_with('-') {
+            continue;
+        }
+        if bare == flag {
+            return it.next().map(String::as_str);
+        }
+        if let Some(v) = bare.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The name a VMM goes by, from its command line: QEMU's `-name NAME[,opts]` or
+/// `-name guest=NAME,...`, else `-uuid UUID`; the sim VMM (`cmdqv sim-vmm --scenario S`)
+/// `sim-S`; else the pid.
+pub fn vm_name_from_cmdline(args: &[String], pid: u32) -> String {
+    let is_sim = args.get(1).is_some_and(|a| a == "sim-vmm");
+    if is_sim {
+        if let Some(s) = flag_value(args, "scenario") {
+            return format!("sim-{s}");
+        }
+    }
+    if let Some(n) = flag_value(args, "name") {
+        let guest = n.split(',').find_map(|p| p.strip_prefix("guest="));
+        let first = n.split(',').next().filter(|p| !p.contains('='));
+        if let Some(name) = guest.or(first).filter(|s| !s.is_empty()) {
+            return name.to_string();
+        }
+    }
+    match flag_value(args, "uuid") {
+        Some(u) if !u.is_empty() => u.to_string(),
+        _ => pid.to_string(),
+    }
+}
+
+/// `/proc/PID/cmdline` split at its NULs.
+pub fn read_cmdline(proc_root: &Path, pid: u32) -> io::Result<Vec<String>> {
+    let raw = fs::read(proc_root.join(pid.to_string()).join("cmdline"))?;
+    Ok(raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect())
+}
+
+/// The name of process `pid` (the pid when its command line cannot be read).
+pub fn vm_name(pid: u32) -> String {
+    match read_cmdline(Path::new("/proc"), pid) {
+        Ok(args) => vm_name_from_cmdline(&args, pid),
+        Err(_) => pid.to_string(),
+    }
+}
+
+/// Looks at one process: `Ok(None)` when it maps no page0.
+pub fn inspect(proc_root: &Path, pid: u32) -> Result<Option<FoundVmm>, ScanError> {
+    let maps = fs::read_to_string(proc_root.join(pid.to_string()).join("maps"))
+        .map_err(|e| ScanError::from_io(&e))?;
+    let mappings = parse_maps(&maps);
+    if mappings.is_empty() {
+        return Ok(None);
+    }
+    let args = read_cmdline(proc_root, pid).map_err(|e| ScanError::from_io(&e))?;
+    Ok(Some(FoundVmm {
+        pid,
+        name: vm_name_from_cmdline(&args, pid),
+        mappings,
+    }))
+}
+
+/// Every process under `proc_root` (skipping `skip`, this process) that maps a VINTF page0,
+/// and the processes that could not be looked at. A process that exits during the scan is
+/// neither.
+pub fn scan(proc_root: &Path, skip: u32) -> io::Result<(Vec<FoundVmm>, Vec<(u32, ScanError)>)> {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    for e in fs::read_dir(proc_root)?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == skip {
+            continue;
+        }
+        match inspect(proc_root, pid) {
+            Ok(Some(v)) => found.push(v),
+            Ok(None) | Err(ScanError::Gone) => {}
+            Err(err) => errors.push((pid, err)),
+        }
+    }
+    found.sort_by_key(|v| v.pid);
+    Ok((found, errors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn names_come_from_qemu_flags_the_sim_scenario_or_the_pid() {
+        let n = |s: &str| vm_name_from_cmdline(&args(s), 42);
+        assert_eq!(
+            n("qemu-system-aarch64 -M virt -name guest=web1,debug-threads=on"),
+            "web1"
+        );
+        assert_eq!(n("qemu-system-aarch64 -name db2 -uuid 1234"), "db2");
+        assert_eq!(n("qemu-system-aarch64 -name db3,process=x"), "db3");
+        assert_eq!(n("qemu-system-aarch64 --uuid=5c6e-77"), "5c6e-77");
+        assert_eq!(
+            n("/usr/bin/cmdqv sim-vmm --scenario hw-errors --rate 5"),
+            "sim-hw-errors"
+        );
+        assert_eq!(n("qemu-system-aarch64 -M virt"), "42");
+        assert_eq!(n("qemu-system-aarch64 -name"), "42");
+    }
+
+    #[test]
+    fn a_fake_proc_tree_yields_the_vmm_and_skips_the_rest() {
+        let root = std::env::temp_dir().join(format!("cmdqv-proc-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let vmm = root.join("100");
+        fs::create_dir_all(&vmm).unwrap();
+        fs::write(
+            vmm.join("maps"),
+            "7f0000020000-7f0000030000 rw-s 00001000 00:01 456 /memfd:cmdqv-vintf-page0 (deleted)\n",
+        )
+        .unwrap();
+        fs::write(vmm.join("cmdline"), b"cmdqv\0sim-vmm\0--scenario\0x\0").unwrap();
+        let other = root.join("200");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(
+            other.join("maps"),
+            "00400000-00452000 r-xp 00000000 08:02 1 /bin/sh\n",
+        )
+        .unwrap();
+        fs::create_dir_all(root.join("300")).unwrap();
+        fs::create_dir_all(root.join("self")).unwrap();
+        let (found, errors) = scan(&root, 1).unwrap();
+        fs::remove_dir_all(&root).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].pid, found[0].name.as_str()), (100, "sim-x"));
+        assert_eq!(found[0].mappings[0].offset, 0x1000);
+        assert!(
+            errors.is_empty(),
+            "a process without maps is gone: {errors:?}"
+        );
+    }
+}
