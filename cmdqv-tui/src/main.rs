@@ -14,6 +14,7 @@ use cmdqv_tui::commands::{
     record::{self, RecordArgs},
     replay::{self, ReplayArgs},
     sample::{self, SampleArgs},
+    serve::{self, ServeArgs},
     sim::{self, SimArgs},
     sim_vmm::{self, SimVmmArgs},
 };
@@ -59,6 +60,9 @@ enum Cmd {
     Sample(SampleArgs),
     /// Export a trace file for ui.perfetto.dev (Chrome trace-event JSON).
     Export(ExportArgs),
+    /// Headless, long-running Prometheus exporter: follows every VMM on the host through its
+    /// VINTF page0 and the host kernel's SMMUv3 driver where its probes attach; /metrics.
+    Serve(ServeArgs),
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]
     BenchProbes(BenchProbesArgs),
@@ -84,6 +88,7 @@ fn main() {
         Cmd::Replay(a) => replay::run(a),
         Cmd::Sample(a) => sample::run(a),
         Cmd::Export(a) => export::run(a),
+        Cmd::Serve(a) => serve::run(a),
         Cmd::BenchProbes(a) => bench_probes::run(a),
         Cmd::BenchHook(a) => bench_hook::run(a),
     };

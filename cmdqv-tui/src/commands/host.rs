@@ -88,7 +88,8 @@ fn remove_if_there(p: &Path) -> Result<()> {
     }
 }
 
-fn start(a: &HostArgs) -> Result<LiveTarget> {
+/// Loads and attaches the host probes (also `cmdqv serve`'s host half).
+pub fn start(a: &HostArgs) -> Result<LiveTarget> {
     let plan = HostProbeConfig::from_kernel();
     let tracer = Tracer::load(&TracerConfig {
         kernel: true,

@@ -12,5 +12,6 @@ pub mod qemu;
 pub mod record;
 pub mod replay;
 pub mod sample;
+pub mod serve;
 pub mod sim;
 pub mod sim_vmm;

@@ -19,7 +19,8 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
-/// Resolves when SIGINT or SIGTERM arrived.
+/// Resolves when SIGINT or SIGTERM arrived (clones resolve together).
+#[derive(Clone)]
 pub struct StopSignal(watch::Receiver<bool>);
 
 impl StopSignal {

@@ -123,6 +123,62 @@ impl Metrics {
     }
 }
 
+/// An endpoint with a runtime of its own, for the commands that are not on the live runner
+/// (`sample`, `serve`): the server, and the stop signals, run on its one worker.
+pub struct Standalone {
+    pub metrics: Option<Metrics>,
+    pub stop: crate::live::signals::StopSignal,
+    // Dropped last: the server task and the signal listener live on it.
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Standalone {
+    pub fn start(args: &MetricsArgs) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cmdqv-rt")
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let (metrics, stop) = {
+            let _in_rt = rt.enter();
+            let stop = crate::live::signals::StopSignal::install()
+                .context("installing the signal handlers")?;
+            (Metrics::start(args, false)?.map(|(m, _)| m), stop)
+        };
+        Ok(Self { metrics, stop, rt })
+    }
+
+    pub fn state(&self) -> Option<&Mutex<MetricsState>> {
+        self.metrics.as_ref().map(|m| &*m.state)
+    }
+
+    /// `--metrics-hold` after the run.
+    pub fn hold(&mut self) {
+        hold(&self.rt, self.metrics.as_ref(), &mut self.stop);
+    }
+}
+
+/// `--metrics-hold`: the final figures stay up for a scraper, unless a stop signal came.
+pub fn hold(
+    rt: &tokio::runtime::Runtime,
+    m: Option<&Metrics>,
+    stop: &mut crate::live::signals::StopSignal,
+) {
+    let Some(hold) = m.and_then(|m| m.hold) else {
+        return;
+    };
+    if crate::live::interrupted() {
+        return;
+    }
+    rt.block_on(async {
+        tokio::select! {
+            _ = tokio::time::sleep(hold) => {}
+            _ = stop.wait() => {}
+        }
+    });
+}
+
 /// Locks the state; a poisoned lock still holds consistent counters (every update is a
 /// handful of additions), so it is taken over.
 pub fn lock(state: &Mutex<MetricsState>) -> std::sync::MutexGuard<'_, MetricsState> {

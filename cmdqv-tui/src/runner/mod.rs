@@ -24,7 +24,7 @@ use crate::{
     live::{
         feed::Feed, options::LiveOptions, output::Printer, reg_name::reg_name, signals::StopSignal,
     },
-    metrics::{KERNEL_VM, Metrics, MetricsArgs},
+    metrics::{self, KERNEL_VM, Metrics, MetricsArgs},
     runner::{
         collect::{Collection, MetricsFeed, collect},
         ui_link::{UiSource, ui_link},
@@ -149,26 +149,30 @@ pub fn run_with_metrics(
     if let Some(r) = &opts.record {
         eprintln!("cmdqv: recorded to {}", r.display());
     }
-    if let Some(m) = &endpoint {
-        hold_final(&rt, m, &mut stop);
-    }
+    metrics::hold(&rt, endpoint.as_ref(), &mut stop);
     Ok(())
 }
 
-/// `--metrics-hold`: the final figures stay up for a scraper, unless a stop signal came.
-fn hold_final(rt: &tokio::runtime::Runtime, m: &Metrics, stop: &mut StopSignal) {
-    let Some(hold) = m.hold else {
-        return;
+/// Collects from a target into the metrics alone (no output, no TUI; `cmdqv serve`'s host
+/// kernel tracing) until the target ends or `stop` resolves.
+pub async fn follow(
+    mut target: LiveTarget,
+    metrics: MetricsFeed,
+    mut stop: StopSignal,
+) -> Result<()> {
+    let (collector, meta) = target.collector_and_meta(false);
+    let cfg = Collection {
+        stop_after: target.stop_after,
+        interval: None,
+        printer: Printer { json: true },
+        record: None,
+        record_default: target.record_default.clone(),
+        meta,
+        refresh_hz: 10,
+        metrics: Some(metrics),
     };
-    if crate::live::interrupted() {
-        return;
-    }
-    rt.block_on(async {
-        tokio::select! {
-            _ = tokio::time::sleep(hold) => {}
-            _ = stop.wait() => {}
-        }
-    });
+    collect(target.feed.as_mut(), collector, cfg, None, &mut stop).await?;
+    Ok(())
 }
 
 fn spawn_tui(ui: UiSource, refresh_hz: u32) -> Result<std::thread::JoinHandle<Result<()>>> {
