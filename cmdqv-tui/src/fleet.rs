@@ -229,7 +229,7 @@ impl Fleet {
             .vmms
             .keys()
             .copied()
-            .filter(|pid| !self.proc_root.join(pid.to_string()).exists())
+            .filter(|&pid| !discover::process_alive(&self.proc_root, pid))
             .collect();
         gone.into_iter()
             .filter_map(|pid| self.vmms.remove(&pid).map(|f| (pid, f.vm)))

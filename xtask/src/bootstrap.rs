@@ -59,7 +59,10 @@ pub fn bootstrap(test_tools: bool) -> Result<Toolchain> {
     step("tracefs", ensure_tracefs)?;
     if test_tools {
         step("clippy (nightly)", || ensure_clippy(&n))?;
-        step("test tools", || ensure_tools(&[("tmux", "tmux")]))?;
+        // prometheus also brings promtool (the metrics tests start a real Prometheus).
+        step("test tools", || {
+            ensure_tools(&[("tmux", "tmux"), ("prometheus", "prometheus")])
+        })?;
     }
     let path = prepend_path(
         bpf_linker_dir(&n, &pin).join("bin"),

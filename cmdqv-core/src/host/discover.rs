@@ -118,6 +118,19 @@ pub fn vm_name(pid: u32) -> String {
     }
 }
 
+/// Whether process `pid` still runs: it exists and is not a zombie (a VMM killed but not yet
+/// reaped by its parent keeps its /proc entry, without an address space).
+pub fn process_alive(proc_root: &Path, pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) else {
+        return false;
+    };
+    // The state follows the command name, which is in parentheses and may hold anything.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X' | 'x') | None)
+}
+
 /// Looks at one process: `Ok(None)` when it maps no page0.
 pub fn inspect(proc_root: &Path, pid: u32) -> Result<Option<FoundVmm>, ScanError> {
     let maps = fs::read_to_string(proc_root.join(pid.to_string()).join("maps"))
@@ -202,6 +215,14 @@ mod tests {
             "00400000-00452000 r-xp 00000000 08:02 1 /bin/sh\n",
         )
         .unwrap();
+        fs::write(other.join("stat"), "200 (a) b) Z 1 200").unwrap();
+        fs::write(vmm.join("stat"), "100 (cmdqv) S 1 100").unwrap();
+        assert!(process_alive(&root, 100));
+        assert!(!process_alive(&root, 200), "a zombie is gone");
+        assert!(
+            !process_alive(&root, 300),
+            "so is a process without /proc entry"
+        );
         fs::create_dir_all(root.join("300")).unwrap();
         fs::create_dir_all(root.join("self")).unwrap();
         let (found, errors) = scan(&root, 1).unwrap();
