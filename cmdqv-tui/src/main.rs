@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use cmdqv_tui::commands::{
     bench_hook::{self, BenchHookArgs},
     bench_probes::{self, BenchProbesArgs},
+    bench_serve::{self, BenchServeArgs},
     doctor::{self, DoctorArgs},
     export::{self, ExportArgs},
     host::{self, EXIT_NO_SUBMISSION_PROBE, HostArgs, NoSubmissionProbe},
@@ -66,6 +67,9 @@ enum Cmd {
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]
     BenchProbes(BenchProbesArgs),
+    /// (internal) What `cmdqv serve` costs on a host with 128 queues (CPU share of one core).
+    #[command(hide = true)]
+    BenchServe(BenchServeArgs),
     /// (internal) The benchmark's target: calls the cmdqv_vmm_command hook N times.
     #[command(hide = true)]
     BenchHook(BenchHookArgs),
@@ -91,6 +95,7 @@ fn main() {
         Cmd::Serve(a) => serve::run(a),
         Cmd::BenchProbes(a) => bench_probes::run(a),
         Cmd::BenchHook(a) => bench_hook::run(a),
+        Cmd::BenchServe(a) => bench_serve::run(a),
     };
     if let Err(e) = done {
         eprintln!("cmdqv: {e:#}");

@@ -1,6 +1,6 @@
 //! Developer tasks for cmdqv, as `cargo xtask <task>` (`cargo xtask --help` lists them, and
 //! `cargo xtask <task> --help` explains one): bootstrap, build, run, test, lint, guest, fuzz,
-//! bench, bench-probes.
+//! bench, bench-probes, bench-serve.
 //!
 //! Each bootstrap step prints one line: what it did and how long it took. Failures say what is
 //! missing and how to fix it.
@@ -41,5 +41,6 @@ fn main() -> Result<()> {
         Task::Fuzz => tasks::fuzz(),
         Task::Bench(args) => tasks::bench(&args.args),
         Task::BenchProbes(args) => tasks::bench_probes(&args.args),
+        Task::BenchServe(args) => tasks::bench_serve(&args.args),
     }
 }

@@ -12,7 +12,7 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use super::model::{LatencyHist, MetricsState, QueueLabels, VmSeries};
+use super::model::{LatencyHist, MetricsState, QueueLabels, QueueSeries};
 
 /// The two text formats a scraper can ask for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -105,11 +105,11 @@ fn gauge(m: &mut MetricEncoder, labels: &impl EncodeLabelSet, v: f64) -> std::fm
     m.encode_family(labels)?.encode_gauge(&v)
 }
 
-/// Every (VM, queue series) pair, in label order.
-fn each_queue(s: &MetricsState) -> impl Iterator<Item = (&str, &VmSeries, &QueueLabels)> {
+/// Every (VM, queue labels, queue series), VMs in name order, queues as first seen.
+fn each_queue(s: &MetricsState) -> impl Iterator<Item = (&str, &QueueLabels, &QueueSeries)> {
     s.vms
         .iter()
-        .flat_map(|(vm, v)| v.queues.keys().map(move |q| (vm.as_str(), v, q)))
+        .flat_map(|(vm, v)| v.queues.iter().map(move |(l, q)| (vm.as_str(), l, q)))
 }
 
 fn encode_queues(s: &MetricsState, enc: &mut DescriptorEncoder) -> std::fmt::Result {
@@ -120,8 +120,8 @@ fn encode_queues(s: &MetricsState, enc: &mut DescriptorEncoder) -> std::fmt::Res
         None,
         MetricType::Counter,
     )?;
-    for (vm, v, q) in each_queue(s) {
-        counter(&mut m, &queue_labels(h, vm, q), v.queues[q].commands)?;
+    for (vm, l, q) in each_queue(s) {
+        counter(&mut m, &queue_labels(h, vm, l), q.commands)?;
     }
     let mut m = enc.encode_descriptor(
         "cmdqv_syncs",
@@ -129,9 +129,9 @@ fn encode_queues(s: &MetricsState, enc: &mut DescriptorEncoder) -> std::fmt::Res
         None,
         MetricType::Counter,
     )?;
-    for (vm, v, q) in each_queue(s) {
-        if let Some(n) = v.queues[q].syncs {
-            counter(&mut m, &queue_labels(h, vm, q), n)?;
+    for (vm, l, q) in each_queue(s) {
+        if let Some(n) = q.syncs {
+            counter(&mut m, &queue_labels(h, vm, l), n)?;
         }
     }
     let mut m = enc.encode_descriptor(
@@ -140,11 +140,11 @@ fn encode_queues(s: &MetricsState, enc: &mut DescriptorEncoder) -> std::fmt::Res
         None,
         MetricType::Counter,
     )?;
-    for (vm, v, q) in each_queue(s) {
-        for (code, &n) in &v.queues[q].errors {
-            let mut l = queue_labels(h, vm, q);
-            l.push(("cerror", code));
-            counter(&mut m, &l, n)?;
+    for (vm, l, q) in each_queue(s) {
+        for (code, &n) in &q.errors {
+            let mut labels = queue_labels(h, vm, l);
+            labels.push(("cerror", code));
+            counter(&mut m, &labels, n)?;
         }
     }
     encode_latency(s, enc)?;
@@ -155,8 +155,10 @@ fn encode_queues(s: &MetricsState, enc: &mut DescriptorEncoder) -> std::fmt::Res
         MetricType::Gauge,
     )?;
     for (vm, v) in &s.vms {
-        for (q, o) in v.occupancy() {
-            gauge(&mut m, &queue_labels(h, vm, q), o)?;
+        for ((l, _), o) in v.queues.iter().zip(v.occupancy()) {
+            if let Some(o) = o {
+                gauge(&mut m, &queue_labels(h, vm, l), o)?;
+            }
         }
     }
     Ok(())
@@ -169,12 +171,12 @@ fn encode_latency(s: &MetricsState, enc: &mut DescriptorEncoder) -> std::fmt::Re
         Some(&Unit::Seconds),
         MetricType::Histogram,
     )?;
-    for (vm, v, q) in each_queue(s) {
-        let Some(hist) = &v.queues[q].latency else {
+    for (vm, l, q) in each_queue(s) {
+        let Some(hist) = &q.latency else {
             continue;
         };
         let buckets: Vec<(f64, u64)> = LatencyHist::bounds().zip(hist.buckets).collect();
-        m.encode_family(&queue_labels(&s.host, vm, q))?
+        m.encode_family(&queue_labels(&s.host, vm, l))?
             .encode_histogram::<NoLabelSet>(hist.sum_ns / 1e9, hist.count, &buckets, None)?;
     }
     Ok(())

@@ -104,11 +104,20 @@ pub struct QueueSeries {
     pub latency: Option<LatencyHist>,
 }
 
+/// A source queue: a collector row by name, or a page0 LVCMDQ by (mapping, index), so a page0
+/// sample finds its queue without building a string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum SeenKey {
+    Row(String),
+    Page0(usize, usize),
+}
+
 /// What was last seen of one source queue (a collector row or an LVCMDQ), to turn cumulative
 /// figures into increments.
 #[derive(Clone, Debug, Default)]
 struct Seen {
-    labels: QueueLabels,
+    /// Index of the exported series it adds to.
+    series: usize,
     commands: u64,
     syncs: u64,
     errors: BTreeMap<String, u64>,
@@ -132,8 +141,9 @@ pub struct VmSeries {
     last_drops: u64,
     /// Probe name → attached.
     pub probes: BTreeMap<String, bool>,
-    pub queues: BTreeMap<QueueLabels, QueueSeries>,
-    seen: HashMap<String, Seen>,
+    /// The exported queue series, in the order they were first seen.
+    pub queues: Vec<(QueueLabels, QueueSeries)>,
+    seen: HashMap<SeenKey, Seen>,
     /// Distinct queue labels given out (at most `max_queues`).
     named: usize,
 }
@@ -151,34 +161,48 @@ pub fn cerror_label(name: &str) -> String {
 }
 
 impl VmSeries {
-    /// The labels source queue `key` is exported under: its own while fewer than `max` are
-    /// given out, `other` after.
-    fn seen_mut(&mut self, key: &str, labels: QueueLabels, max: usize) -> &mut Seen {
-        if !self.seen.contains_key(key) {
-            let labels = if self.queues.contains_key(&labels) || self.named < max {
-                labels
-            } else {
-                QueueLabels::other()
-            };
-            if !self.queues.contains_key(&labels) {
-                if labels.queue != OTHER {
+    /// The series source queue `key` adds to: its own (labels from `labels`) while fewer than
+    /// `max` are given out, `other` after.
+    fn seen_mut(
+        &mut self,
+        key: SeenKey,
+        labels: impl FnOnce() -> QueueLabels,
+        max: usize,
+    ) -> &mut Seen {
+        if !self.seen.contains_key(&key) {
+            let own = labels();
+            let existing = self.queues.iter().position(|(l, _)| *l == own);
+            let series = match existing {
+                Some(i) => i,
+                None if self.named < max => {
                     self.named += 1;
+                    self.queues.push((own, QueueSeries::default()));
+                    self.queues.len() - 1
                 }
-                self.queues.insert(labels.clone(), QueueSeries::default());
-            }
+                None => {
+                    let other = QueueLabels::other();
+                    match self.queues.iter().position(|(l, _)| *l == other) {
+                        Some(i) => i,
+                        None => {
+                            self.queues.push((other, QueueSeries::default()));
+                            self.queues.len() - 1
+                        }
+                    }
+                }
+            };
             self.seen.insert(
-                key.to_string(),
+                key.clone(),
                 Seen {
-                    labels,
+                    series,
                     ..Seen::default()
                 },
             );
         }
-        self.seen.get_mut(key).expect("inserted above")
+        self.seen.get_mut(&key).expect("inserted above")
     }
 
     fn apply_queue(&mut self, q: &QueueSummary, max: usize) {
-        let seen = self.seen_mut(&q.name, QueueLabels::of(q), max);
+        let seen = self.seen_mut(SeenKey::Row(q.name.clone()), || QueueLabels::of(q), max);
         let commands = grew(q.commands, &mut seen.commands);
         let syncs = grew(q.syncs, &mut seen.syncs);
         let mut errors = Vec::new();
@@ -191,8 +215,8 @@ impl VmSeries {
         }
         let lat = latency_increment(seen, q);
         seen.occupancy = Some(q.occupancy);
-        let labels = seen.labels.clone();
-        let s = self.queues.get_mut(&labels).expect("labels are inserted");
+        let series = seen.series;
+        let s = &mut self.queues[series].1;
         s.commands += commands;
         *s.syncs.get_or_insert(0) += syncs;
         for (name, d) in errors {
@@ -206,13 +230,13 @@ impl VmSeries {
         h.sum_ns += lat.sum_ns;
     }
 
-    /// Occupancy per exported series: the largest of the queues it holds.
-    pub fn occupancy(&self) -> BTreeMap<&QueueLabels, f64> {
-        let mut out: BTreeMap<&QueueLabels, f64> = BTreeMap::new();
+    /// Occupancy per exported series (by index): the largest of the queues it holds.
+    pub fn occupancy(&self) -> Vec<Option<f64>> {
+        let mut out = vec![None; self.queues.len()];
         for s in self.seen.values() {
             if let Some(o) = s.occupancy {
-                let e = out.entry(&s.labels).or_insert(o);
-                *e = e.max(o);
+                let e: &mut Option<f64> = &mut out[s.series];
+                *e = Some(e.map_or(o, |m: f64| m.max(o)));
             }
         }
         out
@@ -295,9 +319,11 @@ impl MetricsState {
         if let Some(v) = self.vms.get_mut(vm) {
             v.last_events = 0;
             for s in v.seen.values_mut() {
-                let keep = (s.labels.clone(), s.occupancy);
-                *s = Seen::default();
-                (s.labels, s.occupancy) = keep;
+                *s = Seen {
+                    series: s.series,
+                    occupancy: s.occupancy,
+                    ..Seen::default()
+                };
             }
         }
     }
@@ -309,14 +335,13 @@ impl MetricsState {
         let v = self.vm_mut(vm);
         v.pid = Some(pid);
         for q in queues {
-            let labels = QueueLabels::page0(q.vintf, q.lidx);
-            let key = format!("page0:{}:{}", q.vintf, q.lidx);
-            let seen = v.seen_mut(&key, labels, max);
+            let key = SeenKey::Page0(q.vintf, q.lidx);
+            let seen = v.seen_mut(key, || QueueLabels::page0(q.vintf, q.lidx), max);
             let new_error = q.cerror != 0 && q.cerror != seen.cerror;
             seen.cerror = q.cerror;
             seen.occupancy = q.occupancy;
-            let labels = seen.labels.clone();
-            let s = v.queues.get_mut(&labels).expect("labels are inserted");
+            let series = seen.series;
+            let s = &mut v.queues[series].1;
             s.commands += q.consumed;
             if new_error {
                 let name = cerror_label(&ErrCode::new(q.cerror.into()).name());
@@ -402,6 +427,23 @@ mod tests {
             .find(|(l, _)| l.queue == queue)
             .map(|(_, s)| s)
             .unwrap_or_else(|| panic!("no queue {queue}"))
+    }
+
+    #[test]
+    fn occupancy_of_a_folded_series_is_its_largest() {
+        let mut m = MetricsState::new("h", 1);
+        let mut a = queue("vcmdq0", 0, 1);
+        a.occupancy = 0.1;
+        let mut b = queue("vcmdq1", 1, 1);
+        b.occupancy = 0.5;
+        let mut c = queue("vcmdq2", 2, 1);
+        c.occupancy = 0.25;
+        m.apply_summary("vm", None, &summary(vec![a, b, c]));
+        let v = &m.vms["vm"];
+        let occ = v.occupancy();
+        let at = |q: &str| v.queues.iter().position(|(l, _)| l.queue == q).unwrap();
+        assert_eq!(occ[at("vcmdq0")], Some(0.1));
+        assert_eq!(occ[at(OTHER)], Some(0.5));
     }
 
     #[test]
