@@ -4,7 +4,7 @@
 //! be attached (no permission, gone meanwhile) is reported once and the rest go on.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashMap},
     path::PathBuf,
     sync::Mutex,
     time::{Duration, Instant},
@@ -86,7 +86,16 @@ pub struct Fleet {
     vmms: BTreeMap<u32, Followed>,
     /// Pids reported as not followable: reported once, retried at every rescan.
     reported: BTreeSet<u32>,
+    /// Processes seen without a page0: when to look again, and the gap before that.
+    plain: HashMap<u32, (Instant, Duration)>,
 }
+
+/// A process seen without a page0 is looked at again after 1 s, then 2 s, 4 s … and at most
+/// every [`RECHECK`]: a VMM maps its page0 when its guest enables the VINTF, usually seconds
+/// after it starts, so it is found about as late as it was old, while a rescan reads the maps of
+/// new processes and of a few old ones, not of every process on the host.
+pub const RECHECK: Duration = Duration::from_secs(30);
+const FIRST_RECHECK: Duration = Duration::from_secs(1);
 
 /// The `reason` of a sampler attach failure.
 fn attach_reason(e: &str) -> &'static str {
@@ -107,6 +116,7 @@ impl Fleet {
             log2size,
             vmms: BTreeMap::new(),
             reported: BTreeSet::new(),
+            plain: HashMap::new(),
         }
     }
 
@@ -126,7 +136,11 @@ impl Fleet {
     /// Finds new VMMs and attaches to them; lets go of those that went away.
     pub fn rescan(&mut self) -> Vec<FleetEvent> {
         let mut events = self.let_go_of_the_gone();
-        let (found, errors) = match discover::scan(&self.proc_root, std::process::id()) {
+        let now = Instant::now();
+        let (plain, vmms) = (&self.plain, &self.vmms);
+        let due =
+            |pid: u32| !vmms.contains_key(&pid) && plain.get(&pid).is_none_or(|&(at, _)| now >= at);
+        let scan = match discover::scan(&self.proc_root, std::process::id(), due) {
             Ok(r) => r,
             Err(e) => {
                 return vec![FleetEvent::Refused {
@@ -137,12 +151,17 @@ impl Fleet {
                 }];
             }
         };
-        let seen: BTreeSet<u32> = found
-            .iter()
-            .map(|v| v.pid)
-            .chain(errors.iter().map(|(p, _)| *p))
-            .collect();
-        self.reported.retain(|p| seen.contains(p));
+        let listed: BTreeSet<u32> = scan.listed.iter().copied().collect();
+        self.plain.retain(|p, _| listed.contains(p));
+        for &p in &scan.plain {
+            let gap = match self.plain.get(&p) {
+                Some(&(_, gap)) => (gap * 2).min(RECHECK),
+                None => FIRST_RECHECK,
+            };
+            self.plain.insert(p, (now + gap, gap));
+        }
+        let (found, errors) = (scan.found, scan.errors);
+        self.reported.retain(|p| listed.contains(p));
         for (pid, err) in errors {
             if self.reported.insert(pid) {
                 events.extend(self.refusal(pid, &err));

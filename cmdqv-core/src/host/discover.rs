@@ -147,27 +147,45 @@ pub fn inspect(proc_root: &Path, pid: u32) -> Result<Option<FoundVmm>, ScanError
     }))
 }
 
-/// Every process under `proc_root` (skipping `skip`, this process) that maps a VINTF page0,
-/// and the processes that could not be looked at. A process that exits during the scan is
-/// neither.
-pub fn scan(proc_root: &Path, skip: u32) -> io::Result<(Vec<FoundVmm>, Vec<(u32, ScanError)>)> {
-    let mut found = Vec::new();
-    let mut errors = Vec::new();
+/// What one pass over /proc found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// Processes with a page0 mapped, by pid.
+    pub found: Vec<FoundVmm>,
+    /// Processes that could not be looked at.
+    pub errors: Vec<(u32, ScanError)>,
+    /// Processes looked at that map no page0.
+    pub plain: Vec<u32>,
+    /// Every pid listed (looked at or not).
+    pub listed: Vec<u32>,
+}
+
+/// Every process under `proc_root` (skipping `skip`, this process, and those `inspect_pid`
+/// declines) that maps a VINTF page0, and the processes that could not be looked at. A process
+/// that exits during the scan is neither.
+pub fn scan(
+    proc_root: &Path,
+    skip: u32,
+    mut inspect_pid: impl FnMut(u32) -> bool,
+) -> io::Result<Scan> {
+    let mut out = Scan::default();
     for e in fs::read_dir(proc_root)?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
             continue;
         };
-        if pid == skip {
+        out.listed.push(pid);
+        if pid == skip || !inspect_pid(pid) {
             continue;
         }
         match inspect(proc_root, pid) {
-            Ok(Some(v)) => found.push(v),
-            Ok(None) | Err(ScanError::Gone) => {}
-            Err(err) => errors.push((pid, err)),
+            Ok(Some(v)) => out.found.push(v),
+            Ok(None) => out.plain.push(pid),
+            Err(ScanError::Gone) => {}
+            Err(err) => out.errors.push((pid, err)),
         }
     }
-    found.sort_by_key(|v| v.pid);
-    Ok((found, errors))
+    out.found.sort_by_key(|v| v.pid);
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -225,8 +243,12 @@ mod tests {
         );
         fs::create_dir_all(root.join("300")).unwrap();
         fs::create_dir_all(root.join("self")).unwrap();
-        let (found, errors) = scan(&root, 1).unwrap();
+        let all = scan(&root, 1, |_| true).unwrap();
+        let none = scan(&root, 1, |pid| pid != 100).unwrap();
         fs::remove_dir_all(&root).unwrap();
+        let (found, errors) = (all.found, all.errors);
+        assert!(none.found.is_empty(), "declined pids are not looked at");
+        assert_eq!(none.plain, vec![200]);
         assert_eq!(found.len(), 1);
         assert_eq!((found[0].pid, found[0].name.as_str()), (100, "sim-x"));
         assert_eq!(found[0].mappings[0].offset, 0x1000);

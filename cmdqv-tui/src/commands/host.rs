@@ -49,6 +49,9 @@ pub struct HostArgs {
     /// old one is removed at start.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    // Prometheus metrics of the host kernel's queues (--metrics-listen).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Stop when this file appears (looked for every 50 ms), as on SIGINT or SIGTERM.
     #[arg(long, value_name = "PATH", visible_alias = "until-file")]
     pub stop_file: Option<PathBuf>,
@@ -57,8 +60,6 @@ pub struct HostArgs {
     pub refresh_hz: u32,
     #[command(flatten)]
     pub out: OutputArgs,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
 }
 
 /// Runs `cmdqv host` (or `cmdqv record -o FILE host`, with `record`).
@@ -122,6 +123,7 @@ pub fn start(a: &HostArgs) -> Result<LiveTarget> {
         smmu_queue_from_mmio: false,
         record_default: PathBuf::from("cmdqv-host.cmdqv"),
         stop_after: a.out.duration,
+        vm: None,
     })
 }
 

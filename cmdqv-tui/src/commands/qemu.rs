@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use cmdqv_core::event::Source;
+use cmdqv_core::{event::Source, host::discover};
 
 use crate::{
     live::{LiveOptions, OutputArgs},
@@ -23,6 +23,9 @@ pub struct QemuArgs {
     /// Attach to this running QEMU.
     #[arg(long)]
     pub pid: Option<u32>,
+    // Prometheus metrics of QEMU's queues (--metrics-listen).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Also probe SMMU register reads (one uprobe + uretprobe on every MMIO read of every
     /// device: the costliest probe).
     #[arg(long)]
@@ -35,8 +38,6 @@ pub struct QemuArgs {
     pub refresh_hz: u32,
     #[command(flatten)]
     pub out: OutputArgs,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
     /// A QEMU command line to launch and trace (after `--`).
     #[arg(last = true)]
     pub cmdline: Vec<String>,
@@ -64,6 +65,7 @@ fn start(a: &QemuArgs) -> Result<LiveTarget> {
         smmu_queue_from_mmio: true,
         record_default: PathBuf::from(format!("cmdqv-qemu-{pid}.cmdqv")),
         stop_after: a.out.duration,
+        vm: (!a.cmdline.is_empty()).then(|| discover::vm_name_from_cmdline(&a.cmdline, pid)),
     })
 }
 

@@ -57,12 +57,7 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("cmdqv-rt")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::live::signals::runtime()?;
     let _in_rt = rt.enter();
     let mut stop = StopSignal::install().context("installing the signal handlers")?;
     let margs = MetricsArgs {

@@ -41,6 +41,9 @@ pub struct SimArgs {
     /// Do not load eBPF: the sim VMM reports its events itself (in-process fallback).
     #[arg(long)]
     pub no_ebpf: bool,
+    // Prometheus metrics of the sim's queues (--metrics-listen).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); without
     /// /dev/kvm the sim says why and runs its guest in vCPU threads.
     #[arg(long)]
@@ -56,8 +59,6 @@ pub struct SimArgs {
     pub refresh_hz: u32,
     #[command(flatten)]
     pub out: OutputArgs,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
 }
 
 /// Runs `cmdqv sim` (or `cmdqv record -o FILE sim`, with `record`).
@@ -131,6 +132,8 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
         // The VMM stops by itself after the duration (and reports its final bookkeeping);
         // the hard stop here only guards against a VMM that hangs.
         stop_after: a.out.duration.map(|d| d + Duration::from_secs(10)),
+        // The name `cmdqv serve` gives this VMM too (see host::discover).
+        vm: Some(format!("sim-{}", a.scenario)),
     })
 }
 

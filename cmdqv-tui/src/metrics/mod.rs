@@ -134,12 +134,7 @@ pub struct Standalone {
 
 impl Standalone {
     pub fn start(args: &MetricsArgs) -> Result<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("cmdqv-rt")
-            .enable_all()
-            .build()
-            .context("starting the async runtime")?;
+        let rt = crate::live::signals::runtime()?;
         let (metrics, stop) = {
             let _in_rt = rt.enter();
             let stop = crate::live::signals::StopSignal::install()

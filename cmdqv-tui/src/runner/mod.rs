@@ -47,15 +47,19 @@ pub struct LiveTarget {
     pub record_default: PathBuf,
     /// Hard stop after this long (None: until the target ends or the user stops).
     pub stop_after: Option<Duration>,
+    /// The `vm` label of its metrics when the target knows it (a VMM it launched: read from
+    /// /proc, a just-forked child could still show this process's command line).
+    pub vm: Option<String>,
 }
 
 impl LiveTarget {
-    /// The `vm` label of its metrics: the host kernel's own queues (no pid), or the name the
-    /// traced VMM goes by on its command line.
+    /// The `vm` label of its metrics: the one the target gave, the host kernel's own queues (no
+    /// pid), or the name the traced VMM goes by on its command line.
     pub fn vm_label(&self) -> String {
-        match self.pid {
-            0 => KERNEL_VM.to_string(),
-            pid => discover::vm_name(pid),
+        match (&self.vm, self.pid) {
+            (Some(vm), _) => vm.clone(),
+            (None, 0) => KERNEL_VM.to_string(),
+            (None, pid) => discover::vm_name(pid),
         }
     }
 }
@@ -95,14 +99,7 @@ pub fn run_with_metrics(
     metrics: &MetricsArgs,
     start: impl FnOnce() -> Result<LiveTarget>,
 ) -> Result<()> {
-    // One worker beside the caller's thread: the signal listener, the pipe reader and the
-    // metrics endpoint run there, the collection loop on this thread.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("cmdqv-rt")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::live::signals::runtime()?;
     let _in_rt = rt.enter();
     let mut stop = StopSignal::install().context("installing the signal handlers")?;
     let (endpoint, mut requests) = match Metrics::start(metrics, true)? {
