@@ -198,7 +198,7 @@ pub fn run(a: BenchServeArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "cmdqv serve, {} queues ({}), scrape every {:.0} s: {:.3} s CPU in {:.1} s = {:.3} % of one core (budget 1 %); {} scrapes of {} bytes; RSS {} KiB",
+            "cmdqv serve, {} queues ({}), scrape every {:.1} s: {:.3} s CPU in {:.1} s = {:.3} % of one core (budget 1 %); {} scrapes of {} bytes; RSS {} KiB",
             r.queues,
             r.scenario,
             r.scrape_s,
