@@ -6,6 +6,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use cmdqv_tui::commands::{
     bench_hook::{self, BenchHookArgs},
     bench_probes::{self, BenchProbesArgs},
+    bench_serve::{self, BenchServeArgs},
     completions::{self, CompletionsArgs, ManArgs},
     doctor::{self, DoctorArgs},
     export::{self, ExportArgs},
@@ -16,6 +17,7 @@ use cmdqv_tui::commands::{
     replay::{self, ReplayArgs},
     report::{self, ReportArgs},
     sample::{self, SampleArgs},
+    serve::{self, ServeArgs},
     sim::{self, SimArgs},
     sim_vmm::{self, SimVmmArgs},
 };
@@ -67,9 +69,15 @@ enum Cmd {
     Completions(CompletionsArgs),
     /// Print the man page (roff) to stdout, or write one page per command to a directory.
     Man(ManArgs),
+    /// Headless, long-running Prometheus exporter: follows every VMM on the host through its
+    /// VINTF page0 and the host kernel's SMMUv3 driver where its probes attach; /metrics.
+    Serve(ServeArgs),
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]
     BenchProbes(BenchProbesArgs),
+    /// (internal) What `cmdqv serve` costs on a host with 128 queues (CPU share of one core).
+    #[command(hide = true)]
+    BenchServe(BenchServeArgs),
     /// (internal) The benchmark's target: calls the cmdqv_vmm_command hook N times.
     #[command(hide = true)]
     BenchHook(BenchHookArgs),
@@ -96,8 +104,10 @@ fn main() {
         Cmd::Report(a) => report::run(a),
         Cmd::Completions(a) => completions::completions(a, Cli::command()),
         Cmd::Man(a) => completions::man(a, Cli::command()),
+        Cmd::Serve(a) => serve::run(a),
         Cmd::BenchProbes(a) => bench_probes::run(a),
         Cmd::BenchHook(a) => bench_hook::run(a),
+        Cmd::BenchServe(a) => bench_serve::run(a),
     };
     if let Err(e) = done {
         eprintln!("cmdqv: {e:#}");

@@ -69,6 +69,8 @@ pub fn bootstrap(test_tools: bool) -> Result<Toolchain> {
                 // systemd-analyze checks the service unit, groff the man page (tests/cli_ship.rs).
                 ("systemd-analyze", "systemd"),
                 ("groff", "groff-base"),
+                // prometheus also brings promtool (the metrics tests start a real Prometheus).
+                ("prometheus", "prometheus"),
             ])
         })?;
     }

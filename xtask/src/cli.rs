@@ -65,6 +65,11 @@ pub enum Task {
         "Arguments for `cmdqv bench-probes`, passed on verbatim"
     )))]
     BenchProbes(Passthrough),
+    /// What `cmdqv serve` costs on a host with 128 queues (a sim VMM, 15 s scrapes, 60 s)
+    #[command(mut_arg("args", |a| a.help(
+        "Arguments for `cmdqv bench-serve` (--duration, --scrape, --json), passed on verbatim"
+    )))]
+    BenchServe(Passthrough),
 }
 
 /// Options of `cargo xtask build`.

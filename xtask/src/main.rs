@@ -1,6 +1,6 @@
 //! Developer tasks for cmdqv, as `cargo xtask <task>` (`cargo xtask --help` lists them, and
 //! `cargo xtask <task> --help` explains one): bootstrap, build, run, test, lint, guest, fuzz,
-//! bench, bench-probes, package.
+//! bench, bench-probes, bench-serve, package.
 //!
 //! Each bootstrap step prints one line: what it did and how long it took. Failures say what is
 //! missing and how to fix it.
@@ -43,5 +43,6 @@ fn main() -> Result<()> {
         Task::Package => package::package(),
         Task::Bench(args) => tasks::bench(&args.args),
         Task::BenchProbes(args) => tasks::bench_probes(&args.args),
+        Task::BenchServe(args) => tasks::bench_serve(&args.args),
     }
 }

@@ -60,6 +60,17 @@ pub fn bench_probes(args: &[OsString]) -> Result<()> {
     run(Command::new(&bin).arg("bench-probes").args(args))
 }
 
+/// `cmdqv bench-serve ARGS`: serve's CPU share on a host with 128 queues.
+pub fn bench_serve(args: &[OsString]) -> Result<()> {
+    let bin = cmdqv_binary()?;
+    println!(
+        "[xtask] bench-serve: {} bench-serve {}",
+        bin.display(),
+        shown(args)
+    );
+    run(Command::new(&bin).arg("bench-serve").args(args))
+}
+
 fn shown(args: &[OsString]) -> String {
     let v: Vec<_> = args.iter().map(|a| a.to_string_lossy()).collect();
     v.join(" ")

@@ -8,7 +8,9 @@
 //!   and carries each queue's state between the model's cache and the hardware page.
 //! - [`Page0`]: a mapped VINTF page0 (64 KiB of LVCMDQ control registers at stride 0x80).
 //! - [`sampler`]: reads a live VMM's VINTF page0 from another process (pidfd_getfd + mmap).
+//! - [`discover`]: finds every VMM on the host that maps a VINTF page0, and its name.
 
+pub mod discover;
 pub mod iommufd;
 pub mod passthrough;
 pub mod sampler;

@@ -135,6 +135,16 @@ pub fn scenarios() -> Vec<Scenario> {
             ..BASE
         },
         Scenario {
+            name: "many-queues",
+            about: "128 vCPUs on all 128 LVCMDQs of one VINTF (128 VCMDQs), hardware-backed from bring-up, 10 batches/s each: a host at the scale `cmdqv serve`'s budget is measured at",
+            geometry: guest_geometry(7),
+            vcpus: 128,
+            lvcmdqs: 128,
+            rate_hz: 10,
+            path: Path::Passthrough,
+            ..BASE
+        },
+        Scenario {
             name: "trapped-vs-vcmdq",
             about: "vCPU 0 invalidates through the trapped SMMU queue (modelled exit + HWPT_INVALIDATE), vCPU 1 through a hardware-backed VCMDQ (no exit): compare batch latency",
             path: Path::Compare,

@@ -24,6 +24,7 @@ use crate::{
         probe_log::ProbeLog,
     },
     live::{Feed, FeedFuture, LiveOptions, OutputArgs, Sink, TracerFeed},
+    metrics::MetricsArgs,
     runner::{self, LiveTarget},
 };
 
@@ -48,6 +49,9 @@ pub struct HostArgs {
     /// old one is removed at start.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<PathBuf>,
+    // Prometheus metrics of the host kernel's queues (--metrics-listen).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Stop when this file appears (looked for every 50 ms), as on SIGINT or SIGTERM.
     #[arg(long, value_name = "PATH", visible_alias = "until-file")]
     pub stop_file: Option<PathBuf>,
@@ -73,7 +77,7 @@ pub fn run(a: HostArgs, record: Option<PathBuf>) -> Result<()> {
         remove_if_there(ready)?;
     }
     let opts = LiveOptions::new(&a.out, record, a.refresh_hz);
-    runner::run(opts, || start(&a))
+    runner::run_with_metrics(opts, &a.metrics, || start(&a))
 }
 
 fn remove_if_there(p: &Path) -> Result<()> {
@@ -85,7 +89,8 @@ fn remove_if_there(p: &Path) -> Result<()> {
     }
 }
 
-fn start(a: &HostArgs) -> Result<LiveTarget> {
+/// Loads and attaches the host probes (also `cmdqv serve`'s host half).
+pub fn start(a: &HostArgs) -> Result<LiveTarget> {
     let plan = HostProbeConfig::from_kernel();
     let tracer = Tracer::load(&TracerConfig {
         kernel: true,

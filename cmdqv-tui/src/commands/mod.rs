@@ -4,6 +4,7 @@
 
 pub mod bench_hook;
 pub mod bench_probes;
+pub mod bench_serve;
 pub mod completions;
 pub mod doctor;
 pub mod export;
@@ -14,5 +15,6 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod sample;
+pub mod serve;
 pub mod sim;
 pub mod sim_vmm;

@@ -9,10 +9,11 @@ use std::{
 
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use cmdqv_core::event::Source;
+use cmdqv_core::{event::Source, host::discover};
 
 use crate::{
     live::{LiveOptions, OutputArgs, identity},
+    metrics::MetricsArgs,
     qemu::{QemuOptions, QemuSession, feed::QemuFeed},
     runner::{self, LiveTarget},
 };
@@ -22,6 +23,9 @@ pub struct QemuArgs {
     /// Attach to this running QEMU.
     #[arg(long)]
     pub pid: Option<u32>,
+    // Prometheus metrics of QEMU's queues (--metrics-listen).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Also probe SMMU register reads (one uprobe + uretprobe on every MMIO read of every
     /// device: the costliest probe).
     #[arg(long)]
@@ -42,7 +46,7 @@ pub struct QemuArgs {
 /// Runs `cmdqv qemu` (or `cmdqv record -o FILE qemu`, with `record`).
 pub fn run(a: QemuArgs, record: Option<PathBuf>) -> Result<()> {
     let opts = LiveOptions::new(&a.out, record, a.refresh_hz);
-    runner::run(opts, || start(&a))
+    runner::run_with_metrics(opts, &a.metrics, || start(&a))
 }
 
 fn start(a: &QemuArgs) -> Result<LiveTarget> {
@@ -60,7 +64,7 @@ fn start(a: &QemuArgs) -> Result<LiveTarget> {
         vm: if a.cmdline.is_empty() {
             identity::vm_of_pid(pid)
         } else {
-            identity::vm_from_argv(&a.cmdline)
+            discover::vm_from_argv(&a.cmdline)
         },
         probes,
         notes,

@@ -4,30 +4,45 @@
 //! sim VMM's page0 memfd) with pidfd_getfd, maps page0 read-only and prints, per interval and
 //! per active LVCMDQ, PROD, CONS, the entries pending (occupancy) and the commands consumed per
 //! second. Headless only: one text line per queue and interval, or one JSON object per interval.
+//!
+//! `--all` follows every VMM on the host instead (see the fleet module): VMMs found by a rescan
+//! of /proc every `--rescan`, let go when they exit, a VMM that cannot be attached reported on
+//! stderr while the others go on; each report line or object names its `vm` and `pid`.
 
 use std::{
     io::Write,
     time::{Duration, Instant},
 };
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::{Context as _, Result};
 use clap::Args;
 use cmdqv_core::host::{
-    LVCMDQ_STRIDE, PAGE0_LEN,
+    LVCMDQ_STRIDE, PAGE0_LEN, discover,
     sampler::{LvcmdqSample, Sampler},
 };
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::live::{
-    identity::{self, TargetId},
-    parse_duration,
+use crate::{
+    fleet::{self, FollowConfig, active},
+    live::{identity::TargetId, interrupted, parse_duration},
+    metrics::{self, MetricsArgs, MetricsState, Standalone},
 };
 
 #[derive(Args, Clone, Debug)]
 pub struct SampleArgs {
+    /// The VMM to sample.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub pid: Option<u32>,
+    /// Every VMM on the host that maps a VINTF page0 (iommufd or the sim VMM's memfd),
+    /// followed as they start and stop.
     #[arg(long)]
-    pub pid: u32,
+    pub all: bool,
+    /// With --all: how often /proc is scanned for VMMs that started.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub rescan: std::time::Duration,
     /// Samples (report lines) per second.
     #[arg(long, default_value_t = 10.0)]
     pub rate: f64,
@@ -40,6 +55,8 @@ pub struct SampleArgs {
     /// Ring size of the queues (log2 entries), for occupancy in percent.
     #[arg(long)]
     pub log2size: Option<u8>,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 }
 
 /// What to sample and how.
@@ -56,6 +73,8 @@ pub struct SampleOptions {
     /// Ring size of every queue, when known (page1, which holds it, is not mapped); without it
     /// the wrap is estimated from the largest index seen and occupancy has no percentage.
     pub log2size: Option<u8>,
+    /// Where the samples also go for `/metrics`.
+    pub metrics: Option<Arc<Mutex<MetricsState>>>,
 }
 
 impl Default for SampleOptions {
@@ -67,6 +86,7 @@ impl Default for SampleOptions {
             json: false,
             lvcmdqs: 128,
             log2size: None,
+            metrics: None,
         }
     }
 }
@@ -92,6 +112,8 @@ pub struct QueueReport {
 /// One interval.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct IntervalReport {
+    /// The VM's name from its VMM's command line (see `host::discover`), else the pid.
+    pub vm: String,
     pub pid: u32,
     /// Seconds since the first sample.
     pub t_s: f64,
@@ -100,11 +122,8 @@ pub struct IntervalReport {
     pub queues: Vec<QueueReport>,
 }
 
-fn active(s: &LvcmdqSample) -> bool {
-    s.enabled || s.prod != 0 || s.cons != 0 || s.cerror != 0
-}
-
 fn report(
+    vm: &str,
     pid: u32,
     t_s: f64,
     dt: f64,
@@ -112,6 +131,7 @@ fn report(
     samples: &[LvcmdqSample],
 ) -> IntervalReport {
     IntervalReport {
+        vm: vm.to_string(),
         pid,
         t_s,
         interval_s: dt,
@@ -137,8 +157,12 @@ fn report(
     }
 }
 
-fn write_text<W: Write>(out: &mut W, r: &IntervalReport) -> std::io::Result<()> {
+/// Text lines; `with_vm` prefixes each with the VM's name (`--all`).
+fn write_text<W: Write>(out: &mut W, r: &IntervalReport, with_vm: bool) -> std::io::Result<()> {
     for q in &r.queues {
+        if with_vm {
+            write!(out, "{:<20} {:>7} ", r.vm, r.pid)?;
+        }
         let occ = q
             .occupancy
             .map(|o| format!("{:.1}%", 100.0 * o))
@@ -166,25 +190,20 @@ pub fn run_to<W: Write>(opts: &SampleOptions, out: &mut W) -> Result<u64> {
     let lvcmdqs = opts.lvcmdqs.clamp(1, PAGE0_LEN / LVCMDQ_STRIDE);
     let mut s = Sampler::attach(opts.pid, lvcmdqs)
         .with_context(|| format!("attaching to the VINTF page0 of process {}", opts.pid))?;
-    tracing::debug!(
-        pid = opts.pid,
-        page0 = %s.mapping.path,
-        offset = s.mapping.offset,
-        "sampling"
-    );
     if let Some(n) = opts.log2size {
         for l in 0..lvcmdqs {
             s.set_log2size(l, n);
         }
     }
     let period = Duration::from_secs_f64(1.0 / opts.rate_hz.clamp(0.1, 10_000.0));
-    // The record has its own `pid`; the stamp adds the VM, host and time.
-    let target = TargetId {
-        vm: identity::vm_of_pid(opts.pid),
-        pid: None,
-    };
     let start = Instant::now();
     let end = opts.duration.map(|d| start + d);
+    let vm = discover::vm_name(opts.pid);
+    tracing::debug!(pid = opts.pid, %vm, page0 = %s.mapping.path, offset = s.mapping.offset, "sampling");
+    if let Some(m) = &opts.metrics {
+        let page0 = format!("{} @ {:#x}", s.mapping.path, s.mapping.offset);
+        metrics::lock(m).set_probes(&vm, &[fleet::page0_probe(&page0)]);
+    }
     if !opts.json {
         writeln!(
             out,
@@ -207,12 +226,16 @@ pub fn run_to<W: Write>(opts: &SampleOptions, out: &mut W) -> Result<u64> {
         if next > now {
             std::thread::sleep(next - now);
         }
-        if !std::path::Path::new(&format!("/proc/{}", opts.pid)).exists() {
+        if interrupted() {
+            break;
+        }
+        if !std::path::Path::new(&format!("/proc/{}", opts.pid)).exists() || interrupted() {
             break;
         }
         let samples = s.sample();
         let now = Instant::now();
         let r = report(
+            &vm,
             opts.pid,
             (now - start).as_secs_f64(),
             (now - last).as_secs_f64(),
@@ -220,13 +243,11 @@ pub fn run_to<W: Write>(opts: &SampleOptions, out: &mut W) -> Result<u64> {
             &samples,
         );
         last = now;
-        if opts.json {
-            serde_json::to_writer(&mut *out, &target.stamped(&r))?;
-            writeln!(out)?;
-        } else {
-            write_text(out, &r)?;
+        if let Some(m) = &opts.metrics {
+            let queues = fleet::page0_queues(&samples, opts.log2size);
+            metrics::lock(m).apply_page0(&vm, opts.pid, &queues);
         }
-        out.flush()?;
+        write_report(out, &r, opts.json, false)?;
         n += 1;
         if end.is_some_and(|e| now >= e) {
             break;
@@ -235,18 +256,83 @@ pub fn run_to<W: Write>(opts: &SampleOptions, out: &mut W) -> Result<u64> {
     Ok(n)
 }
 
+fn write_report<W: Write>(
+    out: &mut W,
+    r: &IntervalReport,
+    json: bool,
+    with_vm: bool,
+) -> Result<()> {
+    if json {
+        // The record has its own `vm` and `pid`; the stamp adds the schema, host and time.
+        serde_json::to_writer(&mut *out, &TargetId::default().stamped(r))?;
+        writeln!(out)?;
+    } else {
+        write_text(out, r, with_vm)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `--all`: every VMM on the host, until the duration ends or a stop signal comes.
+fn run_all<W: Write>(
+    a: &SampleArgs,
+    metrics: Option<&Mutex<MetricsState>>,
+    out: &mut W,
+) -> Result<()> {
+    let cfg = FollowConfig {
+        lvcmdqs: 128,
+        log2size: a.log2size,
+        rate_hz: a.rate,
+        rescan: a.rescan,
+        duration: a.duration,
+    };
+    if !a.json {
+        writeln!(
+            out,
+            "{:<20} {:>7} {:>9} {:>6} {:>3} {:>9} {:>9} {:>8} {:>7} {:>11} {:>6}",
+            "vm",
+            "pid",
+            "t_s",
+            "lvcmdq",
+            "en",
+            "prod",
+            "cons",
+            "pending",
+            "occ",
+            "cmds/s",
+            "cerror"
+        )?;
+    }
+    fleet::follow(
+        &cfg,
+        metrics,
+        || !interrupted(),
+        |s| {
+            let r = report(s.vm, s.pid, s.t_s, s.interval_s, a.log2size, &s.queues);
+            write_report(out, &r, a.json, true)
+        },
+    )
+}
+
 /// `cmdqv sample`: reports to stdout.
 pub fn run(a: SampleArgs) -> Result<()> {
+    let mut endpoint = Standalone::start(&a.metrics)?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let Some(pid) = a.pid.filter(|_| !a.all) else {
+        run_all(&a, endpoint.state(), &mut out)?;
+        endpoint.hold();
+        return Ok(());
+    };
     let opts = SampleOptions {
-        pid: a.pid,
+        pid,
         rate_hz: a.rate,
         duration: a.duration,
         json: a.json,
         log2size: a.log2size,
+        metrics: endpoint.metrics.as_ref().map(|m| m.state.clone()),
         ..Default::default()
     };
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     let n = run_to(&opts, &mut out)?;
     if n == 0 {
         eprintln!(
@@ -254,6 +340,7 @@ pub fn run(a: SampleArgs) -> Result<()> {
             opts.pid
         );
     }
+    endpoint.hold();
     Ok(())
 }
 
@@ -283,18 +370,22 @@ mod tests {
                 pending: 4,
             },
         ];
-        let r = report(7, 1.0, 0.5, Some(4), &s);
+        let r = report("vm1", 7, 1.0, 0.5, Some(4), &s);
         assert_eq!(r.queues.len(), 1, "idle, disabled LVCMDQ 0 is left out");
         let q = &r.queues[0];
         assert_eq!((q.lidx, q.pending, q.commands), (1, 4, 50));
         assert_eq!(q.commands_per_s, 100.0);
         assert_eq!(q.occupancy, Some(0.25));
         let mut text = Vec::new();
-        write_text(&mut text, &r).unwrap();
+        write_text(&mut text, &r, false).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert!(text.contains("25.0%") && text.contains("0xc"), "{text}");
         let j = serde_json::to_value(&r).unwrap();
         assert_eq!(j["queues"][0]["commands_per_s"], 100.0);
+        assert_eq!(
+            (j["vm"].as_str(), j["pid"].as_u64()),
+            (Some("vm1"), Some(7))
+        );
     }
 
     #[test]

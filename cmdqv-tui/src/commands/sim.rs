@@ -26,6 +26,7 @@ use crate::{
     live::{
         Feed, FeedFuture, FeedItem, LiveOptions, OutputArgs, Sink, TracerFeed, pipe_feed::PipeFeed,
     },
+    metrics::MetricsArgs,
     runner::{self, LiveTarget},
 };
 
@@ -40,6 +41,9 @@ pub struct SimArgs {
     /// Do not load eBPF: the sim VMM reports its events itself (in-process fallback).
     #[arg(long)]
     pub no_ebpf: bool,
+    // Prometheus metrics of the sim's queues (--metrics-listen).
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); without
     /// /dev/kvm the sim says why and runs its guest in vCPU threads.
     #[arg(long)]
@@ -69,7 +73,7 @@ pub fn run(a: SimArgs, record: Option<PathBuf>) -> Result<()> {
     if opts.headless && a.out.duration.is_none() && opts.record.is_none() {
         bail!("--headless needs --duration (e.g. --duration 5s)");
     }
-    runner::run(opts, || start(&a))
+    runner::run_with_metrics(opts, &a.metrics, || start(&a))
 }
 
 /// Starts the sim VMM and the tracer (or the pipe fallback).

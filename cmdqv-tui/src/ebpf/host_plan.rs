@@ -245,8 +245,13 @@ fn write_config(ebpf: &mut Ebpf, c: &HostConfig) -> Result<(), String> {
 }
 
 /// Whether the probe that sees every batch attached (without it `cmdqv host` sees nothing).
+/// The probe on the driver's batch submission, by the name the probe list gives it.
+pub fn submission_probe_name() -> String {
+    format!("kprobe:{ISSUE_FN}")
+}
+
 pub fn submission_attached(probes: &[ProbeStatus]) -> bool {
-    let label = format!("kprobe:{ISSUE_FN}");
+    let label = submission_probe_name();
     probes
         .iter()
         .any(|p| p.name == label && p.status == "attached")

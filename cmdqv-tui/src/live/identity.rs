@@ -6,6 +6,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use cmdqv_core::host::discover;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -80,68 +81,10 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The VM name of process `pid`, from `/proc/PID/cmdline` (see [`vm_from_argv`]).
+/// The VM name of process `pid`, from `/proc/PID/cmdline` (see [`discover::vm_from_argv`]).
 pub fn vm_of_pid(pid: u32) -> Option<String> {
-    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let argv: Vec<String> = raw
-        .split(|b| *b == 0)
-        .filter(|a| !a.is_empty())
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    vm_from_argv(&argv)
-}
-
-/// A VM's name from its VMM's argv: QEMU's `-name guest=X,…` / `-name X` (also `--name`), else
-/// its `-uuid U`; the sim VMM (`cmdqv sim-vmm --scenario S`) is `sim:S`.
-pub fn vm_from_argv(argv: &[String]) -> Option<String> {
-    if argv.iter().any(|a| a == "sim-vmm") {
-        return option_value(argv, &["--scenario"]).map(|s| format!("sim:{s}"));
-    }
-    let name = option_value(argv, &["-name", "--name"]).and_then(|v| qemu_name(&v));
-    name.or_else(|| option_value(argv, &["-uuid", "--uuid"]).filter(|u| !u.is_empty()))
-}
-
-/// The value after `flag` (`flag V` or `flag=V`).
-fn option_value(argv: &[String], flags: &[&str]) -> Option<String> {
-    argv.iter().enumerate().find_map(|(i, a)| {
-        flags.iter().find_map(|f| {
-            if a == f {
-                argv.get(i + 1).cloned()
-            } else {
-                a.strip_prefix(f)?.strip_prefix('=').map(str::to_string)
-            }
-        })
-    })
-}
-
-/// QEMU's `-name` value: `guest=X,debug-threads=on`, or `X,process=…` (the first bare word is
-/// the guest name; QEMU doubles a comma to escape it).
-fn qemu_name(v: &str) -> Option<String> {
-    let parts = split_qemu_opts(v);
-    let named = parts.iter().find_map(|p| p.strip_prefix("guest="));
-    let bare = parts.first().filter(|p| !p.contains('='));
-    named
-        .or(bare.map(String::as_str))
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-}
-
-fn split_qemu_opts(v: &str) -> Vec<String> {
-    let mut parts = vec![String::new()];
-    let mut chars = v.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ',' && chars.peek() != Some(&',') {
-            parts.push(String::new());
-            continue;
-        }
-        if c == ',' {
-            chars.next();
-        }
-        if let Some(p) = parts.last_mut() {
-            p.push(c);
-        }
-    }
-    parts
+    let argv = discover::read_cmdline(std::path::Path::new("/proc"), pid).ok()?;
+    discover::vm_from_argv(&argv)
 }
 
 /// `t` as RFC 3339 in UTC with nanoseconds, e.g. `2026-12-06T21:30:07.123456789Z`.
@@ -200,7 +143,7 @@ mod tests {
 
     #[test]
     fn vm_names_come_from_the_vmm_command_line() {
-        let q = |s: &str| vm_from_argv(&argv(s));
+        let q = |s: &str| discover::vm_from_argv(&argv(s));
         assert_eq!(
             q("qemu-system-aarch64 -M virt -name guest=web-1,debug-threads=on"),
             Some("web-1".into())

@@ -11,6 +11,19 @@ use tokio::{
     sync::watch,
 };
 
+/// The runtime every live command runs on: one worker beside the caller's thread, where the
+/// signal listener, the feeds' readers and the metrics endpoint run, while the caller's thread
+/// collects (or samples).
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("cmdqv-rt")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// Set once a stop signal arrived; read by the TUI's frame loop.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -19,7 +32,8 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Relaxed)
 }
 
-/// Resolves when SIGINT or SIGTERM arrived.
+/// Resolves when SIGINT or SIGTERM arrived (clones resolve together).
+#[derive(Clone)]
 pub struct StopSignal(watch::Receiver<bool>);
 
 impl StopSignal {

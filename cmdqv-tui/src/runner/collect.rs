@@ -5,7 +5,11 @@
 //! Collection never waits on rendering: snapshots go out through a one-slot channel where the
 //! newest wins, and ingesting happens inside the feed's own branch.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Result;
 use cmdqv_core::{
@@ -13,7 +17,10 @@ use cmdqv_core::{
     event::monotonic_ns,
     record::TraceMeta,
 };
-use tokio::time::{Instant, Interval, MissedTickBehavior, interval, interval_at, sleep_until};
+use tokio::{
+    sync::mpsc,
+    time::{Instant, Interval, MissedTickBehavior, interval, interval_at, sleep_until},
+};
 
 use crate::{
     live::{
@@ -23,6 +30,7 @@ use crate::{
         recorder::Recorder,
         signals::{StopSignal, interrupted},
     },
+    metrics::{self, MetricsState, RefreshRequest},
     runner::ui_link::RunnerLink,
     tui::Control,
 };
@@ -50,6 +58,19 @@ pub struct Collection {
     pub meta: TraceMeta,
     /// Snapshots per second for the TUI.
     pub refresh_hz: u32,
+    /// Where the figures go for `/metrics`.
+    pub metrics: Option<MetricsFeed>,
+}
+
+/// The live loop's side of the metrics endpoint: the state it writes, under which `vm` label,
+/// and the scrapes' requests for fresh figures.
+pub struct MetricsFeed {
+    pub state: Arc<Mutex<MetricsState>>,
+    pub vm: String,
+    pub pid: Option<u32>,
+    /// None once the endpoint is gone (or when nothing asks: the state is written at the
+    /// intervals and at the end only).
+    pub requests: Option<mpsc::Receiver<RefreshRequest>>,
 }
 
 /// What happens to every item of a feed: decoded (a record that does not decode is counted as
@@ -93,6 +114,8 @@ enum Step {
     Interval,
     Housekeeping,
     Control(Option<Control>),
+    /// A scrape wants fresh figures (None: the endpoint went away).
+    Metrics(Option<RefreshRequest>),
     Stop,
 }
 
@@ -174,6 +197,14 @@ async fn control(ui: &mut Option<RunnerLink>) -> Option<Control> {
     }
 }
 
+/// The next scrape's request for fresh figures (never, without an endpoint).
+async fn scrape(m: &mut Option<MetricsFeed>) -> Option<RefreshRequest> {
+    match m.as_mut().and_then(|m| m.requests.as_mut()) {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn deadline(at: Option<Instant>) {
     match at {
         Some(at) => sleep_until(at).await,
@@ -200,6 +231,7 @@ impl Run<'_> {
                 _ = tick(&mut intervals) => Step::Interval,
                 _ = housekeeping.tick() => Step::Housekeeping,
                 c = control(&mut self.ui) => Step::Control(c),
+                r = scrape(&mut self.cfg.metrics) => Step::Metrics(r),
                 _ = stop.wait() => Step::Stop,
                 _ = deadline(end) => Step::Stop,
             };
@@ -215,6 +247,10 @@ impl Run<'_> {
                 }
                 Step::Housekeeping => self.housekeeping()?,
                 Step::Control(Some(c)) => self.on_control(c),
+                Step::Metrics(r) => {
+                    self.answer_scrape(r);
+                    true
+                }
                 Step::Control(None) | Step::Stop => false,
             };
             if !go_on {
@@ -231,8 +267,34 @@ impl Run<'_> {
 
     fn print_interval(&mut self) {
         let c = &mut self.intake.collector;
-        self.cfg.printer.print(&c.snapshot(monotonic_ns()));
+        let s = c.snapshot(monotonic_ns());
+        self.cfg.printer.print(&s);
         c.reset_interval(monotonic_ns());
+        // The metrics take the interval's last figures, then count the next one from zero.
+        if let Some(m) = &self.cfg.metrics {
+            let mut state = metrics::lock(&m.state);
+            state.apply_summary(&m.vm, m.pid, &s);
+            state.interval_restarted(&m.vm);
+        }
+    }
+
+    /// Brings the metrics up to date for a scrape, then lets it go on.
+    fn answer_scrape(&mut self, request: Option<RefreshRequest>) {
+        let Some(done) = request else {
+            if let Some(m) = self.cfg.metrics.as_mut() {
+                m.requests = None;
+            }
+            return;
+        };
+        self.count_feed_drops();
+        self.write_metrics(&self.intake.collector.snapshot(monotonic_ns()));
+        let _ = done.send(());
+    }
+
+    fn write_metrics(&self, s: &Summary) {
+        if let Some(m) = &self.cfg.metrics {
+            metrics::lock(&m.state).apply_summary(&m.vm, m.pid, s);
+        }
     }
 
     /// A failed trace-file write ends the recording; the summary says why. A run that exists
@@ -350,6 +412,7 @@ impl Run<'_> {
             }
         }
         let s = self.intake.collector.snapshot(monotonic_ns());
+        self.write_metrics(&s);
         if let Some(ui) = &self.ui {
             ui.publish(s.clone());
         }
@@ -461,6 +524,7 @@ mod tests {
                 record_default: PathBuf::from("unused.cmdqv"),
                 meta: TraceMeta::new(Source::Ebpf, "scripted"),
                 refresh_hz: 10,
+                metrics: None,
             };
             collect(&mut feed, collector, cfg, None, &mut stop)
                 .await

@@ -16,6 +16,7 @@ use anyhow::{Context as _, Result, bail};
 use cmdqv_core::{
     analysis::{Collector, CollectorConfig, ProbeStatus, Summary},
     event::{Source, monotonic_ns},
+    host::discover,
     record::TraceMeta,
 };
 
@@ -24,8 +25,9 @@ use crate::{
         feed::Feed, identity::TargetId, options::LiveOptions, output::Printer, reg_name::reg_name,
         signals::StopSignal,
     },
+    metrics::{self, KERNEL_VM, Metrics, MetricsArgs},
     runner::{
-        collect::{Collection, collect},
+        collect::{Collection, MetricsFeed, collect},
         ui_link::{UiSource, ui_link},
     },
     tui::{self, TuiOptions},
@@ -38,7 +40,9 @@ pub struct LiveTarget {
     /// What the summary's `target` field says.
     pub name: String,
     pub pid: u32,
-    /// The VM's name for the JSON records' `vm` (see `live::identity`), when there is one.
+    /// The VM's name for the JSON records' `vm` and the metrics' `vm` label (see
+    /// `host::discover::vm_from_argv`), when the target knows it; for a VMM it launched it comes
+    /// from what it launched, as /proc could still show this process's command line.
     pub vm: Option<String>,
     pub probes: Vec<ProbeStatus>,
     pub notes: Vec<String>,
@@ -48,6 +52,18 @@ pub struct LiveTarget {
     pub record_default: PathBuf,
     /// Hard stop after this long (None: until the target ends or the user stops).
     pub stop_after: Option<Duration>,
+}
+
+impl LiveTarget {
+    /// The `vm` label of its metrics: the one the target gave, the host kernel's own queues (no
+    /// pid), or the name the traced VMM goes by on its command line.
+    pub fn vm_label(&self) -> String {
+        match (&self.vm, self.pid) {
+            (Some(vm), _) => vm.clone(),
+            (None, 0) => KERNEL_VM.to_string(),
+            (None, pid) => discover::vm_name(pid),
+        }
+    }
 }
 
 impl LiveTarget {
@@ -76,16 +92,23 @@ impl LiveTarget {
 /// it) after the stop signals are taken over, so a Ctrl-C while a target starts still ends the
 /// run cleanly.
 pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Result<()> {
-    // One worker beside the caller's thread: the signal listener and the pipe reader run there,
-    // the collection loop on this thread.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("cmdqv-rt")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    run_with_metrics(opts, &MetricsArgs::default(), start)
+}
+
+/// [`run`], with the metrics endpoint `--metrics-listen` asks for (bound before the target
+/// starts, so a port in use fails the run before anything is traced).
+pub fn run_with_metrics(
+    opts: LiveOptions,
+    metrics: &MetricsArgs,
+    start: impl FnOnce() -> Result<LiveTarget>,
+) -> Result<()> {
+    let rt = crate::live::signals::runtime()?;
     let _in_rt = rt.enter();
     let mut stop = StopSignal::install().context("installing the signal handlers")?;
+    let (endpoint, mut requests) = match Metrics::start(metrics, true)? {
+        Some((m, rx)) => (Some(m), rx),
+        None => (None, None),
+    };
     let mut target = start()?;
     tracing::info!(
         traced = %target.name,
@@ -109,6 +132,12 @@ pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Res
         record_default: target.record_default.clone(),
         meta,
         refresh_hz: opts.refresh_hz,
+        metrics: endpoint.as_ref().map(|m| MetricsFeed {
+            state: m.state.clone(),
+            vm: target.vm_label(),
+            pid: (target.pid != 0).then_some(target.pid),
+            requests: requests.take(),
+        }),
     };
     let feed = target.feed.as_mut();
     if opts.headless {
@@ -132,6 +161,36 @@ pub fn run(opts: LiveOptions, start: impl FnOnce() -> Result<LiveTarget>) -> Res
     if let Some(r) = &opts.record {
         eprintln!("cmdqv: recorded to {}", r.display());
     }
+    metrics::hold(&rt, endpoint.as_ref(), &mut stop);
+    Ok(())
+}
+
+/// Collects from a target into the metrics alone (no output, no TUI; `cmdqv serve`'s host
+/// kernel tracing) until the target ends or `stop` resolves.
+pub async fn follow(
+    mut target: LiveTarget,
+    metrics: MetricsFeed,
+    mut stop: StopSignal,
+) -> Result<()> {
+    let (collector, meta) = target.collector_and_meta(false);
+    let cfg = Collection {
+        stop_after: target.stop_after,
+        interval: None,
+        // Nothing is printed (no interval); the target names the VM like any other.
+        printer: Printer {
+            json: true,
+            target: TargetId {
+                vm: target.vm.clone(),
+                pid: (target.pid != 0).then_some(target.pid),
+            },
+        },
+        record: None,
+        record_default: target.record_default.clone(),
+        meta,
+        refresh_hz: 10,
+        metrics: Some(metrics),
+    };
+    collect(target.feed.as_mut(), collector, cfg, None, &mut stop).await?;
     Ok(())
 }
 
