@@ -255,7 +255,29 @@ pub fn help_lines() -> Vec<HelpLine> {
             });
         }
     }
+    push_section(&mut out, "Queue table columns", LEGEND);
     out
+}
+
+/// How the queue table writes what is not plain text (shown after the keys in the help).
+pub const LEGEND: &[(&str, &str)] = &[
+    ("PROD CONS", "hex index; ` w`: wrap bit on"),
+    ("CERR", "CONS.ERR: ILL ABT ATC IAC"),
+    ("ERR", "errors; raw registers: detail"),
+];
+
+/// A heading and its `(keys, text)` lines.
+fn push_section(out: &mut Vec<HelpLine>, title: &str, lines: &[(&str, &'static str)]) {
+    out.push(HelpLine {
+        keys: title.to_string(),
+        text: "",
+        is_heading: true,
+    });
+    out.extend(lines.iter().map(|&(keys, text)| HelpLine {
+        keys: keys.to_string(),
+        text,
+        is_heading: false,
+    }));
 }
 
 /// One line of the generated help.

@@ -10,6 +10,7 @@ pub mod devices;
 pub mod footer;
 pub mod header;
 pub mod help;
+pub mod hit;
 pub mod log;
 pub mod pane;
 pub mod probes;
