@@ -79,6 +79,16 @@ impl SortColumn {
         }
     }
 
+    /// The column's name in the config file (`cmd_rate`).
+    pub fn key(self) -> &'static str {
+        COLUMN_KEYS[self.index()]
+    }
+
+    /// The column a config file name stands for.
+    pub fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.key() == key)
+    }
+
     pub fn next(self) -> Self {
         Self::ALL[(self.index() + 1) % Self::ALL.len()]
     }
@@ -150,6 +160,27 @@ pub fn ring_index_text(q: &QueueSummary, p: u32) -> String {
         format!("{:x}", r.idx(p))
     }
 }
+
+/// The columns' names in the config file, in [`SortColumn::ALL`] order.
+pub const COLUMN_KEYS: [&str; SortColumn::ALL.len()] = [
+    "id",
+    "name",
+    "vintf",
+    "state",
+    "size",
+    "prod",
+    "cons",
+    "occupancy",
+    "cmd_rate",
+    "sync_rate",
+    "p50",
+    "p99",
+    "max",
+    "batch",
+    "commands",
+    "errors",
+    "cerr",
+];
 
 fn state_rank(s: QueueState) -> u8 {
     match s {
