@@ -78,10 +78,14 @@ pub enum Action {
     FilterApply,
     FilterCancel,
     FilterBackspace,
+    /// Mark (or unmark) the selected queue for the compare view.
+    ToggleMark,
+    /// Compare the two marked queues (or the marked one with the selected one).
+    OpenCompare,
 }
 
 /// Every action with the name the config file's `[keys]` table gives it.
-pub const ACTION_NAMES: [(Action, &str); 26] = [
+pub const ACTION_NAMES: [(Action, &str); 28] = [
     (Action::Quit, "quit"),
     (Action::ToggleHelp, "help"),
     (Action::Back, "back"),
@@ -108,6 +112,8 @@ pub const ACTION_NAMES: [(Action, &str); 26] = [
     (Action::FilterApply, "filter_apply"),
     (Action::FilterCancel, "filter_cancel"),
     (Action::FilterBackspace, "filter_backspace"),
+    (Action::ToggleMark, "mark"),
+    (Action::OpenCompare, "compare"),
 ];
 
 impl Action {

@@ -11,6 +11,7 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 
 use super::action::Action;
+use super::components::compare::draw_compare;
 use super::components::dashboard::draw_dashboard;
 use super::components::detail::draw_detail;
 use super::components::footer::{FilterInput, draw_footer};
@@ -24,6 +25,7 @@ use super::components::screen;
 use super::config::Config;
 use super::keymap::{Context, Keymap};
 use super::model::ViewModel;
+use super::model::history::History;
 use super::options::{self, MAX_HZ, MIN_HZ, TuiOptions};
 use super::source::Control;
 use super::theme::Theme;
@@ -49,6 +51,10 @@ pub struct App {
     queues: QueueTable,
     log: LogPane,
     probes: ProbeList,
+    /// The two queues the compare view shows, while it is open.
+    compare: Option<[String; 2]>,
+    /// Per-interval points of every queue, for the charts (outlives the snapshots).
+    history: History,
     /// The default keymap with the config file's overrides.
     keymap: Keymap,
     /// Mouse events are acted on (capture is on); without capture the terminal may still pass
@@ -78,6 +84,8 @@ impl App {
             queues: QueueTable::default(),
             log: LogPane::default(),
             probes: ProbeList::default(),
+            compare: None,
+            history: History::default(),
             keymap: Keymap::default(),
             mouse: true,
             tabs_area: Rect::default(),
@@ -110,6 +118,7 @@ impl App {
         if self.paused && self.model.is_some() {
             return;
         }
+        self.history.observe(&s);
         let old = self.model.take();
         let new = ViewModel::from(s);
         for v in View::ALL {
@@ -159,6 +168,21 @@ impl App {
 
     pub fn detail_open(&self) -> bool {
         self.queues.detail_open()
+    }
+
+    /// The two queues being compared, while the compare view is open.
+    pub fn compare_open(&self) -> Option<&[String; 2]> {
+        self.compare.as_ref()
+    }
+
+    /// The queues marked for comparison.
+    pub fn marked_queues(&self) -> &[String] {
+        self.queues.marked()
+    }
+
+    /// The charts' points over time.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     pub fn editing_filter(&self) -> bool {
@@ -215,6 +239,8 @@ impl App {
             vec![Context::Filter]
         } else if self.help {
             vec![Context::Help, Context::Global]
+        } else if self.compare.is_some() {
+            vec![Context::Compare, Context::Global]
         } else if self.queues.detail_open() {
             vec![Context::Detail, Context::Global]
         } else {
@@ -296,9 +322,10 @@ impl App {
                 text.pop();
             }),
             // The panes' own actions go to their pane, whichever view is shown.
-            Action::SortNext | Action::SortReverse | Action::OpenDetail => {
+            Action::SortNext | Action::SortReverse | Action::OpenDetail | Action::ToggleMark => {
                 self.queues.handle(action, model)
             }
+            Action::OpenCompare => self.compare = self.queues.compare_pair(),
             Action::ToggleFollow => self.log.handle(action, model),
             Action::Up
             | Action::Down
@@ -354,7 +381,7 @@ impl App {
                 None => false,
             };
         }
-        if self.queues.detail_open() || self.view != View::Queues {
+        if self.compare.is_some() || self.queues.detail_open() || self.view != View::Queues {
             return false;
         }
         self.queues.click(x, y, self.model.as_ref())
@@ -362,7 +389,7 @@ impl App {
 
     /// One wheel notch over `(x, y)`: `step` is [`Action::Up`] or [`Action::Down`].
     fn wheel(&mut self, step: Action, x: u16, y: u16) -> bool {
-        if self.help || !self.body_area.contains((x, y).into()) {
+        if self.help || self.compare.is_some() || !self.body_area.contains((x, y).into()) {
             return false;
         }
         let model = self.model.as_ref();
@@ -393,6 +420,8 @@ impl App {
     fn back(&mut self) {
         if self.help {
             self.help = false;
+        } else if self.compare.is_some() {
+            self.compare = None;
         } else if self.queues.detail_open() {
             self.queues.close_detail();
         } else {
@@ -402,6 +431,7 @@ impl App {
 
     fn show(&mut self, v: View) {
         self.view = v;
+        self.compare = None;
         self.queues.close_detail();
         self.editing_filter = false;
     }
@@ -479,9 +509,15 @@ impl App {
             screen::waiting(t, f, area);
             return;
         };
+        if let Some(names) = &self.compare {
+            draw_compare(names, model, t, f, area);
+            return;
+        }
         if self.queues.detail_open() {
             let q = self.queues.selected_queue(model);
-            draw_detail(self.queues.selected(), q, t, f, area);
+            let h = self.queues.selected().and_then(|n| self.history.queue(n));
+            let now = model.summary().elapsed_s;
+            draw_detail(self.queues.selected(), q, (h, now), t, f, area);
             return;
         }
         match self.view {

@@ -21,6 +21,8 @@ pub enum Context {
     Log,
     /// The detail view of one queue.
     Detail,
+    /// Two queues compared.
+    Compare,
     /// The help popup.
     Help,
     /// Typing a filter (other printable keys are inserted into the filter text).
@@ -36,18 +38,20 @@ impl Context {
             Context::Queues => "Queue table",
             Context::Log => "Event log",
             Context::Detail => "Queue detail",
+            Context::Compare => "Compare view",
             Context::Help => "Help",
             Context::Filter => "Filter input",
         }
     }
 
     /// Order of the sections in the help popup.
-    pub const ALL: [Context; 7] = [
+    pub const ALL: [Context; 8] = [
         Context::Global,
         Context::List,
         Context::Queues,
         Context::Log,
         Context::Detail,
+        Context::Compare,
         Context::Filter,
         Context::Help,
     ];
@@ -247,10 +251,14 @@ pub static KEYMAP: &[Binding] = &[
     b(X::Detail, &[k(K::Esc)], Action::Back, "close the detail view", Some("close")),
     b(X::Detail, &[k(K::Up), c('k')], Action::Up, "previous queue", Some("prev")),
     b(X::Detail, &[k(K::Down), c('j')], Action::Down, "next queue", Some("next")),
+    // Compare view.
+    b(X::Compare, &[k(K::Esc)], Action::Back, "close the comparison", Some("close")),
     // Queue table.
     b(X::Queues, &[k(K::Enter)], Action::OpenDetail, "open the queue's detail", Some("detail")),
     b(X::Queues, &[c('s')], Action::SortNext, "sort by the next column", Some("sort")),
     b(X::Queues, &[c('S')], Action::SortReverse, "reverse the sort order", Some("reverse")),
+    b(X::Queues, &[c('m')], Action::ToggleMark, "mark / unmark to compare (2)", Some("mark")),
+    b(X::Queues, &[c('c')], Action::OpenCompare, "compare the marked queues", Some("compare")),
     // Event log.
     b(X::Log, &[c('f')], Action::ToggleFollow, "follow new lines on/off", Some("follow")),
     // Any list.

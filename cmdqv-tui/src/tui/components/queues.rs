@@ -80,6 +80,8 @@ pub struct QueueTable {
     selected: Option<String>,
     /// The selected queue's detail view is open.
     detail: bool,
+    /// Queues marked for the compare view, by name, oldest first (at most two).
+    marked: Vec<String>,
     /// First visible row (kept across frames).
     offset: usize,
     /// Rows on screen as last drawn (for PgUp/PgDn).
@@ -100,6 +102,7 @@ impl Default for QueueTable {
             longest_name: 0,
             selected: None,
             detail: false,
+            marked: Vec::new(),
             offset: 0,
             page_rows: 10,
             columns: COLUMNS.to_vec(),
@@ -182,6 +185,34 @@ impl QueueTable {
 
     pub fn close_detail(&mut self) {
         self.detail = false;
+    }
+
+    /// Mark the selected queue, or unmark it; a third mark drops the oldest.
+    fn toggle_mark(&mut self) {
+        let Some(sel) = self.selected.clone() else {
+            return;
+        };
+        if let Some(i) = self.marked.iter().position(|m| *m == sel) {
+            self.marked.remove(i);
+        } else {
+            if self.marked.len() == 2 {
+                self.marked.remove(0);
+            }
+            self.marked.push(sel);
+        }
+    }
+
+    pub fn marked(&self) -> &[String] {
+        &self.marked
+    }
+
+    /// The two queues to compare: the marked two, or the marked one and the selected one.
+    pub fn compare_pair(&self) -> Option<[String; 2]> {
+        match (&self.marked[..], &self.selected) {
+            ([a, b], _) => Some([a.clone(), b.clone()]),
+            ([a], Some(s)) if a != s => Some([a.clone(), s.clone()]),
+            _ => None,
+        }
     }
 
     /// Number of rows the table shows.
@@ -276,7 +307,7 @@ impl QueueTable {
         let first = window.start;
         let rows: Vec<Row> = self.rows[window]
             .iter()
-            .map(|&i| queue_row(model, i, &cols, t))
+            .map(|&i| queue_row(model, i, &cols, &self.marked, t))
             .collect();
         let empty = rows.is_empty();
         let widths = self.widths(&cols, inner.width);
@@ -392,6 +423,7 @@ impl Pane for QueueTable {
             }
             Action::SortReverse => self.set_sort(self.sort, !self.desc, model),
             Action::OpenDetail => self.open_detail(),
+            Action::ToggleMark => self.toggle_mark(),
             _ => {
                 if let Some(delta) = action.rows(self.page_rows) {
                     self.move_by(delta, model);
@@ -425,11 +457,20 @@ fn header_row(cols: &[(SortColumn, u16)], sort: SortColumn, desc: bool, t: &Them
     Row::new(std::iter::once(Cell::from(" ")).chain(cols.iter().map(title))).style(t.title())
 }
 
-fn queue_row<'m>(model: &'m ViewModel, i: usize, cols: &[(SortColumn, u16)], t: &Theme) -> Row<'m> {
+fn queue_row<'m>(
+    model: &'m ViewModel,
+    i: usize,
+    cols: &[(SortColumn, u16)],
+    marked: &[String],
+    t: &Theme,
+) -> Row<'m> {
     let q = &model.summary().queues[i];
     let text = model.queue_text(i);
+    // An error outranks a mark: a marked queue in error shows `!` (the compare view names it).
     let marker = if queue_alert(q) {
         Cell::from(Span::styled("!", t.error()))
+    } else if marked.contains(&q.name) {
+        Cell::from(Span::styled("*", t.key()))
     } else {
         Cell::from(" ")
     };
