@@ -35,6 +35,50 @@ fn frame(c: &mut Criterion) {
             })
         });
     }
+    // The detail view's charts over a full history (600 one-second intervals), and the
+    // compare view of two queues.
+    let mut charted = App::new(TuiOptions::default());
+    for i in 0..600u64 {
+        let mut s = summary.clone();
+        s.elapsed_s = i as f64;
+        for (n, q) in s.queues.iter_mut().enumerate() {
+            q.commands += i * (1000 + 37 * ((i + n as u64) % 11));
+            for (j, b) in q.latency_histogram.iter_mut().enumerate() {
+                b.1 += i * (1 + (j as u64 + i) % 4);
+            }
+        }
+        charted.update(s);
+    }
+    for (name, keys) in [
+        (
+            "detail_charts_600_points",
+            vec![KeyCode::Down, KeyCode::Enter],
+        ),
+        (
+            "compare",
+            vec![
+                KeyCode::Char('m'),
+                KeyCode::Down,
+                KeyCode::Char('m'),
+                KeyCode::Char('c'),
+            ],
+        ),
+    ] {
+        let mut app = App::new(TuiOptions::default());
+        std::mem::swap(&mut app, &mut charted);
+        for k in keys {
+            app.on_key(KeyEvent::new(k, KeyModifiers::NONE));
+        }
+        let mut term = Terminal::new(TestBackend::new(200, 60)).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                term.draw(|f| app.draw(f)).unwrap();
+            })
+        });
+        app.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        app.on_key(KeyEvent::new(KeyCode::Home, KeyModifiers::NONE));
+        std::mem::swap(&mut app, &mut charted);
+    }
     // A new snapshot every frame, as in the live loop (update + draw).
     let mut app = App::new(TuiOptions::default());
     let mut term = Terminal::new(TestBackend::new(200, 60)).unwrap();

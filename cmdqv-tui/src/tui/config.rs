@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, Error as _};
 
 use super::action::{ACTION_NAMES, Action, View};
-use super::keymap::{KEYMAP, Key, Keymap};
+use super::keymap::{KEYMAP, Key, Keymap, Overrides};
 use super::model::queues::{COLUMN_KEYS, SortColumn};
 use super::options::{MAX_HZ, MIN_HZ};
 use super::theme::Palette;
@@ -30,7 +30,7 @@ pub struct Config {
     /// Capture the mouse (`--no-mouse` turns it off whatever the file says).
     pub mouse: bool,
     /// Actions whose keys the file replaces.
-    pub keys: Vec<(Action, Vec<Key>)>,
+    pub keys: Overrides,
 }
 
 impl Default for Config {
@@ -224,7 +224,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
 }
 
 /// The `[keys]` table as overrides; an error names the action it is about.
-fn key_overrides(table: &toml::Table) -> Result<Vec<(Action, Vec<Key>)>, (String, String)> {
+fn key_overrides(table: &toml::Table) -> Result<Overrides, (String, String)> {
     let mut out = Vec::new();
     for (name, value) in table {
         let fail = |m: String| (name.clone(), m);

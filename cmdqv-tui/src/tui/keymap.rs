@@ -336,6 +336,9 @@ pub const MOUSE: &[(&str, &str)] = &[
     ("wheel", "scroll the table or the log"),
 ];
 
+/// Actions whose keys are replaced, with their new keys (the config file's `[keys]`).
+pub type Overrides = Vec<(Action, Vec<Key>)>;
+
 /// [`KEYMAP`] with some actions' keys replaced (the config file's `[keys]`).
 #[derive(Clone, Debug)]
 pub struct Keymap {
