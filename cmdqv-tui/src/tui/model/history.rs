@@ -52,14 +52,15 @@ impl QueueHistory {
     }
 
     fn observe(&mut self, now: f64, q: &QueueSummary) {
-        let mark = Mark {
+        // Built only when a point is taken: most snapshots (10-60 a second) take none.
+        let mark = || Mark {
             t: now,
             commands: q.commands,
             histogram: q.latency_histogram.clone(),
         };
         let Some(last) = &self.last else {
             self.seed(now, q);
-            self.last = Some(mark);
+            self.last = Some(mark());
             return;
         };
         if now < last.t || q.commands < last.commands {
@@ -78,7 +79,7 @@ impl QueueHistory {
             p99_ns: interval_p99(&last.histogram, &q.latency_histogram),
         };
         self.push(point);
-        self.last = Some(mark);
+        self.last = Some(mark());
     }
 
     /// Before the first interval: the collector's own per-second command counts, so a chart
@@ -131,8 +132,6 @@ impl History {
         if !now.is_finite() {
             return;
         }
-        self.queues
-            .retain(|name, _| s.queues.iter().any(|q| q.name == *name));
         for q in &s.queues {
             match self.queues.get_mut(&q.name) {
                 Some(h) => h.observe(now, q),
@@ -142,6 +141,12 @@ impl History {
                     self.queues.insert(q.name.clone(), h);
                 }
             }
+        }
+        // Names in a snapshot are unique: more entries than queues means some are gone.
+        if self.queues.len() > s.queues.len() {
+            let names: std::collections::HashSet<&str> =
+                s.queues.iter().map(|q| q.name.as_str()).collect();
+            self.queues.retain(|name, _| names.contains(name.as_str()));
         }
     }
 
