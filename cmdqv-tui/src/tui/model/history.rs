@@ -5,7 +5,7 @@
 //! p99 of the histogram's growth (to its power-of-two bucket's upper bound). The ring outlives
 //! the per-snapshot view model; the app keeps it and feeds it every snapshot.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use cmdqv_core::analysis::{QueueSummary, Summary};
 
@@ -117,41 +117,45 @@ pub fn interval_p99(old: &[(u64, u64)], new: &[(u64, u64)]) -> Option<u64> {
     })
 }
 
-/// Every queue's points, by queue name.
+/// Every queue's points, in the order of the last snapshot's queues.
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    queues: BTreeMap<String, QueueHistory>,
+    queues: Vec<(String, QueueHistory)>,
 }
 
 impl History {
     /// Take a snapshot in: a point for each queue whose last one is an interval old. Queues the
     /// snapshot no longer reports are forgotten, so the history stays as bounded as the
-    /// snapshot.
+    /// snapshot. A snapshot lists its queues in the same order as the one before (the
+    /// collector's), so each queue finds its history at its own index with one name compare;
+    /// only when the queues changed are the histories looked up by name.
     pub fn observe(&mut self, s: &Summary) {
         let now = s.elapsed_s;
         if !now.is_finite() {
             return;
         }
-        for q in &s.queues {
-            match self.queues.get_mut(&q.name) {
-                Some(h) => h.observe(now, q),
-                None => {
-                    let mut h = QueueHistory::default();
-                    h.observe(now, q);
-                    self.queues.insert(q.name.clone(), h);
-                }
-            }
+        let same_order = self.queues.len() == s.queues.len()
+            && self
+                .queues
+                .iter()
+                .zip(&s.queues)
+                .all(|(h, q)| h.0 == q.name);
+        if !same_order {
+            let mut old: std::collections::HashMap<String, QueueHistory> =
+                std::mem::take(&mut self.queues).into_iter().collect();
+            self.queues = s
+                .queues
+                .iter()
+                .map(|q| (q.name.clone(), old.remove(&q.name).unwrap_or_default()))
+                .collect();
         }
-        // Names in a snapshot are unique: more entries than queues means some are gone.
-        if self.queues.len() > s.queues.len() {
-            let names: std::collections::HashSet<&str> =
-                s.queues.iter().map(|q| q.name.as_str()).collect();
-            self.queues.retain(|name, _| names.contains(name.as_str()));
+        for ((_, h), q) in self.queues.iter_mut().zip(&s.queues) {
+            h.observe(now, q);
         }
     }
 
     pub fn queue(&self, name: &str) -> Option<&QueueHistory> {
-        self.queues.get(name)
+        self.queues.iter().find(|(n, _)| n == name).map(|(_, h)| h)
     }
 }
 
