@@ -85,6 +85,13 @@ impl ErrCode {
             None => format!("CERROR({})", self.0).into(),
         }
     }
+    /// `ILL`, `ABT`, `ATC`, `IAC`, `-` (no error) or `E<n>` for an unnamed code.
+    pub fn short_name(self) -> Cow<'static, str> {
+        match self.cerror() {
+            Some(c) => c.short_name().into(),
+            None => format!("E{}", self.0).into(),
+        }
+    }
 }
 
 impl From<Cerror> for ErrCode {
@@ -449,6 +456,16 @@ pub fn errno_name(errno: i64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_have_short_names_for_tables() {
+        assert_eq!(ErrCode::new(1).short_name(), "ILL");
+        assert_eq!(ErrCode::new(2).short_name(), "ABT");
+        assert_eq!(ErrCode::new(3).short_name(), "ATC");
+        assert_eq!(ErrCode::new(4).short_name(), "IAC");
+        assert_eq!(ErrCode::new(0).short_name(), "-");
+        assert_eq!(ErrCode::new(0x7f).short_name(), "E127");
+    }
 
     #[test]
     fn ioctl_names_follow_the_6_17_numbering() {

@@ -245,6 +245,16 @@ impl Cerror {
             Self::IllAccess => "CERROR_ILL_ACCESS",
         }
     }
+    /// Three letters for a table cell: `ILL`, `ABT`, `ATC`, `IAC` (`-` for none).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::None => "-",
+            Self::Ill => "ILL",
+            Self::Abt => "ABT",
+            Self::AtcInvSync => "ATC",
+            Self::IllAccess => "IAC",
+        }
+    }
 }
 
 /// How big the device is: everything else (PARAM, MMIO size, decode bounds) follows.

@@ -8,6 +8,7 @@
 #[path = "../tests/tui_fixture.rs"]
 mod tui_fixture;
 
+use cmdqv_core::analysis::Summary;
 use cmdqv_tui::tui::{App, TuiOptions};
 use criterion::{Criterion, criterion_group, criterion_main};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -35,6 +36,35 @@ fn frame(c: &mut Criterion) {
             })
         });
     }
+    // The detail view's charts over a full history (600 one-second intervals), and the
+    // compare view of two queues. The history is built inside the benchmark's closure, which
+    // runs only when the benchmark is selected, and outside the timed loop.
+    for (name, keys) in [
+        (
+            "detail_charts_600_points",
+            vec![KeyCode::Down, KeyCode::Enter],
+        ),
+        (
+            "compare",
+            vec![
+                KeyCode::Char('m'),
+                KeyCode::Down,
+                KeyCode::Char('m'),
+                KeyCode::Char('c'),
+            ],
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            let mut app = charted(&summary);
+            for k in &keys {
+                app.on_key(KeyEvent::new(*k, KeyModifiers::NONE));
+            }
+            let mut term = Terminal::new(TestBackend::new(200, 60)).unwrap();
+            b.iter(|| {
+                term.draw(|f| app.draw(f)).unwrap();
+            })
+        });
+    }
     // A new snapshot every frame, as in the live loop (update + draw).
     let mut app = App::new(TuiOptions::default());
     let mut term = Terminal::new(TestBackend::new(200, 60)).unwrap();
@@ -49,6 +79,24 @@ fn frame(c: &mut Criterion) {
         )
     });
     group.finish();
+}
+
+/// An app that saw 600 snapshots one second apart, every queue's commands and latency
+/// histogram growing.
+fn charted(summary: &Summary) -> App {
+    let mut app = App::new(TuiOptions::default());
+    for i in 0..600u64 {
+        let mut s = summary.clone();
+        s.elapsed_s = i as f64;
+        for (n, q) in s.queues.iter_mut().enumerate() {
+            q.commands += i * (1000 + 37 * ((i + n as u64) % 11));
+            for (j, b) in q.latency_histogram.iter_mut().enumerate() {
+                b.1 += i * (1 + (j as u64 + i) % 4);
+            }
+        }
+        app.update(s);
+    }
+    app
 }
 
 criterion_group!(benches, frame);

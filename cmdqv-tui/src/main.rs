@@ -2,12 +2,16 @@
 //! what this machine can trace. This file is the command line and its dispatch; every
 //! subcommand lives in `cmdqv_tui::commands`.
 
-use clap::{CommandFactory as _, Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use cmdqv_tui::commands::{
     bench_hook::{self, BenchHookArgs},
     bench_probes::{self, BenchProbesArgs},
     bench_serve::{self, BenchServeArgs},
     completions::{self, CompletionsArgs, ManArgs},
+    config::{self as config_cmd, ConfigArgs},
     doctor::{self, DoctorArgs},
     export::{self, ExportArgs},
     host::{self, EXIT_NO_SUBMISSION_PROBE, HostArgs, NoSubmissionProbe},
@@ -21,6 +25,7 @@ use cmdqv_tui::commands::{
     sim::{self, SimArgs},
     sim_vmm::{self, SimVmmArgs},
 };
+use cmdqv_tui::tui::config;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +37,13 @@ struct Cli {
     /// No colours in the terminal UI (the NO_COLOR environment variable does the same).
     #[arg(long, global = true)]
     no_color: bool,
+    /// No mouse capture in the terminal UI, so the terminal's own text selection works.
+    #[arg(long, global = true)]
+    no_mouse: bool,
+    /// Read the terminal UI's settings from FILE instead of $XDG_CONFIG_HOME/cmdqv/config.toml
+    /// (~/.config/cmdqv/config.toml); see `cmdqv config --print-default`.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -72,6 +84,9 @@ enum Cmd {
     /// Headless, long-running Prometheus exporter: follows every VMM on the host through its
     /// VINTF page0 and the host kernel's SMMUv3 driver where its probes attach; /metrics.
     Serve(ServeArgs),
+    /// The terminal UI's config file: `--print-default` prints the default file with comments,
+    /// `--check` reads yours (or --config FILE) and says whether it is good.
+    Config(ConfigArgs),
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]
     BenchProbes(BenchProbesArgs),
@@ -84,11 +99,16 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     cmdqv_tui::live::logging::init();
     if cli.no_color {
         // SAFETY: set before any thread is started.
         unsafe { std::env::set_var("NO_COLOR", "1") };
+    }
+    if let Err(e) = configure(&mut cli, &matches) {
+        eprintln!("cmdqv: {e}");
+        std::process::exit(1);
     }
     let done = match cli.cmd {
         Cmd::Sim(a) => sim::run(a, None),
@@ -105,6 +125,7 @@ fn main() {
         Cmd::Completions(a) => completions::completions(a, Cli::command()),
         Cmd::Man(a) => completions::man(a, Cli::command()),
         Cmd::Serve(a) => serve::run(a),
+        Cmd::Config(a) => config_cmd::run(a, cli.config.as_deref()),
         Cmd::BenchProbes(a) => bench_probes::run(a),
         Cmd::BenchHook(a) => bench_hook::run(a),
         Cmd::BenchServe(a) => bench_serve::run(a),
@@ -118,4 +139,30 @@ fn main() {
             1
         });
     }
+}
+
+/// For the commands that can show the terminal UI: read the config file (all of it or nothing),
+/// let it set the refresh rate where `--refresh-hz` was not given, apply `--no-mouse`, and hand
+/// it to the UI.
+fn configure(cli: &mut Cli, matches: &ArgMatches) -> Result<(), config::ConfigError> {
+    let rate = match &mut cli.cmd {
+        Cmd::Sim(a) => Some(&mut a.refresh_hz),
+        Cmd::Qemu(a) => Some(&mut a.refresh_hz),
+        Cmd::Host(a) => Some(&mut a.refresh_hz),
+        Cmd::Record(_) | Cmd::Replay(_) => None,
+        _ => return Ok(()),
+    };
+    let (mut cfg, _) = config::load(cli.config.as_deref())?;
+    cfg.mouse &= !cli.no_mouse;
+    if let Some(hz) = rate {
+        // Only sim, qemu and host have the flag: asking another command about it is a bug.
+        let from_flag = matches
+            .subcommand()
+            .is_some_and(|(_, m)| m.value_source("refresh_hz") == Some(ValueSource::CommandLine));
+        if !from_flag {
+            *hz = cfg.refresh_hz;
+        }
+    }
+    config::install(cfg);
+    Ok(())
 }

@@ -46,7 +46,7 @@ pub fn run(a: ReplayArgs) -> Result<()> {
     } else if a.out.headless || !std::io::stdout().is_terminal() {
         live::output::print_text(&summary);
     } else {
-        runner::show_final(summary, 10)?;
+        runner::show_final(summary, crate::tui::config::installed().refresh_hz)?;
     }
     Ok(())
 }

@@ -25,6 +25,11 @@ impl View {
         }
     }
 
+    /// The tab's label: `1 Queues`.
+    pub fn tab_title(self) -> String {
+        format!("{} {}", self.index() + 1, self.title())
+    }
+
     /// Position in [`View::ALL`] (and in the tab line).
     pub fn index(self) -> usize {
         match self {
@@ -73,9 +78,58 @@ pub enum Action {
     FilterApply,
     FilterCancel,
     FilterBackspace,
+    /// Mark (or unmark) the selected queue for the compare view.
+    ToggleMark,
+    /// Compare the two marked queues (or the marked one with the selected one).
+    OpenCompare,
 }
 
+/// Every action with the name the config file's `[keys]` table gives it.
+pub const ACTION_NAMES: [(Action, &str); 28] = [
+    (Action::Quit, "quit"),
+    (Action::ToggleHelp, "help"),
+    (Action::Back, "back"),
+    (Action::NextView, "next_view"),
+    (Action::PrevView, "prev_view"),
+    (Action::Show(View::Queues), "show_queues"),
+    (Action::Show(View::Log), "show_log"),
+    (Action::Show(View::Probes), "show_probes"),
+    (Action::TogglePause, "pause"),
+    (Action::RateUp, "faster"),
+    (Action::RateDown, "slower"),
+    (Action::ToggleRecording, "record"),
+    (Action::Up, "up"),
+    (Action::Down, "down"),
+    (Action::PageUp, "page_up"),
+    (Action::PageDown, "page_down"),
+    (Action::Top, "top"),
+    (Action::Bottom, "bottom"),
+    (Action::StartFilter, "filter"),
+    (Action::SortNext, "sort_next"),
+    (Action::SortReverse, "sort_reverse"),
+    (Action::OpenDetail, "open_detail"),
+    (Action::ToggleFollow, "follow"),
+    (Action::FilterApply, "filter_apply"),
+    (Action::FilterCancel, "filter_cancel"),
+    (Action::FilterBackspace, "filter_backspace"),
+    (Action::ToggleMark, "mark"),
+    (Action::OpenCompare, "compare"),
+];
+
 impl Action {
+    /// The action's name in the config file (`sort_next`).
+    pub fn name(self) -> &'static str {
+        ACTION_NAMES
+            .iter()
+            .find(|a| a.0 == self)
+            .map_or("?", |a| a.1)
+    }
+
+    /// The action a config file name stands for.
+    pub fn from_name(name: &str) -> Option<Action> {
+        ACTION_NAMES.iter().find(|a| a.1 == name).map(|a| a.0)
+    }
+
     /// How many rows a moving action goes, on a page of `page` rows (positive: down, towards
     /// the end); `None` for an action that does not move.
     pub fn rows(self, page: usize) -> Option<isize> {

@@ -4,11 +4,14 @@
 //! `TestBackend`.
 
 use cmdqv_core::analysis::{LogLine, QueueSummary, Summary};
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 
 use super::action::Action;
+use super::components::compare::draw_compare;
 use super::components::dashboard::draw_dashboard;
 use super::components::detail::draw_detail;
 use super::components::footer::{FilterInput, draw_footer};
@@ -19,8 +22,10 @@ use super::components::pane::Pane;
 use super::components::probes::ProbeList;
 use super::components::queues::QueueTable;
 use super::components::screen;
-use super::keymap::{self, Context};
+use super::config::Config;
+use super::keymap::{Context, Keymap};
 use super::model::ViewModel;
+use super::model::history::History;
 use super::options::{self, MAX_HZ, MIN_HZ, TuiOptions};
 use super::source::Control;
 use super::theme::Theme;
@@ -46,7 +51,22 @@ pub struct App {
     queues: QueueTable,
     log: LogPane,
     probes: ProbeList,
+    /// The two queues the compare view shows, while it is open.
+    compare: Option<[String; 2]>,
+    /// Per-interval points of every queue, for the charts (outlives the snapshots).
+    history: History,
+    /// The default keymap with the config file's overrides.
+    keymap: Keymap,
+    /// Mouse events are acted on (capture is on); without capture the terminal may still pass
+    /// mouse-like bytes through, and they must do nothing.
+    mouse: bool,
+    /// The tab line and the body as last drawn (mouse hit-testing).
+    tabs_area: Rect,
+    body_area: Rect,
 }
+
+/// Rows one wheel notch moves.
+const WHEEL_ROWS: usize = 3;
 
 impl App {
     pub fn new(opts: TuiOptions) -> Self {
@@ -64,7 +84,33 @@ impl App {
             queues: QueueTable::default(),
             log: LogPane::default(),
             probes: ProbeList::default(),
+            compare: None,
+            history: History::default(),
+            keymap: Keymap::default(),
+            mouse: true,
+            tabs_area: Rect::default(),
+            body_area: Rect::default(),
         }
+    }
+
+    /// An app set up as the config file says: first view, columns, theme, keys.
+    pub fn with_config(opts: TuiOptions, cfg: &Config) -> Self {
+        let no_color = opts.no_color;
+        let mut app = Self::new(TuiOptions {
+            refresh_hz: opts.refresh_hz,
+            no_color,
+        });
+        app.theme = Theme::with_palette(cfg.theme, no_color);
+        app.view = cfg.view;
+        app.queues = QueueTable::with_columns(&cfg.columns);
+        app.keymap = cfg.keymap();
+        app.mouse = cfg.mouse;
+        app
+    }
+
+    /// The keymap in use (defaults plus the config file's overrides).
+    pub fn keymap(&self) -> &Keymap {
+        &self.keymap
     }
 
     /// Take a new snapshot. Ignored while paused (the view stays frozen on what was there).
@@ -72,6 +118,7 @@ impl App {
         if self.paused && self.model.is_some() {
             return;
         }
+        self.history.observe(&s);
         let old = self.model.take();
         let new = ViewModel::from(s);
         for v in View::ALL {
@@ -121,6 +168,21 @@ impl App {
 
     pub fn detail_open(&self) -> bool {
         self.queues.detail_open()
+    }
+
+    /// The two queues being compared, while the compare view is open.
+    pub fn compare_open(&self) -> Option<&[String; 2]> {
+        self.compare.as_ref()
+    }
+
+    /// The queues marked for comparison.
+    pub fn marked_queues(&self) -> &[String] {
+        self.queues.marked()
+    }
+
+    /// The charts' points over time.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     pub fn editing_filter(&self) -> bool {
@@ -177,6 +239,8 @@ impl App {
             vec![Context::Filter]
         } else if self.help {
             vec![Context::Help, Context::Global]
+        } else if self.compare.is_some() {
+            vec![Context::Compare, Context::Global]
         } else if self.queues.detail_open() {
             vec![Context::Detail, Context::Global]
         } else {
@@ -190,11 +254,11 @@ impl App {
 
     /// What a key would do now, per the keymap.
     pub fn action_for(&self, key: &KeyEvent) -> Option<Action> {
-        let found = keymap::lookup(&self.contexts(), key);
+        let found = self.keymap.lookup(&self.contexts(), key);
         if found.is_none() && self.editing_filter {
             // Ctrl-C still quits while typing.
             if key.modifiers.contains(KeyModifiers::CONTROL) {
-                return keymap::lookup(&[Context::Global], key);
+                return self.keymap.lookup(&[Context::Global], key);
             }
         }
         found
@@ -258,9 +322,10 @@ impl App {
                 text.pop();
             }),
             // The panes' own actions go to their pane, whichever view is shown.
-            Action::SortNext | Action::SortReverse | Action::OpenDetail => {
+            Action::SortNext | Action::SortReverse | Action::OpenDetail | Action::ToggleMark => {
                 self.queues.handle(action, model)
             }
+            Action::OpenCompare => self.compare = self.queues.compare_pair(),
             Action::ToggleFollow => self.log.handle(action, model),
             Action::Up
             | Action::Down
@@ -285,6 +350,65 @@ impl App {
         }
     }
 
+    /// Handle a mouse event: a left click on a tab shows it, on the queue table's header sorts
+    /// (again: reverses), on a row selects it and on the selected row opens its detail; the
+    /// wheel moves through the table, the log or the probes. Returns whether anything changed
+    /// (the frame is then redrawn at once).
+    pub fn on_mouse(&mut self, ev: MouseEvent) -> bool {
+        if !self.mouse {
+            return false;
+        }
+        let (x, y) = (ev.column, ev.row);
+        match ev.kind {
+            MouseEventKind::Down(MouseButton::Left) => self.click(x, y),
+            MouseEventKind::ScrollUp => self.wheel(Action::Up, x, y),
+            MouseEventKind::ScrollDown => self.wheel(Action::Down, x, y),
+            _ => false,
+        }
+    }
+
+    fn click(&mut self, x: u16, y: u16) -> bool {
+        if self.help {
+            self.help = false;
+            return true;
+        }
+        if self.tabs_area.contains((x, y).into()) {
+            return match tab_at(self.tabs_area, x) {
+                Some(v) => {
+                    self.show(v);
+                    true
+                }
+                None => false,
+            };
+        }
+        if self.compare.is_some() || self.queues.detail_open() || self.view != View::Queues {
+            return false;
+        }
+        self.queues.click(x, y, self.model.as_ref())
+    }
+
+    /// One wheel notch over `(x, y)`: `step` is [`Action::Up`] or [`Action::Down`].
+    fn wheel(&mut self, step: Action, x: u16, y: u16) -> bool {
+        if self.help || self.compare.is_some() || !self.body_area.contains((x, y).into()) {
+            return false;
+        }
+        let model = self.model.as_ref();
+        // The detail view goes to the previous or next queue, one per notch, as ↑/↓ do there.
+        let (v, n) = if self.queues.detail_open() {
+            (View::Queues, 1)
+        } else if self.view == View::Queues && !self.queues.geom().contains(x, y) {
+            // Under the table the dashboard shows the log's newest lines: nothing to scroll.
+            return false;
+        } else {
+            (self.view, WHEEL_ROWS)
+        };
+        let pane = pane_of(v, &mut self.queues, &mut self.log, &mut self.probes);
+        for _ in 0..n {
+            pane.handle(step, model);
+        }
+        true
+    }
+
     fn set_rate(&mut self, hz: u32) -> Option<Control> {
         (hz != self.refresh_hz).then(|| {
             self.refresh_hz = hz;
@@ -296,6 +420,8 @@ impl App {
     fn back(&mut self) {
         if self.help {
             self.help = false;
+        } else if self.compare.is_some() {
+            self.compare = None;
         } else if self.queues.detail_open() {
             self.queues.close_detail();
         } else {
@@ -305,6 +431,7 @@ impl App {
 
     fn show(&mut self, v: View) {
         self.view = v;
+        self.compare = None;
         self.queues.close_detail();
         self.editing_filter = false;
     }
@@ -336,6 +463,8 @@ impl App {
             return;
         }
         let [header, tabs, body, footer] = screen::bands(area);
+        self.tabs_area = tabs;
+        self.body_area = body;
         let status = Status {
             paused: self.paused,
             finished: self.finished,
@@ -350,9 +479,16 @@ impl App {
             text: pane.filter(),
             hint: pane.filter_hint(),
         });
-        draw_footer(input, &self.contexts(), &self.theme, f, footer);
+        draw_footer(
+            input,
+            &self.keymap,
+            &self.contexts(),
+            &self.theme,
+            f,
+            footer,
+        );
         if self.help {
-            draw_help(&self.theme, f, area);
+            draw_help(&self.keymap, &self.theme, f, area);
         }
     }
 
@@ -373,9 +509,15 @@ impl App {
             screen::waiting(t, f, area);
             return;
         };
+        if let Some(names) = &self.compare {
+            draw_compare(names, model, t, f, area);
+            return;
+        }
         if self.queues.detail_open() {
             let q = self.queues.selected_queue(model);
-            draw_detail(self.queues.selected(), q, t, f, area);
+            let h = self.queues.selected().and_then(|n| self.history.queue(n));
+            let now = model.summary().elapsed_s;
+            draw_detail(self.queues.selected(), q, (h, now), t, f, area);
             return;
         }
         match self.view {
@@ -384,6 +526,20 @@ impl App {
             View::Probes => self.probes.render(model, t, f, area),
         }
     }
+}
+
+/// The tab under column `x` of the tab line: each title is drawn padded by a space on both
+/// sides, then a one-column divider (ratatui's `Tabs` defaults).
+fn tab_at(tabs: Rect, x: u16) -> Option<View> {
+    let mut start = tabs.x;
+    for v in View::ALL {
+        let end = start + v.tab_title().chars().count() as u16 + 2;
+        if (start..end).contains(&x) {
+            return Some(v);
+        }
+        start = end + 1;
+    }
+    None
 }
 
 /// The pane of view `v`, borrowed apart from the rest of the app so the view model can be

@@ -1,5 +1,7 @@
 //! Every key binding, as data. Dispatch ([`lookup`]), the footer hints ([`hints`]) and the `?` help
-//! ([`help_lines`]) are all generated from [`KEYMAP`], so they cannot disagree.
+//! ([`help_lines`]) are all generated from [`KEYMAP`], so they cannot disagree. A [`Keymap`] is
+//! [`KEYMAP`] with the config file's overrides applied; the app dispatches, hints and helps from
+//! it the same way.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -19,6 +21,8 @@ pub enum Context {
     Log,
     /// The detail view of one queue.
     Detail,
+    /// Two queues compared.
+    Compare,
     /// The help popup.
     Help,
     /// Typing a filter (other printable keys are inserted into the filter text).
@@ -34,18 +38,20 @@ impl Context {
             Context::Queues => "Queue table",
             Context::Log => "Event log",
             Context::Detail => "Queue detail",
+            Context::Compare => "Compare view",
             Context::Help => "Help",
             Context::Filter => "Filter input",
         }
     }
 
     /// Order of the sections in the help popup.
-    pub const ALL: [Context; 7] = [
+    pub const ALL: [Context; 8] = [
         Context::Global,
         Context::List,
         Context::Queues,
         Context::Log,
         Context::Detail,
+        Context::Compare,
         Context::Filter,
         Context::Help,
     ];
@@ -104,6 +110,40 @@ impl Key {
         name + &base
     }
 
+    /// A key as [`Key::name`] writes it (`q`, `Ctrl-C`, `space`, `↑` or `Up`, `PgUp`, `F5`).
+    pub fn parse(s: &str) -> Result<Key, String> {
+        let mut mods = KeyModifiers::NONE;
+        let mut rest = s;
+        loop {
+            if let Some(r) = rest
+                .strip_prefix("Ctrl-")
+                .or_else(|| rest.strip_prefix("ctrl-"))
+            {
+                mods |= KeyModifiers::CONTROL;
+                rest = r;
+            } else if let Some(r) = rest
+                .strip_prefix("Alt-")
+                .or_else(|| rest.strip_prefix("alt-"))
+            {
+                mods |= KeyModifiers::ALT;
+                rest = r;
+            } else {
+                break;
+            }
+        }
+        let code = key_code(rest).ok_or_else(|| {
+            format!("unknown key `{s}` (a character, space, Enter, Esc, Tab, Shift-Tab, Backspace, ↑ ↓ ← →, Up, Down, Left, Right, PgUp, PgDn, Home, End, Delete, Insert, F1-F12; Ctrl- and Alt- before one)")
+        })?;
+        let code = match code {
+            // Control letters are stored lower-case, as `ctrl('c')` does.
+            KeyCode::Char(c) if mods.contains(KeyModifiers::CONTROL) => {
+                KeyCode::Char(c.to_ascii_lowercase())
+            }
+            c => c,
+        };
+        Ok(Key { code, mods })
+    }
+
     /// Does a terminal key event match this key? Shift is ignored (it is part of the character:
     /// `S`, `?`, `+`), Ctrl and Alt must match.
     pub fn matches(&self, ev: &KeyEvent) -> bool {
@@ -116,6 +156,42 @@ impl Key {
         };
         same_code && (ev.modifiers & relevant) == (self.mods & relevant)
     }
+}
+
+/// The key code a name stands for (no modifiers).
+fn key_code(s: &str) -> Option<KeyCode> {
+    let mut chars = s.chars();
+    if let (Some(c), None) = (chars.next(), chars.next()) {
+        return Some(match c {
+            '↑' => KeyCode::Up,
+            '↓' => KeyCode::Down,
+            '←' => KeyCode::Left,
+            '→' => KeyCode::Right,
+            c => KeyCode::Char(c),
+        });
+    }
+    if let Some(n) = s.strip_prefix('F').and_then(|n| n.parse::<u8>().ok()) {
+        return (1..=12).contains(&n).then_some(KeyCode::F(n));
+    }
+    Some(match s.to_ascii_lowercase().as_str() {
+        "space" => KeyCode::Char(' '),
+        "enter" => KeyCode::Enter,
+        "esc" | "escape" => KeyCode::Esc,
+        "tab" => KeyCode::Tab,
+        "shift-tab" | "backtab" => KeyCode::BackTab,
+        "backspace" => KeyCode::Backspace,
+        "up" => KeyCode::Up,
+        "down" => KeyCode::Down,
+        "left" => KeyCode::Left,
+        "right" => KeyCode::Right,
+        "pgup" | "pageup" => KeyCode::PageUp,
+        "pgdn" | "pagedown" => KeyCode::PageDown,
+        "home" => KeyCode::Home,
+        "end" => KeyCode::End,
+        "delete" | "del" => KeyCode::Delete,
+        "insert" | "ins" => KeyCode::Insert,
+        _ => return None,
+    })
 }
 
 /// One binding: keys, what they do, where, and how they are described.
@@ -169,15 +245,20 @@ pub static KEYMAP: &[Binding] = &[
     b(X::Filter, &[k(K::Esc)], Action::FilterCancel, "clear the filter", Some("cancel")),
     b(X::Filter, &[k(K::Backspace)], Action::FilterBackspace, "delete the last character", None),
     // Help popup.
-    b(X::Help, &[k(K::Esc), c('?')], Action::ToggleHelp, "close the help", Some("close")),
+    b(X::Help, &[k(K::Esc)], Action::Back, "close the help", Some("close")),
+    b(X::Help, &[c('?')], Action::ToggleHelp, "close the help", None),
     // Detail view.
     b(X::Detail, &[k(K::Esc)], Action::Back, "close the detail view", Some("close")),
     b(X::Detail, &[k(K::Up), c('k')], Action::Up, "previous queue", Some("prev")),
     b(X::Detail, &[k(K::Down), c('j')], Action::Down, "next queue", Some("next")),
+    // Compare view.
+    b(X::Compare, &[k(K::Esc)], Action::Back, "close the comparison", Some("close")),
     // Queue table.
     b(X::Queues, &[k(K::Enter)], Action::OpenDetail, "open the queue's detail", Some("detail")),
     b(X::Queues, &[c('s')], Action::SortNext, "sort by the next column", Some("sort")),
     b(X::Queues, &[c('S')], Action::SortReverse, "reverse the sort order", Some("reverse")),
+    b(X::Queues, &[c('m')], Action::ToggleMark, "mark / unmark to compare (2)", Some("mark")),
+    b(X::Queues, &[c('c')], Action::OpenCompare, "compare the marked queues", Some("compare")),
     // Event log.
     b(X::Log, &[c('f')], Action::ToggleFollow, "follow new lines on/off", Some("follow")),
     // Any list.
@@ -206,40 +287,27 @@ pub static KEYMAP: &[Binding] = &[
 
 /// The action bound to `key` in the first of `contexts` that binds it.
 pub fn lookup(contexts: &[Context], key: &KeyEvent) -> Option<Action> {
-    contexts.iter().find_map(|&cx| {
-        KEYMAP
-            .iter()
-            .filter(|b| b.context == cx)
-            .find(|b| b.keys.iter().any(|k| k.matches(key)))
-            .map(|b| b.action)
-    })
+    Keymap::default().lookup(contexts, key)
 }
 
 /// Footer hints `(first key, word)` for a context stack, most specific first, without
 /// duplicates.
 pub fn hints(contexts: &[Context]) -> Vec<(String, &'static str)> {
-    let mut out: Vec<(String, &'static str)> = Vec::new();
-    let mut seen: Vec<Action> = Vec::new();
-    for &cx in contexts {
-        for b in KEYMAP.iter().filter(|b| b.context == cx) {
-            if let Some(h) = b.hint {
-                if !seen.contains(&b.action) {
-                    seen.push(b.action);
-                    out.push((b.keys[0].name(), h));
-                }
-            }
-        }
-    }
-    out
+    Keymap::default().hints(contexts)
 }
 
 /// The help text: per context a heading, then one `(keys, description)` line per binding.
 /// A heading is a line with an empty description and `is_heading` set.
 pub fn help_lines() -> Vec<HelpLine> {
+    Keymap::default().help_lines()
+}
+
+/// The help lines of the bindings, then the mouse and the column legend.
+fn help_lines_of(entries: &[Entry]) -> Vec<HelpLine> {
     let mut out = Vec::new();
     for cx in Context::ALL {
         let mut first = true;
-        for b in KEYMAP.iter().filter(|b| b.context == cx) {
+        for e in entries.iter().filter(|e| e.b.context == cx) {
             if first {
                 out.push(HelpLine {
                     keys: cx.title().to_string(),
@@ -249,13 +317,151 @@ pub fn help_lines() -> Vec<HelpLine> {
                 first = false;
             }
             out.push(HelpLine {
-                keys: b.label(),
-                text: b.help,
+                keys: e.label(),
+                text: e.b.help,
                 is_heading: false,
             });
         }
     }
+    push_section(&mut out, "Mouse (off: --no-mouse)", MOUSE);
+    push_section(&mut out, "Queue table columns", LEGEND);
     out
+}
+
+/// What the mouse does (shown in the help after the keys).
+pub const MOUSE: &[(&str, &str)] = &[
+    ("click", "select a row; a tab"),
+    ("click again", "open the selected row"),
+    ("click header", "sort by it; again: reverse"),
+    ("wheel", "scroll the table or the log"),
+];
+
+/// Actions whose keys are replaced, with their new keys (the config file's `[keys]`).
+pub type Overrides = Vec<(Action, Vec<Key>)>;
+
+/// [`KEYMAP`] with some actions' keys replaced (the config file's `[keys]`).
+#[derive(Clone, Debug)]
+pub struct Keymap {
+    entries: Vec<Entry>,
+}
+
+/// A binding of [`KEYMAP`] with the keys it has in this keymap.
+#[derive(Clone, Debug)]
+struct Entry {
+    b: &'static Binding,
+    keys: Vec<Key>,
+}
+
+impl Entry {
+    fn label(&self) -> String {
+        self.keys
+            .iter()
+            .map(Key::name)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Default for Keymap {
+    fn default() -> Self {
+        Self::with_overrides(&[])
+    }
+}
+
+impl Keymap {
+    /// The default keymap with each `(action, keys)` applied: in every context that binds the
+    /// action, its first binding gets `keys` and any further one in that context goes.
+    pub fn with_overrides(overrides: &[(Action, Vec<Key>)]) -> Self {
+        let mut entries: Vec<Entry> = Vec::with_capacity(KEYMAP.len());
+        for b in KEYMAP {
+            let keys = match overrides.iter().find(|o| o.0 == b.action) {
+                None => b.keys.to_vec(),
+                Some(_)
+                    if entries
+                        .iter()
+                        .any(|e| e.b.context == b.context && e.b.action == b.action) =>
+                {
+                    continue;
+                }
+                Some((_, keys)) => keys.clone(),
+            };
+            entries.push(Entry { b, keys });
+        }
+        Self { entries }
+    }
+
+    /// A key bound to two different actions in one context: `(key, first, second)`.
+    pub fn conflict(&self) -> Option<(Key, Action, Action)> {
+        let all = self
+            .entries
+            .iter()
+            .flat_map(|e| e.keys.iter().map(move |k| (e.b, *k)));
+        for (i, (a, ka)) in all.clone().enumerate() {
+            let clash = all
+                .clone()
+                .skip(i + 1)
+                .find(|(b, kb)| b.context == a.context && *kb == ka && b.action != a.action);
+            if let Some((b, _)) = clash {
+                return Some((ka, a.action, b.action));
+            }
+        }
+        None
+    }
+
+    /// The action bound to `key` in the first of `contexts` that binds it.
+    pub fn lookup(&self, contexts: &[Context], key: &KeyEvent) -> Option<Action> {
+        contexts.iter().find_map(|&cx| {
+            self.entries
+                .iter()
+                .filter(|e| e.b.context == cx)
+                .find(|e| e.keys.iter().any(|k| k.matches(key)))
+                .map(|e| e.b.action)
+        })
+    }
+
+    /// Footer hints `(first key, word)` for a context stack, most specific first, without
+    /// duplicates.
+    pub fn hints(&self, contexts: &[Context]) -> Vec<(String, &'static str)> {
+        let mut out: Vec<(String, &'static str)> = Vec::new();
+        let mut seen: Vec<Action> = Vec::new();
+        for &cx in contexts {
+            for e in self.entries.iter().filter(|e| e.b.context == cx) {
+                if let (Some(h), Some(k)) = (e.b.hint, e.keys.first()) {
+                    if !seen.contains(&e.b.action) {
+                        seen.push(e.b.action);
+                        out.push((k.name(), h));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The help text: per context a heading, then one `(keys, description)` line per binding.
+    pub fn help_lines(&self) -> Vec<HelpLine> {
+        help_lines_of(&self.entries)
+    }
+}
+
+/// How the queue table writes what is not plain text (shown after the keys in the help).
+pub const LEGEND: &[(&str, &str)] = &[
+    ("PROD CONS", "hex index; ` w`: wrap bit on"),
+    ("CERR", "CONS.ERR: ILL ABT ATC IAC"),
+    ("ERR", "errors; raw registers: detail"),
+];
+
+/// A heading and its `(keys, text)` lines.
+fn push_section(out: &mut Vec<HelpLine>, title: &str, lines: &[(&str, &'static str)]) {
+    out.push(HelpLine {
+        keys: title.to_string(),
+        text: "",
+        is_heading: true,
+    });
+    out.extend(lines.iter().map(|&(keys, text)| HelpLine {
+        keys: keys.to_string(),
+        text,
+        is_heading: false,
+    }));
 }
 
 /// One line of the generated help.

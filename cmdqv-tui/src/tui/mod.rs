@@ -12,6 +12,7 @@
 //!   colour off), [`options`], [`source`] (snapshots in, controls out), [`action`] (the
 //!   [`View`] and [`Action`] words every layer shares);
 //! - [`keymap`]: bindings as data; dispatch, footer hints and `?` help come from it;
+//! - [`config`]: the config file (view, refresh rate, columns, theme, mouse, key overrides);
 //! - [`model`]: the view model, derived once per snapshot and re-used by every frame;
 //! - `components`: one per pane or piece of the screen; the list panes own their state;
 //! - [`app`]: the panes composed, keys dispatched to them;
@@ -22,6 +23,7 @@
 pub mod action;
 pub mod app;
 mod components;
+pub mod config;
 pub mod format;
 pub mod keymap;
 pub mod model;
@@ -34,7 +36,8 @@ pub use action::{Action, View};
 pub use app::App;
 pub use components::help::help_text;
 pub use components::screen::{MIN_HEIGHT, MIN_WIDTH};
-pub use keymap::{Binding, Context, KEYMAP};
+pub use config::Config;
+pub use keymap::{Binding, Context, KEYMAP, Keymap};
 pub use model::ViewModel;
 pub use model::queues::SortColumn;
 pub use options::{MAX_HZ, MIN_HZ, TuiOptions, no_color_env};

@@ -8,7 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{
+    self, DisableMouseCapture, EnableMouseCapture, Event, KeyCode, KeyEvent, KeyEventKind,
+    KeyModifiers,
+};
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
@@ -17,6 +20,7 @@ use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend};
 
 use super::app::App;
+use super::config;
 use super::options::TuiOptions;
 use super::source::{Control, SnapshotSource};
 use crate::live::logging;
@@ -25,12 +29,17 @@ type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'sta
 
 /// Is the terminal in our raw/alternate-screen state?
 static TAKEN_OVER: AtomicBool = AtomicBool::new(false);
+/// Did we turn mouse capture on (so it must be turned off again)?
+static MOUSE_ON: AtomicBool = AtomicBool::new(false);
 
 /// Puts the terminal back: leave the alternate screen, show the cursor, cooked mode.
 /// Only the first call after set-up acts: leaving the alternate screen twice would move the
 /// cursor back over what was printed in between (the panic message).
 fn restore_terminal() {
     if TAKEN_OVER.swap(false, Ordering::SeqCst) {
+        if MOUSE_ON.swap(false, Ordering::SeqCst) {
+            let _ = execute!(io::stdout(), DisableMouseCapture);
+        }
         let _ = disable_raw_mode();
         let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
         // Log lines held while the screen was ours go to stderr now, on the restored screen.
@@ -44,7 +53,9 @@ struct TerminalGuard {
 }
 
 impl TerminalGuard {
-    fn enter() -> anyhow::Result<Self> {
+    /// Take the terminal over; `mouse` also turns mouse capture on (never sent without it, so
+    /// the terminal's own text selection keeps working).
+    fn enter(mouse: bool) -> anyhow::Result<Self> {
         // Restore before the panic message is printed, so it lands on a usable screen.
         let previous: Arc<PanicHook> = Arc::new(std::panic::take_hook());
         let chained = Arc::clone(&previous);
@@ -60,6 +71,10 @@ impl TerminalGuard {
         enable_raw_mode().context("cannot put the terminal in raw mode (is stdin a terminal?)")?;
         execute!(io::stdout(), EnterAlternateScreen, cursor::Hide)
             .context("cannot switch to the alternate screen")?;
+        if mouse {
+            MOUSE_ON.store(true, Ordering::SeqCst);
+            execute!(io::stdout(), EnableMouseCapture).context("cannot turn mouse capture on")?;
+        }
         Ok(guard)
     }
 }
@@ -76,19 +91,22 @@ impl Drop for TerminalGuard {
     }
 }
 
-/// Takes over the terminal (alternate screen, raw mode), runs until q / Ctrl-C, restores the
-/// terminal on every exit path including panic (a panic hook restores it first).
+/// Takes over the terminal (alternate screen, raw mode, mouse capture unless the installed
+/// [`config`] turns it off), runs until q / Ctrl-C, restores the terminal on every exit path
+/// including panic (a panic hook restores it first). The app is set up from the installed
+/// config (first view, columns, theme, keys).
 ///
 /// Every frame: pull [`SnapshotSource::latest`] (non-blocking), draw, then wait for input at most
 /// until the next frame is due. Keys become [`Control`] messages sent to the source; `Quit` is
 /// sent before returning.
 pub fn run(mut source: Box<dyn SnapshotSource>, opts: TuiOptions) -> anyhow::Result<()> {
     let opts = opts.with_env();
-    let _guard = TerminalGuard::enter()?;
+    let cfg = config::installed();
+    let _guard = TerminalGuard::enter(cfg.mouse)?;
     let mut terminal: Terminal<CrosstermBackend<Stdout>> =
         Terminal::new(CrosstermBackend::new(io::stdout())).context("cannot open the terminal")?;
     terminal.clear()?;
-    let mut app = App::new(opts);
+    let mut app = App::with_config(opts, &cfg);
     run_loop(&mut terminal, source.as_mut(), &mut app, |timeout| {
         if event::poll(timeout)? {
             event::read().map(Some)
@@ -149,6 +167,8 @@ where
                     break;
                 }
                 Some(Event::Resize(..)) => break,
+                // A click or a wheel notch redraws at once, like a key; moves do not.
+                Some(Event::Mouse(m)) if app.on_mouse(m) => break,
                 Some(_) => {}
             }
         }

@@ -1,22 +1,25 @@
-//! The detail view of one queue: counters, last error with its command, rate sparkline,
-//! latency histogram, last commands.
+//! The detail view of one queue: counters, last error with its command, commands/s and p99
+//! batch latency over time (charts with time axes), latency histogram, last commands.
 
 use cmdqv_core::analysis::{QueueError, QueueSummary};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Clear, Paragraph, Sparkline, Wrap};
+use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
+use super::charts::draw_time_charts;
 use super::common::panel;
 use crate::tui::format;
+use crate::tui::model::history::QueueHistory;
 use crate::tui::model::queues::state_label;
 use crate::tui::theme::Theme;
 
 /// The detail of `q`, the queue selected by `name`; `q` is `None` once the snapshot no longer
-/// reports that queue.
+/// reports that queue. `history` is its points over time, `now` the snapshot's time.
 pub fn draw_detail(
     name: Option<&str>,
     q: Option<&QueueSummary>,
+    history: (Option<&QueueHistory>, f64),
     t: &Theme,
     f: &mut Frame,
     area: Rect,
@@ -38,10 +41,11 @@ pub fn draw_detail(
     f.render_widget(block, area);
 
     let top_h = 7u16.min(inner.height / 2);
-    let spark_h = 5u16.min(inner.height.saturating_sub(top_h) / 2);
-    let [top, spark, bottom] = Layout::vertical([
+    let rest = inner.height.saturating_sub(top_h);
+    let chart_h = (rest / 2).max(rest.min(8));
+    let [top, charts, bottom] = Layout::vertical([
         Constraint::Length(top_h),
-        Constraint::Length(spark_h),
+        Constraint::Length(chart_h),
         Constraint::Fill(1),
     ])
     .areas(inner);
@@ -52,7 +56,7 @@ pub fn draw_detail(
         info,
     );
     f.render_widget(last_error(q, t), err);
-    draw_sparkline(q, t, f, spark);
+    draw_time_charts(history.0, history.1, t, f, charts);
     let [hist, recent] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(bottom);
     draw_histogram(q, t, f, hist);
@@ -64,8 +68,8 @@ fn label(s: &'static str, t: &Theme) -> Span<'static> {
     Span::styled(s, t.dim())
 }
 
-/// The counters at the top left, one line each.
-fn detail_info(q: &QueueSummary, t: &Theme) -> Vec<Line<'static>> {
+/// The counters at the top left, one line each (also the compare view's).
+pub fn detail_info(q: &QueueSummary, t: &Theme) -> Vec<Line<'static>> {
     vec![
         Line::from(vec![
             label("state ", t),
@@ -202,34 +206,6 @@ fn error_command(q: &QueueSummary, e: &QueueError, t: &Theme) -> Vec<Line<'stati
         ]));
     }
     lines
-}
-
-/// Commands/s over the last intervals: the newest samples that fit.
-fn draw_sparkline(q: &QueueSummary, t: &Theme, f: &mut Frame, area: Rect) {
-    let block = panel(
-        format!(
-            " commands/s, last {} intervals, peak {} ",
-            q.rate_history.len(),
-            format::count(q.rate_history.iter().copied().max().unwrap_or(0))
-        ),
-        t,
-    );
-    let w = block.inner(area).width as usize;
-    let tail = &q.rate_history[q.rate_history.len().saturating_sub(w)..];
-    // Scaled to 0..=1000 here: the widget's own scaling overflows on huge values.
-    let peak = tail.iter().copied().max().unwrap_or(0).max(1);
-    let scaled: Vec<u64> = tail
-        .iter()
-        .map(|&v| (u128::from(v) * 1000 / u128::from(peak)) as u64)
-        .collect();
-    f.render_widget(
-        Sparkline::default()
-            .data(&scaled)
-            .max(1000)
-            .style(t.bar())
-            .block(block),
-        area,
-    );
 }
 
 /// Start of the `rows` consecutive buckets with the most samples.

@@ -7,7 +7,7 @@ use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::tui::keymap::{self, Context};
+use crate::tui::keymap::{Context, Keymap};
 use crate::tui::theme::Theme;
 
 /// The filter text being typed and what it matches.
@@ -18,6 +18,7 @@ pub struct FilterInput<'a> {
 
 pub fn draw_footer(
     input: Option<FilterInput>,
+    keymap: &Keymap,
     contexts: &[Context],
     t: &Theme,
     f: &mut Frame,
@@ -34,7 +35,7 @@ pub fn draw_footer(
         spans.push(Span::styled(input.hint, t.dim()));
     }
     let used: usize = spans.iter().map(|s| s.width()).sum();
-    for (k, w) in fitting_hints(contexts, used, area.width as usize) {
+    for (k, w) in fitting_hints(keymap, contexts, used, area.width as usize) {
         spans.push(Span::styled(k, t.key()));
         spans.push(Span::raw(format!(" {w}")));
         spans.push(Span::raw("  "));
@@ -44,8 +45,13 @@ pub fn draw_footer(
 
 /// The hints that fit after `used` of `total` columns: "quit" and "help" last and never
 /// dropped, the others dropped from the end.
-fn fitting_hints(contexts: &[Context], used: usize, total: usize) -> Vec<(String, &'static str)> {
-    let mut hints = keymap::hints(contexts);
+fn fitting_hints(
+    keymap: &Keymap,
+    contexts: &[Context],
+    used: usize,
+    total: usize,
+) -> Vec<(String, &'static str)> {
+    let mut hints = keymap.hints(contexts);
     let mut pinned = 0;
     for word in ["quit", "help"] {
         if let Some(i) = hints.iter().position(|(_, w)| *w == word) {

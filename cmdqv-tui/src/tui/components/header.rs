@@ -149,8 +149,7 @@ pub fn draw_tabs(
 ) {
     let titles: Vec<Line> = View::ALL
         .iter()
-        .enumerate()
-        .map(|(i, v)| Line::from(format!("{} {}", i + 1, v.title())))
+        .map(|v| Line::from(v.tab_title()))
         .collect();
     let [left, right] =
         Layout::horizontal([Constraint::Length(32), Constraint::Fill(1)]).areas(area);

@@ -6,11 +6,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph};
 
 use super::common::panel;
-use crate::tui::keymap::{self, HelpLine};
+use crate::tui::keymap::{self, HelpLine, Keymap};
 use crate::tui::theme::Theme;
 
-pub fn draw_help(t: &Theme, f: &mut Frame, area: Rect) {
-    let help = keymap::help_lines();
+pub fn draw_help(keymap: &Keymap, t: &Theme, f: &mut Frame, area: Rect) {
+    let help = keymap.help_lines();
     let key_w = help
         .iter()
         .filter(|l| !l.is_heading)

@@ -3,13 +3,16 @@
 //! the actions that concern them ([`pane::Pane`]); the rest are drawn from the view model and
 //! the app's status. Nothing here knows the app: it passes each piece what it needs.
 
+pub mod charts;
 pub mod common;
+pub mod compare;
 pub mod dashboard;
 pub mod detail;
 pub mod devices;
 pub mod footer;
 pub mod header;
 pub mod help;
+pub mod hit;
 pub mod log;
 pub mod pane;
 pub mod probes;

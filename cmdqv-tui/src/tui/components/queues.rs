@@ -6,21 +6,22 @@ use std::ops::Range;
 
 use cmdqv_core::analysis::{QueueState, QueueSummary};
 use ratatui::Frame;
-use ratatui::layout::{Alignment, Constraint, Flex, Rect};
+use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::Span;
 use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 
 use super::common::{arrow, panel};
+use super::hit::{TableGeom, TableHit};
 use super::pane::Pane;
 use crate::tui::action::Action;
 use crate::tui::model::ViewModel;
-use crate::tui::model::queues::{QueueText, SortColumn, queue_alert, sorted_rows};
+use crate::tui::model::queues::{QueueText, SortColumn, cons_error, queue_alert, sorted_rows};
 use crate::tui::theme::Theme;
 
-/// Queue table columns: the sort key, the width, and how badly the column is wanted when the
-/// terminal is narrow (0 = always).
-const COLUMNS: [(SortColumn, u16, u8); 16] = [
+/// Queue table columns in their default order: the sort key, the width, and how badly the
+/// column is wanted when the terminal is narrow (0 = always).
+pub const COLUMNS: [(SortColumn, u16, u8); 17] = [
     (SortColumn::Id, 3, 5),
     (SortColumn::Name, 10, 0),
     (SortColumn::Vintf, 6, 6),
@@ -37,13 +38,19 @@ const COLUMNS: [(SortColumn, u16, u8); 16] = [
     (SortColumn::Batch, 6, 14),
     (SortColumn::Commands, 6, 15),
     (SortColumn::Errors, 5, 4),
+    (SortColumn::CError, 5, 4),
 ];
 
-/// The columns that fit in `width`, in display order.
-fn fitting_columns(width: u16) -> Vec<(SortColumn, u16)> {
+/// The width and priority of a column.
+pub fn column_spec(col: SortColumn) -> (SortColumn, u16, u8) {
+    COLUMNS[COLUMNS.iter().position(|c| c.0 == col).unwrap_or(0)]
+}
+
+/// The columns of `shown` that fit in `width`, in display order.
+fn fitting_columns(shown: &[(SortColumn, u16, u8)], width: u16) -> Vec<(SortColumn, u16)> {
     // Selection symbol and error marker, each with its spacing.
     let mut budget = i32::from(width) - 4;
-    let mut by_prio: Vec<_> = COLUMNS.to_vec();
+    let mut by_prio: Vec<_> = shown.to_vec();
     by_prio.sort_by_key(|c| c.2);
     let mut keep = Vec::new();
     for (col, w, _) in by_prio {
@@ -53,7 +60,7 @@ fn fitting_columns(width: u16) -> Vec<(SortColumn, u16)> {
             keep.push(col);
         }
     }
-    COLUMNS
+    shown
         .iter()
         .filter(|c| keep.contains(&c.0))
         .map(|c| (c.0, c.1))
@@ -73,10 +80,16 @@ pub struct QueueTable {
     selected: Option<String>,
     /// The selected queue's detail view is open.
     detail: bool,
+    /// Queues marked for the compare view, by name, oldest first (at most two).
+    marked: Vec<String>,
     /// First visible row (kept across frames).
     offset: usize,
     /// Rows on screen as last drawn (for PgUp/PgDn).
     page_rows: usize,
+    /// The columns shown, in order (the config file chooses them).
+    columns: Vec<(SortColumn, u16, u8)>,
+    /// Where the table was drawn (mouse hit-testing).
+    geom: TableGeom<SortColumn>,
 }
 
 impl Default for QueueTable {
@@ -89,13 +102,60 @@ impl Default for QueueTable {
             longest_name: 0,
             selected: None,
             detail: false,
+            marked: Vec::new(),
             offset: 0,
             page_rows: 10,
+            columns: COLUMNS.to_vec(),
+            geom: TableGeom::default(),
         }
     }
 }
 
 impl QueueTable {
+    /// A table showing `columns`, in that order (all of them when empty).
+    pub fn with_columns(columns: &[SortColumn]) -> Self {
+        let mut t = Self::default();
+        if !columns.is_empty() {
+            t.columns = columns.iter().map(|&c| column_spec(c)).collect();
+        }
+        t
+    }
+
+    /// The table as last drawn, for the mouse.
+    pub fn geom(&self) -> &TableGeom<SortColumn> {
+        &self.geom
+    }
+
+    /// A left click at `(x, y)`: on a header sorts by that column (again: reverses), on a row
+    /// selects it, on the selected row opens its detail (so a double click opens too).
+    /// Returns whether it changed anything.
+    pub fn click(&mut self, x: u16, y: u16, model: Option<&ViewModel>) -> bool {
+        match self.geom.hit(x, y) {
+            Some(TableHit::Header(col)) if col == self.sort => {
+                self.set_sort(col, !self.desc, model);
+                true
+            }
+            Some(TableHit::Header(col)) => {
+                self.set_sort(col, col.descending_by_default(), model);
+                true
+            }
+            Some(TableHit::Row(row)) if Some(row) == self.selected_row(model) => {
+                self.open_detail();
+                true
+            }
+            Some(TableHit::Row(row)) => {
+                let Some(m) = model else { return false };
+                let name = self
+                    .rows
+                    .get(row)
+                    .map(|&i| m.summary().queues[i].name.clone());
+                self.selected = name;
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub fn sort(&self) -> (SortColumn, bool) {
         (self.sort, self.desc)
     }
@@ -125,6 +185,34 @@ impl QueueTable {
 
     pub fn close_detail(&mut self) {
         self.detail = false;
+    }
+
+    /// Mark the selected queue, or unmark it; a third mark drops the oldest.
+    fn toggle_mark(&mut self) {
+        let Some(sel) = self.selected.clone() else {
+            return;
+        };
+        if let Some(i) = self.marked.iter().position(|m| *m == sel) {
+            self.marked.remove(i);
+        } else {
+            if self.marked.len() == 2 {
+                self.marked.remove(0);
+            }
+            self.marked.push(sel);
+        }
+    }
+
+    pub fn marked(&self) -> &[String] {
+        &self.marked
+    }
+
+    /// The two queues to compare: the marked two, or the marked one and the selected one.
+    pub fn compare_pair(&self) -> Option<[String; 2]> {
+        match (&self.marked[..], &self.selected) {
+            ([a, b], _) => Some([a.clone(), b.clone()]),
+            ([a], Some(s)) if a != s => Some([a.clone(), s.clone()]),
+            _ => None,
+        }
     }
 
     /// Number of rows the table shows.
@@ -211,17 +299,20 @@ impl QueueTable {
     pub fn render(&mut self, model: &ViewModel, t: &Theme, f: &mut Frame, area: Rect) {
         let block = panel(" VCMDQs ", t);
         let inner = block.inner(area);
-        let cols = fitting_columns(inner.width);
+        let cols = fitting_columns(&self.columns, inner.width);
         let selected = self.selected_row(Some(model));
         // Only the rows on screen are built (300 queues cost no more than 30).
         let page = usize::from(inner.height.saturating_sub(1)).max(1);
         let window = self.scroll_to(selected, page);
+        let first = window.start;
         let rows: Vec<Row> = self.rows[window]
             .iter()
-            .map(|&i| queue_row(model, i, &cols, t))
+            .map(|&i| queue_row(model, i, &cols, &self.marked, t))
             .collect();
         let empty = rows.is_empty();
-        let table = Table::new(rows, self.widths(&cols, inner.width))
+        let widths = self.widths(&cols, inner.width);
+        self.remember_geom(area, inner, &cols, &widths, first);
+        let table = Table::new(rows, widths)
             .header(header_row(&cols, self.sort, self.desc, t))
             .block(block)
             .column_spacing(1)
@@ -235,6 +326,43 @@ impl QueueTable {
         if empty {
             self.render_empty(inner, t, f);
         }
+    }
+
+    /// Where the header cells and rows landed, laid out as the table lays itself out: the
+    /// selection symbol's column, then the columns with one space between them.
+    fn remember_geom(
+        &mut self,
+        area: Rect,
+        inner: Rect,
+        cols: &[(SortColumn, u16)],
+        widths: &[Constraint],
+        offset: usize,
+    ) {
+        let cells = Rect {
+            x: inner.x + 1,
+            width: inner.width.saturating_sub(1),
+            ..inner
+        };
+        let rects = Layout::horizontal(widths.iter().copied())
+            .flex(Flex::Start)
+            .spacing(1)
+            .split(cells);
+        self.geom = TableGeom {
+            area,
+            header_y: Some(inner.y),
+            rows: Rect {
+                y: inner.y + 1,
+                height: inner.height.saturating_sub(1),
+                ..inner
+            },
+            offset,
+            len: self.rows.len(),
+            cols: cols
+                .iter()
+                .zip(rects.iter().skip(1))
+                .map(|(c, r)| (c.0, r.x, r.width))
+                .collect(),
+        };
     }
 
     /// Column widths. The name column grows to the longest name (up to 32) when there is room;
@@ -295,6 +423,7 @@ impl Pane for QueueTable {
             }
             Action::SortReverse => self.set_sort(self.sort, !self.desc, model),
             Action::OpenDetail => self.open_detail(),
+            Action::ToggleMark => self.toggle_mark(),
             _ => {
                 if let Some(delta) = action.rows(self.page_rows) {
                     self.move_by(delta, model);
@@ -328,11 +457,20 @@ fn header_row(cols: &[(SortColumn, u16)], sort: SortColumn, desc: bool, t: &Them
     Row::new(std::iter::once(Cell::from(" ")).chain(cols.iter().map(title))).style(t.title())
 }
 
-fn queue_row<'m>(model: &'m ViewModel, i: usize, cols: &[(SortColumn, u16)], t: &Theme) -> Row<'m> {
+fn queue_row<'m>(
+    model: &'m ViewModel,
+    i: usize,
+    cols: &[(SortColumn, u16)],
+    marked: &[String],
+    t: &Theme,
+) -> Row<'m> {
     let q = &model.summary().queues[i];
     let text = model.queue_text(i);
+    // An error outranks a mark: a marked queue in error shows `!` (the compare view names it).
     let marker = if queue_alert(q) {
         Cell::from(Span::styled("!", t.error()))
+    } else if marked.contains(&q.name) {
+        Cell::from(Span::styled("*", t.key()))
     } else {
         Cell::from(" ")
     };
@@ -351,6 +489,14 @@ fn queue_cell<'m>(q: &QueueSummary, text: &'m QueueText, col: SortColumn, t: &Th
         SortColumn::State => Cell::from(Span::styled(s, t.state(q.state))),
         SortColumn::Errors => {
             let style = if q.errors > 0 { t.error() } else { t.dim() };
+            Cell::from(Span::styled(s, style))
+        }
+        SortColumn::CError => {
+            let style = if cons_error(q).code() != 0 {
+                t.error()
+            } else {
+                t.dim()
+            };
             Cell::from(Span::styled(s, style))
         }
         _ => Cell::from(s),

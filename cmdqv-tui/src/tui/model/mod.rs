@@ -6,6 +6,7 @@
 
 pub mod devices;
 pub mod filter;
+pub mod history;
 pub mod log;
 pub mod probes;
 pub mod queues;

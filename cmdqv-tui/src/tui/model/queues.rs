@@ -4,6 +4,9 @@
 use std::cmp::Ordering;
 
 use cmdqv_core::analysis::{QueueState, QueueSummary};
+use cmdqv_core::event::ErrCode;
+use cmdqv_core::queue::Ring;
+use cmdqv_core::regs::cons_indx;
 
 use super::filter;
 use crate::tui::format;
@@ -28,10 +31,12 @@ pub enum SortColumn {
     Batch,
     Commands,
     Errors,
+    /// The error CONS_INDX.ERR reports, as a short name.
+    CError,
 }
 
 impl SortColumn {
-    pub const ALL: [SortColumn; 16] = [
+    pub const ALL: [SortColumn; 17] = [
         SortColumn::Id,
         SortColumn::Name,
         SortColumn::Vintf,
@@ -48,6 +53,7 @@ impl SortColumn {
         SortColumn::Batch,
         SortColumn::Commands,
         SortColumn::Errors,
+        SortColumn::CError,
     ];
 
     /// The column header (also shown as "sort: …").
@@ -69,7 +75,18 @@ impl SortColumn {
             SortColumn::Batch => "BATCH",
             SortColumn::Commands => "CMDS",
             SortColumn::Errors => "ERR",
+            SortColumn::CError => "CERR",
         }
+    }
+
+    /// The column's name in the config file (`cmd_rate`).
+    pub fn key(self) -> &'static str {
+        COLUMN_KEYS[self.index()]
+    }
+
+    /// The column a config file name stands for.
+    pub fn from_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.key() == key)
     }
 
     pub fn next(self) -> Self {
@@ -99,8 +116,8 @@ impl SortColumn {
             SortColumn::Vintf => (a.vintf, a.lvcmdq).cmp(&(b.vintf, b.lvcmdq)),
             SortColumn::State => state_rank(a.state).cmp(&state_rank(b.state)),
             SortColumn::Size => a.log2size.cmp(&b.log2size),
-            SortColumn::Prod => a.prod.cmp(&b.prod),
-            SortColumn::Cons => a.cons.cmp(&b.cons),
+            SortColumn::Prod => ring_ptr(a, a.prod).cmp(&ring_ptr(b, b.prod)),
+            SortColumn::Cons => ring_ptr(a, a.cons).cmp(&ring_ptr(b, b.cons)),
             SortColumn::Occupancy => f(a.occupancy, b.occupancy),
             SortColumn::CmdRate => f(a.commands_per_s, b.commands_per_s),
             SortColumn::SyncRate => f(a.syncs_per_s, b.syncs_per_s),
@@ -110,9 +127,60 @@ impl SortColumn {
             SortColumn::Batch => f(a.mean_batch_size, b.mean_batch_size),
             SortColumn::Commands => a.commands.cmp(&b.commands),
             SortColumn::Errors => a.errors.cmp(&b.errors),
+            SortColumn::CError => cons_error(a).code().cmp(&cons_error(b).code()),
         }
     }
 }
+
+/// A queue's ring, from the size the collector last saw.
+fn ring(q: &QueueSummary) -> Ring {
+    Ring::new(0, q.log2size.into())
+}
+
+/// PROD or CONS as a ring pointer: wrap bit and index, without the bits above (CONS.ERR).
+fn ring_ptr(q: &QueueSummary, p: u32) -> u32 {
+    p & ring(q).ptr_mask()
+}
+
+/// The error CONS_INDX.ERR holds (0: none).
+pub fn cons_error(q: &QueueSummary) -> ErrCode {
+    ErrCode::new(cons_indx::err(q.cons).into())
+}
+
+/// PROD or CONS as the table shows it: the ring index in hex, then ` w` when the wrap bit is
+/// set (`1b1 w`), so a lap is not mistaken for a jump of 2^n entries. A size of 0 is what the
+/// summary says before the size is known: the pointer is then shown whole (ERR left out).
+pub fn ring_index_text(q: &QueueSummary, p: u32) -> String {
+    let r = ring(q);
+    if q.log2size == 0 {
+        format!("{:x}", p & cons_indx::RD_MASK)
+    } else if r.wrap(p) {
+        format!("{:x} w", r.idx(p))
+    } else {
+        format!("{:x}", r.idx(p))
+    }
+}
+
+/// The columns' names in the config file, in [`SortColumn::ALL`] order.
+pub const COLUMN_KEYS: [&str; SortColumn::ALL.len()] = [
+    "id",
+    "name",
+    "vintf",
+    "state",
+    "size",
+    "prod",
+    "cons",
+    "occupancy",
+    "cmd_rate",
+    "sync_rate",
+    "p50",
+    "p99",
+    "max",
+    "batch",
+    "commands",
+    "errors",
+    "cerr",
+];
 
 fn state_rank(s: QueueState) -> u8 {
     match s {
@@ -200,8 +268,8 @@ fn cell_text(q: &QueueSummary, col: SortColumn) -> String {
         },
         SortColumn::State => state_label(q.state).to_string(),
         SortColumn::Size => format::entries(q.log2size),
-        SortColumn::Prod => format!("{:x}", q.prod),
-        SortColumn::Cons => format!("{:x}", q.cons),
+        SortColumn::Prod => ring_index_text(q, q.prod),
+        SortColumn::Cons => ring_index_text(q, q.cons),
         SortColumn::Occupancy => format::percent(q.occupancy),
         SortColumn::CmdRate => format::rate(q.commands_per_s),
         SortColumn::SyncRate => format::rate(q.syncs_per_s),
@@ -212,6 +280,7 @@ fn cell_text(q: &QueueSummary, col: SortColumn) -> String {
         SortColumn::Batch => format::rate(q.mean_batch_size),
         SortColumn::Commands => format::count(q.commands),
         SortColumn::Errors => format::count(q.errors),
+        SortColumn::CError => cons_error(q).short_name().into_owned(),
     }
 }
 
@@ -257,8 +326,31 @@ mod tests {
         assert_eq!(text.cell(SortColumn::Vintf), "-");
         assert_eq!(text.cell(SortColumn::State), "error");
         assert_eq!(text.cell(SortColumn::Prod), "1f");
+        assert_eq!(text.cell(SortColumn::CError), "-");
         assert_eq!(text.cell(SortColumn::CmdRate), "1.23k");
         assert_eq!(text.cell(SortColumn::Batch), "-", "no batch yet");
         assert!(queue_alert(&x));
+    }
+
+    #[test]
+    fn pointers_show_index_and_wrap_apart_and_the_error_by_name() {
+        let mut x = q("vcmdq1", QueueState::Error, 0.0);
+        x.log2size = 9;
+        // CONS_INDX with CERROR_ILL in bits 30:24, the wrap bit (bit 9) and index 0x1b1.
+        x.cons = 0x0100_03b1;
+        x.prod = 0x1b1;
+        let text = QueueText::new(&x);
+        assert_eq!(text.cell(SortColumn::Cons), "1b1 w");
+        assert_eq!(text.cell(SortColumn::Prod), "1b1");
+        assert_eq!(text.cell(SortColumn::CError), "ILL");
+        let mut y = x.clone();
+        y.cons = 0x3b0;
+        assert_eq!(
+            SortColumn::Cons.compare(&x, &y),
+            Ordering::Greater,
+            "ERR is not part of the pointer"
+        );
+        y.cons = 0x3b2;
+        assert_eq!(SortColumn::Cons.compare(&x, &y), Ordering::Less);
     }
 }
