@@ -2,6 +2,7 @@
 //!
 //! - [`summary`]: the summary contract the TUI, the headless JSON output and replay read
 //!   (field names are a contract).
+//! - [`stats`]: the tests `cmdqv diff` reports (Mann-Whitney U from histograms, Welch's t).
 //! - [`render`]: text for people (log lines, queue names, durations).
 //! - [`collector`]: correlation and per-queue statistics with bounded memory ([`Collector`]),
 //!   over [`batch`] correlation, per-queue state, the VINTF panel's state and a host kernel's
@@ -15,6 +16,7 @@ pub mod host_queues;
 pub mod phases;
 mod queue_stats;
 pub mod render;
+pub mod stats;
 pub mod summary;
 mod vintf;
 
