@@ -21,6 +21,7 @@
 //!   per-queue statistics with bounded memory).
 //! - [`record`]: the trace file format (writer, crash-tolerant reader of versions 2 and 1).
 //! - [`export`]: Perfetto / Chrome trace-event export.
+//! - [`diff`]: two runs compared queue by queue, each change judged by a named test.
 //! - [`sim`]: the simulated VMM, synthetic guest driver and scenarios.
 //! - [`qemu`]: tracing a real QEMU (trace-log parsing, symbol discovery, probe choice).
 //! - [`btf`]: a checked reader of the kernel's BTF (function parameters, struct member offsets)
@@ -29,6 +30,7 @@
 pub mod analysis;
 pub mod btf;
 pub mod command;
+pub mod diff;
 pub mod engine;
 pub mod event;
 pub mod export;

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use cmdqv_tui::commands::{
     bench_hook::{self, BenchHookArgs},
     bench_probes::{self, BenchProbesArgs},
+    diff::{self, DiffArgs, EXIT_NOTHING_MATCHED, NothingMatched},
     doctor::{self, DoctorArgs},
     export::{self, ExportArgs},
     host::{self, EXIT_NO_SUBMISSION_PROBE, HostArgs, NoSubmissionProbe},
@@ -59,6 +60,10 @@ enum Cmd {
     Sample(SampleArgs),
     /// Export a trace file for ui.perfetto.dev (Chrome trace-event JSON).
     Export(ExportArgs),
+    /// Compare two recordings per queue and opcode: commands/s, batch sizes, batch latency and
+    /// its phases, with the change and whether a named test finds it significant. Exit status 2
+    /// when no queue matches.
+    Diff(DiffArgs),
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]
     BenchProbes(BenchProbesArgs),
@@ -84,14 +89,18 @@ fn main() {
         Cmd::Replay(a) => replay::run(a),
         Cmd::Sample(a) => sample::run(a),
         Cmd::Export(a) => export::run(a),
+        Cmd::Diff(a) => diff::run(a),
         Cmd::BenchProbes(a) => bench_probes::run(a),
         Cmd::BenchHook(a) => bench_hook::run(a),
     };
     if let Err(e) = done {
         eprintln!("cmdqv: {e:#}");
         let no_probe = e.downcast_ref::<NoSubmissionProbe>().is_some();
+        let unmatched = e.downcast_ref::<NothingMatched>().is_some();
         std::process::exit(if no_probe {
             EXIT_NO_SUBMISSION_PROBE
+        } else if unmatched {
+            EXIT_NOTHING_MATCHED
         } else {
             1
         });

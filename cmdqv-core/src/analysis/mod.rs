@@ -24,7 +24,7 @@ pub use batch::{Batch, BatchTracker, PENDING_CAP};
 pub use collector::{Collector, CollectorConfig, IOCTL_CAP, LOG_CAP, LOG_ERRORS_KEPT, MAX_QUEUES};
 pub use host_queues::{HostQueues, LATENCY_CALL, LATENCY_POLL, MAX_HOST_QUEUES};
 pub use phases::{PHASES, Phase, PhaseHistograms};
-pub use queue_stats::{LATENCY_BUCKETS, RATE_HISTORY_CAP, RECENT_CAP};
+pub use queue_stats::{LATENCY_BUCKETS, QueueSamples, RATE_HISTORY_CAP, RECENT_CAP};
 pub use render::{
     RegNameFn, format_duration_ns, host_queue_name, ioctl_name, ioctl_text, is_error_event,
     log_line, queue_event_title, queue_name, render,

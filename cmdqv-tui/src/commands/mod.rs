@@ -4,6 +4,7 @@
 
 pub mod bench_hook;
 pub mod bench_probes;
+pub mod diff;
 pub mod doctor;
 pub mod export;
 pub mod host;

@@ -1,5 +1,5 @@
 //! The detail view of one queue: counters, last error with its command, rate sparkline,
-//! latency histogram, last commands.
+//! phases of the batch latency, latency histogram, last commands.
 
 use cmdqv_core::analysis::{QueueError, QueueSummary};
 use ratatui::Frame;
@@ -8,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Sparkline, Wrap};
 
 use super::common::panel;
+use super::phases::{draw_phases, phases_height};
 use crate::tui::format;
 use crate::tui::model::queues::state_label;
 use crate::tui::theme::Theme;
@@ -53,8 +54,14 @@ pub fn draw_detail(
     );
     f.render_widget(last_error(q, t), err);
     draw_sparkline(q, t, f, spark);
-    let [hist, recent] =
+    let [left, recent] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(bottom);
+    let phases_h = phases_height(q).min(left.height / 2);
+    let [phases, hist] =
+        Layout::vertical([Constraint::Length(phases_h), Constraint::Fill(1)]).areas(left);
+    if phases_h > 0 {
+        draw_phases(q, t, f, phases);
+    }
     draw_histogram(q, t, f, hist);
     draw_recent(q, t, f, recent);
 }

@@ -12,6 +12,7 @@ pub mod header;
 pub mod help;
 pub mod log;
 pub mod pane;
+pub mod phases;
 pub mod probes;
 pub mod queues;
 pub mod screen;
