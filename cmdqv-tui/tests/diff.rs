@@ -1,4 +1,4 @@
-//! `cmdqv diff` end to end on recordings of the sim (`cmdqv record … sim --no-ebpf`): the same
+//! `cmdqv diff` end to end on recordings of the sim (`cmdqv record … sim`): the same
 //! scenario twice finds no significant latency change, two rates of `steady-unmap` a
 //! significant rate change, the two paths of `trapped-vs-vcmdq` their latency difference with
 //! its direction; errors of one run only, nothing to match, and damaged files.
@@ -23,17 +23,29 @@ fn tmp(name: &str) -> PathBuf {
 
 /// Records `args` of `cmdqv sim` (in-process events: no eBPF needed) to a temporary file.
 fn record(name: &str, args: &[&str]) -> PathBuf {
+    record_with(name, &[&["--no-ebpf"], args].concat())
+}
+
+/// Whether the privileged (eBPF) tests run: as root, unless CMDQV_SKIP_PRIVILEGED=1.
+fn privileged() -> bool {
+    if std::env::var_os("CMDQV_SKIP_PRIVILEGED").is_some_and(|v| v == "1") {
+        eprintln!("CMDQV_SKIP_PRIVILEGED=1: skipping a privileged eBPF test");
+        return false;
+    }
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "needs root (CMDQV_SKIP_PRIVILEGED=1 skips knowingly)"
+    );
+    true
+}
+
+/// Records `cmdqv sim ARGS` to a temporary file.
+fn record_with(name: &str, args: &[&str]) -> PathBuf {
     let _one_at_a_time = SIM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let file = tmp(name);
     let out = Command::new(bin())
-        .args([
-            "record",
-            "-o",
-            file.to_str().unwrap(),
-            "sim",
-            "--no-ebpf",
-            "--json",
-        ])
+        .args(["record", "-o", file.to_str().unwrap(), "sim", "--json"])
         .args(args)
         .output()
         .expect("run cmdqv record");
@@ -194,7 +206,13 @@ fn steady_unmap_at_two_rates_is_a_significant_rate_change() {
 
 #[test]
 fn trapped_against_direct_shows_the_latency_difference_and_its_direction() {
-    let f = record(
+    // Traced by the real probes (as `cmdqv sim` runs by default): in-process on this loaded
+    // 2-vCPU VM the direct path's hardware thread waits for a CPU about as long as the trapped
+    // path's modelled forwarding takes, and the two medians come within ~15 % of each other.
+    if !privileged() {
+        return;
+    }
+    let f = record_with(
         "trapped-vs-vcmdq.cmdqv",
         &["--scenario", "trapped-vs-vcmdq", "--duration", "2s"],
     );

@@ -124,8 +124,22 @@ pub struct Collector {
     old_errors: VecDeque<Event>,
     /// `smmu_queue_from_mmio`: (PROD of the open batch, commands still to fetch).
     smmu_batch: Option<(u64, u64)>,
-    /// Each thread's last MMIO write and KVM exit, which start a doorbell's phases.
+    /// Each thread's last PROD write and KVM exit, which start a doorbell's phases.
     threads: ThreadEntries,
+}
+
+/// A doorbell register: the SMMU's CMDQ_PROD or a VCMDQ's PROD_INDX (global or VINTF page).
+fn is_prod_register(device: Device, offset: u64) -> bool {
+    match device {
+        Device::Smmu => offset & (PAGE_SIZE - 1) == smmu::CMDQ_PROD,
+        Device::Cmdqv => matches!(
+            regs::decode(offset),
+            Some(RegRef::Vcmdq {
+                reg: VcmdqReg::Page0(Page0Reg::ProdIndx),
+                ..
+            })
+        ),
+    }
 }
 
 impl Collector {
@@ -363,8 +377,8 @@ impl Collector {
         queues.any(|q| q.ioctl(tid, ns));
     }
 
-    /// The queue a CONS_INDX register of the CMDQV belongs to, by its global or VINTF-logical
-    /// page.
+    /// The queue (already tracked) a CONS_INDX register of the CMDQV belongs to, by its global
+    /// or VINTF-logical page.
     fn cons_register_queue(&mut self, offset: u64) -> Option<&mut QueueStats> {
         let Some(RegRef::Vcmdq {
             aperture,
@@ -375,7 +389,8 @@ impl Collector {
             return None;
         };
         match aperture {
-            Aperture::Global => self.queue_mut(slot.into()),
+            // Only a queue already seen is timed: a register read alone does not make a row.
+            Aperture::Global => self.queues.get_mut(usize::from(slot))?.as_deref_mut(),
             Aperture::Vintf(v) => self.queues.iter_mut().flatten().find_map(|q| {
                 let mine = q.vintf == Some(v.into()) && q.lvcmdq == Some(slot.into());
                 mine.then_some(&mut **q)
@@ -403,7 +418,7 @@ impl Collector {
     /// (writes) and the guest saw CONS (reads), for the batch phases.
     fn mmio(&mut self, e: &Event, device: Device, offset: u64, value: u64, write: bool) {
         let ts_ns = e.ts_ns;
-        if write {
+        if write && is_prod_register(device, offset) {
             self.threads.mmio_write(e.tid, ts_ns);
         }
         match device {
@@ -431,11 +446,15 @@ impl Collector {
                 }
             }
             smmu::CMDQ_PROD if write && from_mmio => self.smmu_doorbell(e, value),
-            smmu::CMDQ_CONS if !write => {
+            smmu::CMDQ_CONS if !write && from_mmio => {
                 if let Some(q) = self.queue_mut(MAIN_CMDQ) {
-                    if from_mmio {
-                        q.cons = value & u64::from(cons_indx::RD_MASK);
-                    }
+                    q.cons = value & u64::from(cons_indx::RD_MASK);
+                    q.cons_read(ts_ns, value);
+                }
+            }
+            // A read alone does not make the queue a row: only a queue already seen is timed.
+            smmu::CMDQ_CONS if !write => {
+                if let Some(q) = self.main.as_deref_mut() {
                     q.cons_read(ts_ns, value);
                 }
             }

@@ -214,7 +214,7 @@ impl PassTimes {
 /// replaced beyond this.
 pub const THREADS_TRACKED: usize = 16;
 
-/// Per thread: its last MMIO write entry and its last KVM MMIO write exit, each taken once.
+/// Per thread: its last PROD write in the VMM and its last KVM MMIO write exit, each taken once.
 #[derive(Clone, Debug, Default)]
 pub struct ThreadEntries {
     t: [(u32, Entry); THREADS_TRACKED],
