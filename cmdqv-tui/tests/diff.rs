@@ -3,7 +3,7 @@
 //! significant rate change, the two paths of `trapped-vs-vcmdq` their latency difference with
 //! its direction; errors of one run only, nothing to match, and damaged files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use cmdqv_core::event::{Event, Payload, QueueEvent, Source};
@@ -102,7 +102,7 @@ fn diff(args: &[&str]) -> Output {
         .expect("run cmdqv diff")
 }
 
-fn diff_json(a: &PathBuf, b: &PathBuf, extra: &[&str]) -> Value {
+fn diff_json(a: &Path, b: &Path, extra: &[&str]) -> Value {
     let mut args = vec![a.to_str().unwrap(), b.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     let out = diff(&args);
