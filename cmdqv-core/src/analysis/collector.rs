@@ -415,7 +415,9 @@ impl Collector {
 
     /// What trapped MMIO says about device state: VINTF configuration and SID tables, error
     /// maps, the SMMU command queue's size (from its CMDQ_BASE write); and when the VMM entered
-    /// (writes) and the guest saw CONS (reads), for the batch phases.
+    /// (writes) and the guest saw CONS (reads), for the batch phases. Kept out of line: commands
+    /// outnumber MMIO accesses many times over, and their path through `ingest` is the hot one.
+    #[inline(never)]
     fn mmio(&mut self, e: &Event, device: Device, offset: u64, value: u64, write: bool) {
         let ts_ns = e.ts_ns;
         if write && is_prod_register(device, offset) {

@@ -273,7 +273,7 @@ impl QueueStats {
     }
 
     /// A command taken from the queue at pointer `index`, in second `sec` of the run.
-    #[inline]
+    #[inline(always)]
     pub fn command(&mut self, ts_ns: u64, sec: u64, index: u32, w0: u64, w1: u64) {
         self.enabled = true;
         self.advance_rate(sec);
