@@ -415,3 +415,86 @@ pub fn diff(
         errors: error_diff(&run_errors(a), &run_errors(b)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(name: &str, vi: Option<(u32, u32)>) -> QueueSummary {
+        QueueSummary {
+            name: name.into(),
+            vintf: vi.map(|v| v.0),
+            lvcmdq: vi.map(|v| v.1),
+            ..QueueSummary::default()
+        }
+    }
+
+    #[test]
+    fn queues_match_by_pair_then_vintf_lvcmdq_then_name_each_once() {
+        let a = [
+            q("smmu-cmdq", None),
+            q("vcmdq0", Some((0, 0))),
+            q("vcmdq1", Some((0, 1))),
+        ];
+        // B's global ids moved (vcmdq4 is LVCMDQ 0 now), and an unrelated vcmdq0 exists.
+        let b = [
+            q("vcmdq4", Some((0, 0))),
+            q("vcmdq0", Some((1, 0))),
+            q("smmu-cmdq", None),
+            q("vcmdq5", Some((0, 1))),
+        ];
+        let m = match_queues(&a, &b, &DiffOptions::default());
+        assert_eq!(
+            m,
+            [
+                (0, 2, "name"),
+                (1, 0, "vintf/lvcmdq"),
+                (2, 3, "vintf/lvcmdq")
+            ]
+        );
+        let o = DiffOptions {
+            pairs: vec![("smmu-cmdq".into(), "vcmdq5".into())],
+            ..DiffOptions::default()
+        };
+        let m = match_queues(&a, &b, &o);
+        assert_eq!(m, [(0, 3, "pair"), (1, 0, "vintf/lvcmdq")]);
+        assert!(match_queues(&a[..1], &b[..2], &DiffOptions::default()).is_empty());
+    }
+
+    #[test]
+    fn significant_needs_the_test_and_the_noise_threshold() {
+        let o = DiffOptions::default();
+        let t = |p| TestResult {
+            test: "welch-t",
+            statistic: 0.0,
+            z: None,
+            df: None,
+            p_value: p,
+        };
+        assert!(judge(&o, 100.0, 150.0, Some(&t(0.001))));
+        assert!(
+            !judge(&o, 100.0, 110.0, Some(&t(1e-30))),
+            "below the noise threshold"
+        );
+        assert!(
+            !judge(&o, 100.0, 150.0, Some(&t(0.2))),
+            "the test does not reject"
+        );
+        assert!(!judge(&o, 100.0, 150.0, None), "no test, no verdict");
+        assert!(judge(&o, 0.0, 5.0, Some(&t(0.001))), "from zero");
+        let m = metric(&o, 200.0, 100.0, Some(t(0.01)));
+        assert_eq!(
+            (m.change, m.direction, m.significant),
+            (Some(-0.5), "lower", true)
+        );
+    }
+
+    #[test]
+    fn errors_of_one_side_only_are_listed() {
+        let a = BTreeMap::from([("CERROR_ILL".to_string(), 3), ("CERROR_ABT".to_string(), 0)]);
+        let b = BTreeMap::from([("CERROR_ABT".to_string(), 2)]);
+        let e = error_diff(&a, &b);
+        assert_eq!(e.only_in_a, ["CERROR_ILL"]);
+        assert_eq!(e.only_in_b, ["CERROR_ABT"]);
+    }
+}
