@@ -23,6 +23,7 @@
 //! - [`export`]: Chrome trace-event JSON export (ui.perfetto.dev, chrome://tracing).
 //! - [`perfetto`]: native Perfetto protobuf export (`.pftrace`).
 //! - [`report`]: `cmdqv report`, a recording as one self-contained HTML file of plots.
+//! - [`diff`]: two runs compared queue by queue, each change judged by a named test.
 //! - [`sim`]: the simulated VMM, synthetic guest driver and scenarios.
 //! - [`qemu`]: tracing a real QEMU (trace-log parsing, symbol discovery, probe choice).
 //! - [`btf`]: a checked reader of the kernel's BTF (function parameters, struct member offsets)
@@ -31,6 +32,7 @@
 pub mod analysis;
 pub mod btf;
 pub mod command;
+pub mod diff;
 pub mod engine;
 pub mod event;
 pub mod export;

@@ -12,6 +12,7 @@ use cmdqv_tui::commands::{
     bench_serve::{self, BenchServeArgs},
     completions::{self, CompletionsArgs, ManArgs},
     config::{self as config_cmd, ConfigArgs},
+    diff::{self, DiffArgs, EXIT_NOTHING_MATCHED, NothingMatched},
     doctor::{self, DoctorArgs},
     export::{self, ExportArgs},
     host::{self, EXIT_NO_SUBMISSION_PROBE, HostArgs, NoSubmissionProbe},
@@ -87,6 +88,10 @@ enum Cmd {
     /// The terminal UI's config file: `--print-default` prints the default file with comments,
     /// `--check` reads yours (or --config FILE) and says whether it is good.
     Config(ConfigArgs),
+    /// Compare two recordings per queue and opcode: commands/s, batch sizes, batch latency and
+    /// its phases, with the change and whether a named test finds it significant. Exit status 2
+    /// when no queue matches.
+    Diff(DiffArgs),
     /// (internal) Probe benchmark: our uprobe vs bpftrace, and delivery at offered rates.
     #[command(hide = true)]
     BenchProbes(BenchProbesArgs),
@@ -126,6 +131,7 @@ fn main() {
         Cmd::Man(a) => completions::man(a, Cli::command()),
         Cmd::Serve(a) => serve::run(a),
         Cmd::Config(a) => config_cmd::run(a, cli.config.as_deref()),
+        Cmd::Diff(a) => diff::run(a),
         Cmd::BenchProbes(a) => bench_probes::run(a),
         Cmd::BenchHook(a) => bench_hook::run(a),
         Cmd::BenchServe(a) => bench_serve::run(a),
@@ -133,8 +139,11 @@ fn main() {
     if let Err(e) = done {
         eprintln!("cmdqv: {e:#}");
         let no_probe = e.downcast_ref::<NoSubmissionProbe>().is_some();
+        let unmatched = e.downcast_ref::<NothingMatched>().is_some();
         std::process::exit(if no_probe {
             EXIT_NO_SUBMISSION_PROBE
+        } else if unmatched {
+            EXIT_NOTHING_MATCHED
         } else {
             1
         });

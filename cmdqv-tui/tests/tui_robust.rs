@@ -6,8 +6,8 @@ mod tui_fixture;
 use std::collections::BTreeMap;
 
 use cmdqv_core::analysis::{
-    Handover, Latency, LogLine, ProbeStatus, QueueError, QueueState, QueueSummary, RecentCommand,
-    Summary, VintfSummary,
+    Handover, Latency, LogLine, PhaseLatency, ProbeStatus, QueueError, QueueState, QueueSummary,
+    RecentCommand, Summary, VintfSummary,
 };
 use cmdqv_core::event::Source;
 use cmdqv_tui::tui::{App, TuiOptions};
@@ -67,6 +67,14 @@ fn extreme() -> Summary {
             max: u64::MAX,
             mean: f64::INFINITY,
         },
+        phases_ns: BTreeMap::from([(
+            long.clone(),
+            PhaseLatency {
+                count: u64::MAX,
+                p50: u64::MAX,
+                p99: u64::MAX,
+            },
+        )]),
         opcodes: BTreeMap::from([(String::new(), u64::MAX), (long.clone(), 0)]),
         last_error: Some(QueueError {
             ts_ns: u64::MAX,

@@ -8,13 +8,16 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::analysis::host_queues::HostQueues;
-use crate::analysis::queue_stats::{QueueStats, push_bounded};
+use crate::analysis::phases::ThreadEntries;
+use crate::analysis::queue_stats::{QueueSamples, QueueStats, push_bounded};
 use crate::analysis::render::{RegNameFn, ioctl_name, is_error_event, log_line};
 use crate::analysis::summary::{Handover, LogLine, ProbeStatus, Summary, VintfSummary};
 use crate::analysis::vintf::track_vintf_mmio;
 use crate::event::{Device, Event, MAIN_CMDQ, Payload, QueueEvent, Source};
 use crate::probe_abi::{self, DecodeError};
-use crate::regs::{PAGE_SIZE, cons_indx, prod_indx, smmu};
+use crate::regs::{
+    self, Aperture, PAGE_SIZE, Page0Reg, RegRef, VcmdqReg, cons_indx, prod_indx, smmu,
+};
 
 /// Highest global VCMDQ index the collector tracks; events for larger ids (other than
 /// [`MAIN_CMDQ`]) are counted as collector overflow drops. Ids come from the traced VMM, which
@@ -125,6 +128,22 @@ pub struct Collector {
     texts: VecDeque<LogLine>,
     /// `smmu_queue_from_mmio`: (PROD of the open batch, commands still to fetch).
     smmu_batch: Option<(u64, u64)>,
+    /// Each thread's last PROD write and KVM exit, which start a doorbell's phases.
+    threads: ThreadEntries,
+}
+
+/// A doorbell register: the SMMU's CMDQ_PROD or a VCMDQ's PROD_INDX (global or VINTF page).
+fn is_prod_register(device: Device, offset: u64) -> bool {
+    match device {
+        Device::Smmu => offset & (PAGE_SIZE - 1) == smmu::CMDQ_PROD,
+        Device::Cmdqv => matches!(
+            regs::decode(offset),
+            Some(RegRef::Vcmdq {
+                reg: VcmdqReg::Page0(Page0Reg::ProdIndx),
+                ..
+            })
+        ),
+    }
 }
 
 impl Collector {
@@ -147,6 +166,7 @@ impl Collector {
             old_errors: VecDeque::with_capacity(LOG_ERRORS_KEPT),
             texts: VecDeque::new(),
             smmu_batch: None,
+            threads: ThreadEntries::default(),
         }
     }
 
@@ -302,9 +322,15 @@ impl Collector {
                 });
                 true
             }
-            Payload::Queue { queue, event } => self.queue_event(ev.ts_ns, sec, queue, &event),
-            Payload::Ioctl { cmd, ret, .. } => {
+            Payload::Queue { queue, event } => self.queue_event(ev, sec, queue, &event),
+            Payload::Ioctl {
+                cmd,
+                ret,
+                duration_ns,
+                ..
+            } => {
                 self.t.ioctl(cmd, ret < 0);
+                self.ioctl_in_pass(ev.tid, duration_ns);
                 true
             }
             Payload::Mmio {
@@ -314,7 +340,11 @@ impl Collector {
                 write,
                 ..
             } => {
-                self.mmio(ev.ts_ns, device, offset, value, write);
+                self.mmio(ev, device, offset, value, write);
+                true
+            }
+            Payload::KvmMmio { kind: 2, .. } => {
+                self.threads.kvm_write(ev.tid, ev.ts_ns);
                 true
             }
             _ => true,
@@ -340,13 +370,53 @@ impl Collector {
     }
 
     /// A queue event; false when the queue id is not tracked.
-    fn queue_event(&mut self, ts_ns: u64, sec: u64, queue: u32, ev: &QueueEvent) -> bool {
+    fn queue_event(&mut self, e: &Event, sec: u64, queue: u32, ev: &QueueEvent) -> bool {
+        if queue != MAIN_CMDQ && queue >= MAX_QUEUES {
+            return false;
+        }
+        let entry = match ev {
+            QueueEvent::Doorbell { .. } => Some(self.threads.take(e.tid)),
+            _ => None,
+        };
         let Some(q) = self.queue_mut(queue) else {
             return false;
         };
         q.advance_rate(sec);
-        q.apply(ts_ns, ev);
+        match (*ev, entry) {
+            (QueueEvent::Doorbell { prod, cons }, Some(entry)) => {
+                q.doorbell(e.ts_ns, e.tid, entry, prod, cons)
+            }
+            _ => q.apply(e.ts_ns, ev),
+        }
         true
+    }
+
+    /// An ioctl belongs to the pass open on its thread (the trapped path forwards invalidations
+    /// to the host while the guest waits).
+    fn ioctl_in_pass(&mut self, tid: u32, ns: u64) {
+        let mut queues = self.main.iter_mut().chain(self.queues.iter_mut().flatten());
+        queues.any(|q| q.ioctl(tid, ns));
+    }
+
+    /// The queue (already tracked) a CONS_INDX register of the CMDQV belongs to, by its global
+    /// or VINTF-logical page.
+    fn cons_register_queue(&mut self, offset: u64) -> Option<&mut QueueStats> {
+        let Some(RegRef::Vcmdq {
+            aperture,
+            slot,
+            reg: VcmdqReg::Page0(Page0Reg::ConsIndx),
+        }) = regs::decode(offset)
+        else {
+            return None;
+        };
+        match aperture {
+            // Only a queue already seen is timed: a register read alone does not make a row.
+            Aperture::Global => self.queues.get_mut(usize::from(slot))?.as_deref_mut(),
+            Aperture::Vintf(v) => self.queues.iter_mut().flatten().find_map(|q| {
+                let mine = q.vintf == Some(v.into()) && q.lvcmdq == Some(slot.into());
+                mine.then_some(&mut **q)
+            }),
+        }
     }
 
     /// `smmu_queue_from_mmio`: the last command fetch of a batch ends it.
@@ -365,15 +435,30 @@ impl Collector {
     }
 
     /// What trapped MMIO says about device state: VINTF configuration and SID tables, error
-    /// maps, and the SMMU command queue's size (from its CMDQ_BASE write).
-    fn mmio(&mut self, ts_ns: u64, device: Device, offset: u64, value: u64, write: bool) {
+    /// maps, the SMMU command queue's size (from its CMDQ_BASE write); and when the VMM entered
+    /// (writes) and the guest saw CONS (reads), for the batch phases. Kept out of line: commands
+    /// outnumber MMIO accesses many times over, and their path through `ingest` is the hot one.
+    #[inline(never)]
+    fn mmio(&mut self, e: &Event, device: Device, offset: u64, value: u64, write: bool) {
+        let ts_ns = e.ts_ns;
+        if write && is_prod_register(device, offset) {
+            self.threads.mmio_write(e.tid, ts_ns);
+        }
         match device {
-            Device::Smmu => self.smmu_mmio(ts_ns, offset, value, write),
-            Device::Cmdqv => track_vintf_mmio(&mut self.vintfs, offset, value, write),
+            Device::Smmu => self.smmu_mmio(e, offset, value, write),
+            Device::Cmdqv => {
+                track_vintf_mmio(&mut self.vintfs, offset, value, write);
+                if !write {
+                    if let Some(q) = self.cons_register_queue(offset) {
+                        q.cons_read(ts_ns, value);
+                    }
+                }
+            }
         }
     }
 
-    fn smmu_mmio(&mut self, ts_ns: u64, offset: u64, value: u64, write: bool) {
+    fn smmu_mmio(&mut self, e: &Event, offset: u64, value: u64, write: bool) {
+        let ts_ns = e.ts_ns;
         // Page1 aliases page0 on the SMMU.
         let off = offset & (PAGE_SIZE - 1);
         let from_mmio = self.cfg.smmu_queue_from_mmio;
@@ -383,10 +468,17 @@ impl Collector {
                     q.set_log2size(value & smmu::Q_BASE_LOG2SIZE_MASK);
                 }
             }
-            smmu::CMDQ_PROD if write && from_mmio => self.smmu_doorbell(ts_ns, value),
+            smmu::CMDQ_PROD if write && from_mmio => self.smmu_doorbell(e, value),
             smmu::CMDQ_CONS if !write && from_mmio => {
                 if let Some(q) = self.queue_mut(MAIN_CMDQ) {
                     q.cons = value & u64::from(cons_indx::RD_MASK);
+                    q.cons_read(ts_ns, value);
+                }
+            }
+            // A read alone does not make the queue a row: only a queue already seen is timed.
+            smmu::CMDQ_CONS if !write => {
+                if let Some(q) = self.main.as_deref_mut() {
+                    q.cons_read(ts_ns, value);
                 }
             }
             _ => {}
@@ -394,8 +486,9 @@ impl Collector {
     }
 
     /// `smmu_queue_from_mmio`: a CMDQ_PROD write opens a batch of PROD - (previous PROD).
-    fn smmu_doorbell(&mut self, ts_ns: u64, value: u64) {
+    fn smmu_doorbell(&mut self, e: &Event, value: u64) {
         let prod = value & u64::from(prod_indx::WR_MASK);
+        let entry = self.threads.take(e.tid);
         let Some(q) = self.queue_mut(MAIN_CMDQ) else {
             return;
         };
@@ -403,11 +496,7 @@ impl Collector {
         let mask = q.index_mask().unwrap_or(prod_indx::WR_MASK.into());
         let n = (prod.wrapping_sub(cons)) & mask;
         let (p, c) = (prod & mask, cons & mask);
-        let doorbell = QueueEvent::Doorbell {
-            prod: p as u32,
-            cons: c as u32,
-        };
-        q.apply(ts_ns, &doorbell);
+        q.doorbell(e.ts_ns, e.tid, entry, p as u32, c as u32);
         self.smmu_batch = (n > 0).then_some((p, n));
     }
 
@@ -474,6 +563,13 @@ impl Collector {
             lines.sort_by_key(|l| l.ts_ns);
         }
         lines
+    }
+
+    /// Per tracked queue (the SMMU's own first, then VCMDQs by global index): its summary name
+    /// and what `cmdqv diff` tests on it. Host kernel queues are not included.
+    pub fn queue_samples(&self) -> Vec<(u32, QueueSamples)> {
+        let queues = self.main.iter().chain(self.queues.iter().flatten());
+        queues.map(|q| (q.id(), q.samples())).collect()
     }
 
     /// One readable log line for an event.

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use hdrhistogram::Histogram;
 
 use crate::analysis::batch::BatchTracker;
+use crate::analysis::phases::{Entry, PassTimes, PhaseHistograms, latency_histogram};
 use crate::analysis::render::queue_name;
 use crate::analysis::summary::{Latency, QueueError, QueueState, QueueSummary, RecentCommand};
 use crate::command::{self, describe, op};
@@ -21,9 +22,6 @@ pub const RECENT_CAP: usize = 32;
 pub const RATE_HISTORY_CAP: usize = 120;
 /// Log2 latency buckets (the last one also holds everything above 2^39 ns).
 pub const LATENCY_BUCKETS: usize = 40;
-/// Largest latency the percentile histogram resolves (60 s); larger samples are clamped there
-/// (the exact maximum and mean are kept separately).
-const LATENCY_HIGH_NS: u64 = 60_000_000_000;
 /// CERROR codes are 7 bits wide.
 const CERROR_CODES: usize = 128;
 
@@ -44,12 +42,15 @@ struct QueueCounters {
     errors_by_code: [u64; CERROR_CODES],
     batches: u64,
     batch_commands: u64,
+    /// Sum of squared batch sizes (their variance, for `cmdqv diff`).
+    batch_commands_sq: u128,
     opcodes: [u64; 256],
     latency: Option<Box<Histogram<u64>>>,
     latency_count: u64,
     latency_sum: u128,
     latency_max: u64,
     latency_log2: [u64; LATENCY_BUCKETS],
+    phases: PhaseHistograms,
 }
 
 impl Default for QueueCounters {
@@ -61,24 +62,23 @@ impl Default for QueueCounters {
             errors_by_code: [0; CERROR_CODES],
             batches: 0,
             batch_commands: 0,
+            batch_commands_sq: 0,
             opcodes: [0; 256],
             latency: None,
             latency_count: 0,
             latency_sum: 0,
             latency_max: 0,
             latency_log2: [0; LATENCY_BUCKETS],
+            phases: PhaseHistograms::default(),
         }
     }
 }
 
 impl QueueCounters {
     fn record_latency(&mut self, ns: u64) {
-        let h = self.latency.get_or_insert_with(|| {
-            Box::new(
-                Histogram::new_with_bounds(1, LATENCY_HIGH_NS, 2)
-                    .expect("constant histogram bounds are valid"),
-            )
-        });
+        let h = self
+            .latency
+            .get_or_insert_with(|| Box::new(latency_histogram()));
         h.saturating_record(ns.max(1));
         self.latency_count += 1;
         self.latency_sum += u128::from(ns);
@@ -87,13 +87,22 @@ impl QueueCounters {
         self.latency_log2[b] += 1;
     }
 
+    fn batch(&mut self, commands: u64) {
+        self.batches += 1;
+        self.batch_commands += commands;
+        self.batch_commands_sq += u128::from(commands) * u128::from(commands);
+    }
+
     fn reset(&mut self) {
         let latency = self.latency.take().map(|mut h| {
             h.reset();
             h
         });
+        let mut phases = std::mem::take(&mut self.phases);
+        phases.reset();
         *self = Self {
             latency,
+            phases,
             ..Self::default()
         };
     }
@@ -162,7 +171,17 @@ pub struct QueueStats {
     /// Commands seen since the last consumption pass ended: the faulting command of an error
     /// can only be one of these (an index repeats every two laps of the ring).
     pass_commands: u32,
+    pass: PassTimes,
     c: QueueCounters,
+}
+
+/// What `cmdqv diff` tests on one queue: the batch latency and phase histograms, the batch sizes.
+#[derive(Clone, Debug)]
+pub struct QueueSamples {
+    pub latency: Option<Histogram<u64>>,
+    pub phases: PhaseHistograms,
+    /// Batches, sum of their sizes, sum of their squared sizes.
+    pub batch_sizes: (u64, u64, u128),
 }
 
 pub fn push_bounded<T>(q: &mut VecDeque<T>, v: T, cap: usize) {
@@ -191,8 +210,14 @@ impl QueueStats {
             rate_cur: 0,
             rate_history: VecDeque::with_capacity(RATE_HISTORY_CAP),
             pass_commands: 0,
+            pass: PassTimes::default(),
             c: QueueCounters::default(),
         }
+    }
+
+    /// Global VCMDQ index, or [`MAIN_CMDQ`].
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     fn state(&self) -> QueueState {
@@ -248,7 +273,7 @@ impl QueueStats {
     }
 
     /// A command taken from the queue at pointer `index`, in second `sec` of the run.
-    #[inline]
+    #[inline(always)]
     pub fn command(&mut self, ts_ns: u64, sec: u64, index: u32, w0: u64, w1: u64) {
         self.enabled = true;
         self.advance_rate(sec);
@@ -260,6 +285,7 @@ impl QueueStats {
             self.c.syncs += 1;
         }
         self.tracker.command();
+        self.pass.command(ts_ns);
         self.pass_commands = self.pass_commands.saturating_add(1);
         let raw = RawCommand {
             ts_ns,
@@ -268,6 +294,38 @@ impl QueueStats {
             w1,
         };
         push_bounded(&mut self.recent, raw, RECENT_CAP);
+    }
+
+    /// A doorbell rung by thread `tid`, after `entry` (its exit and VMM entry, when seen).
+    pub fn doorbell(&mut self, ts_ns: u64, tid: u32, entry: Entry, prod: u32, cons: u32) {
+        self.pass.doorbell(ts_ns, tid, entry);
+        self.apply(ts_ns, &QueueEvent::Doorbell { prod, cons });
+    }
+
+    /// An ioctl on thread `tid` took `ns`: true when it fell inside this queue's open pass.
+    pub fn ioctl(&mut self, tid: u32, ns: u64) -> bool {
+        self.pass.ioctl(tid, ns)
+    }
+
+    /// The guest read this queue's CONS register.
+    pub fn cons_read(&mut self, ts_ns: u64, value: u64) {
+        let mask = self.index_mask().unwrap_or(u64::from(u32::MAX)) as u32;
+        self.pass
+            .cons_read(ts_ns, value as u32, mask, &mut self.c.phases);
+    }
+
+    /// The histograms and batch sizes `cmdqv diff` tests.
+    pub fn samples(&self) -> QueueSamples {
+        let c = &self.c;
+        QueueSamples {
+            latency: c
+                .latency
+                .as_deref()
+                .filter(|_| c.latency_count > 0)
+                .cloned(),
+            phases: c.phases.clone(),
+            batch_sizes: (c.batches, c.batch_commands, c.batch_commands_sq),
+        }
     }
 
     /// What a queue event does to the queue ([`QueueEvent::Handover`] is VMM-wide: nothing).
@@ -301,6 +359,7 @@ impl QueueStats {
                 if !enabled {
                     self.errored = false;
                     self.tracker.clear();
+                    self.pass.clear();
                 }
             }
             QueueEvent::Handover { .. } => {}
@@ -326,13 +385,14 @@ impl QueueStats {
         self.cons = cons;
         self.prod = prod;
         let c = &mut self.c;
-        if let Some(batch) = self
+        let batch = self
             .tracker
-            .consumed(ts_ns, cons, prod, |ns| c.record_latency(ns))
-        {
-            c.batches += 1;
-            c.batch_commands += batch.commands;
+            .consumed(ts_ns, cons, prod, |ns| c.record_latency(ns));
+        if let Some(b) = batch {
+            c.batch(b.commands);
         }
+        self.pass
+            .consumed(ts_ns, cons as u32, batch.is_some(), &mut c.phases);
     }
 
     /// A host kernel's batch was submitted (`cmdqv host`): its `commands` went into the ring,
@@ -356,8 +416,7 @@ impl QueueStats {
             self.prod = e.into();
             self.cons = e.into();
         }
-        self.c.batches += 1;
-        self.c.batch_commands += commands;
+        self.c.batch(commands);
         if let Some(ns) = latency_ns {
             self.c.record_latency(ns);
         }
@@ -448,6 +507,7 @@ impl QueueStats {
                 0.0
             },
             batch_latency_ns: c.batch_latency(),
+            phases_ns: c.phases.percentiles(),
             opcodes: c.opcode_names(),
             last_error: self.last_error.clone(),
             rate_history: self.rate_history(now_sec),

@@ -2,7 +2,8 @@
 //!
 //! The JSON field names below are a contract (issue: headless output): `source`, `events`,
 //! `drops`, `probes`, `queues[]` with `vintf`, `lvcmdq`, `global_id`, `commands`, `syncs`,
-//! `errors`, `commands_per_s`, `batch_latency_ns` {`p50`,`p99`,`max`}, `opcodes`; a host kernel's
+//! `errors`, `commands_per_s`, `batch_latency_ns` {`p50`,`p99`,`max`}, `phases_ns` (phase →
+//! {`p50`,`p99`}), `opcodes`; a host kernel's
 //! queues (`cmdqv host`) add `host` {`cmdq`, `main`, `latency`, `batch_sizes`, `window`} to
 //! theirs.
 
@@ -47,6 +48,14 @@ pub struct Latency {
     pub p99: u64,
     pub max: u64,
     pub mean: f64,
+}
+
+/// One phase of a batch's latency ([`crate::analysis::phases::Phase`]), in nanoseconds.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PhaseLatency {
+    pub count: u64,
+    pub p50: u64,
+    pub p99: u64,
 }
 
 /// The last error a queue stopped on, with the command that caused it.
@@ -99,6 +108,11 @@ pub struct QueueSummary {
     pub mean_batch_size: f64,
     /// Guest doorbell (PROD write) → CONS reaching that PROD.
     pub batch_latency_ns: Latency,
+    /// Where the batch latency goes: phase name (`doorbell_to_vmm`, `vmm_to_consume`,
+    /// `doorbell_to_consume`, `consume`, `cons_update`, `cons_visible`, `ioctl`) → percentiles.
+    /// Phases the source cannot see are absent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub phases_ns: BTreeMap<String, PhaseLatency>,
     /// Command name → count.
     pub opcodes: BTreeMap<String, u64>,
     pub last_error: Option<QueueError>,

@@ -23,10 +23,12 @@
 //! - [`frame`]: magic, versions, limits, errors. [`meta`]: the JSON header and meta records.
 //! - [`body`]: record bodies of the current version; [`v1`]: the legacy version-1 bodies.
 //! - [`reader`] / [`writer`]: the file. [`replay`]: a file through the collector.
+//! - [`profile`]: a file reduced, in one streaming pass, to what `cmdqv diff` compares.
 
 pub mod body;
 pub mod frame;
 pub mod meta;
+pub mod profile;
 pub mod reader;
 pub mod replay;
 pub mod v1;
@@ -35,6 +37,10 @@ pub mod writer;
 pub use body::{Record, decode_body, encode_event, encode_meta};
 pub use frame::{MAGIC, MAX_META, MAX_RECORD, TraceError, Truncation, VERSION, VERSION_1};
 pub use meta::{MetaUpdate, QueueMeta, TraceMeta};
+pub use profile::{QueueProfile, RATE_INTERVAL_NS, RunProfile, profile};
 pub use reader::TraceReader;
-pub use replay::{ReplayInfo, apply_meta, replay, replay_intervals, replay_reader, replay_with};
+pub use replay::{
+    ReplayInfo, apply_meta, final_summary, replay, replay_intervals, replay_observed,
+    replay_reader, replay_with,
+};
 pub use writer::TraceWriter;

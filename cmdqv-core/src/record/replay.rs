@@ -149,11 +149,24 @@ impl IntervalClock {
 /// [`replay_reader`] that also emits one summary per `interval_ns` of trace time (the headless
 /// `--interval` output on replay), then the final one.
 pub fn replay_intervals<R: Read>(
-    mut reader: TraceReader<R>,
+    reader: TraceReader<R>,
     reg_name: Option<RegNameFn>,
     interval_ns: Option<u64>,
     on_interval: &mut dyn FnMut(&Summary),
 ) -> Result<(Summary, ReplayInfo), TraceError> {
+    let (c, info) = replay_observed(reader, reg_name, interval_ns, on_interval, &mut |_| {})?;
+    Ok((final_summary(&c, &info), info))
+}
+
+/// [`replay_intervals`] that also shows every event to `observe` (after the collector took it)
+/// and hands back the collector, for analyses beyond the summary (`cmdqv diff`).
+pub fn replay_observed<R: Read>(
+    mut reader: TraceReader<R>,
+    reg_name: Option<RegNameFn>,
+    interval_ns: Option<u64>,
+    on_interval: &mut dyn FnMut(&Summary),
+    observe: &mut dyn FnMut(&Event),
+) -> Result<(Collector, ReplayInfo), TraceError> {
     let meta = reader.meta().clone();
     let mut c = replay_collector(&meta, reg_name, interval_ns.is_some());
     let mut clock = IntervalClock {
@@ -172,6 +185,7 @@ pub fn replay_intervals<R: Read>(
                     c.reset_interval(due);
                 }
                 c.ingest(&ev);
+                observe(&ev);
             }
             Ok(Record::Meta(m)) => {
                 info.records += 1;
@@ -183,11 +197,11 @@ pub fn replay_intervals<R: Read>(
         }
     }
     info.truncated = reader.truncated();
-    Ok((final_summary(&c, &info), info))
+    Ok((c, info))
 }
 
 /// The summary as of the last event, with notes on what the file lacked.
-fn final_summary(c: &Collector, info: &ReplayInfo) -> Summary {
+pub fn final_summary(c: &Collector, info: &ReplayInfo) -> Summary {
     let mut s = c.snapshot(c.last_ts());
     if let Some(t) = info.truncated {
         s.notes.push(format!(

@@ -7,6 +7,7 @@ pub mod bench_probes;
 pub mod bench_serve;
 pub mod completions;
 pub mod config;
+pub mod diff;
 pub mod doctor;
 pub mod export;
 pub mod host;

@@ -1,5 +1,6 @@
 //! The detail view of one queue: counters, last error with its command, commands/s and p99
-//! batch latency over time (charts with time axes), latency histogram, last commands.
+//! batch latency over time (charts with time axes), phases of the batch latency, latency
+//! histogram, last commands.
 
 use cmdqv_core::analysis::{QueueError, QueueSummary};
 use ratatui::Frame;
@@ -9,6 +10,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
 use super::charts::draw_time_charts;
 use super::common::panel;
+use super::phases::{draw_phases, phases_height};
 use crate::tui::format;
 use crate::tui::model::history::QueueHistory;
 use crate::tui::model::queues::state_label;
@@ -57,8 +59,14 @@ pub fn draw_detail(
     );
     f.render_widget(last_error(q, t), err);
     draw_time_charts(history.0, history.1, t, f, charts);
-    let [hist, recent] =
+    let [left, recent] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(bottom);
+    let phases_h = phases_height(q).min(left.height / 2);
+    let [phases, hist] =
+        Layout::vertical([Constraint::Length(phases_h), Constraint::Fill(1)]).areas(left);
+    if phases_h > 0 {
+        draw_phases(q, t, f, phases);
+    }
     draw_histogram(q, t, f, hist);
     draw_recent(q, t, f, recent);
 }

@@ -15,6 +15,7 @@ pub mod help;
 pub mod hit;
 pub mod log;
 pub mod pane;
+pub mod phases;
 pub mod probes;
 pub mod queues;
 pub mod screen;
