@@ -113,6 +113,17 @@ fn latency_plot(stats: &Stats, shown: &[u32]) -> std::io::Result<String> {
     )
 }
 
+/// The collector's phase names (`phases_ns` keys) in the order a batch passes them.
+pub const PHASE_ORDER: [&str; 7] = [
+    "doorbell_to_vmm",
+    "vmm_to_consume",
+    "doorbell_to_consume",
+    "consume",
+    "cons_update",
+    "cons_visible",
+    "ioctl",
+];
+
 /// A queue's name and its phases: (name, p50, p99), in ns.
 type QueuePhases = (String, Vec<(String, f64, f64)>);
 
@@ -169,6 +180,13 @@ fn phase_plot(summary: &Summary) -> std::io::Result<(String, String, bool)> {
             }
         }
     }
+    // A batch's order; names this list does not know go last.
+    keys.sort_by_key(|k| {
+        PHASE_ORDER
+            .iter()
+            .position(|p| p == k)
+            .unwrap_or(PHASE_ORDER.len())
+    });
     let groups: Vec<String> = per_queue.iter().map(|q| q.0.clone()).collect();
     let bars: Vec<Vec<(usize, f64, f64)>> = per_queue
         .iter()
