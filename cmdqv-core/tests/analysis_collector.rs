@@ -808,3 +808,30 @@ fn vintf_state_sid_table_and_smmu_queue_size_come_from_trapped_mmio() {
     assert!(!s.vintfs[1].enabled);
     assert!(s.vintfs[1].sids.is_empty());
 }
+
+#[test]
+fn the_process_log_lines_join_the_live_log_in_time_order_and_are_bounded() {
+    let mut c = collector();
+    batch(&mut c, 0, 1_000, 0, 2, 100);
+    c.add_log_text(1_050, "WARN cmdqv_ebpf: read failed");
+    c.add_log_text(5_000, "ERROR cmdqv_tui: gone");
+    let s = c.snapshot(6_000);
+    let ts: Vec<u64> = s.log.iter().map(|l| l.ts_ns).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
+    let texts: Vec<&LogLine> = s.log.iter().filter(|l| l.kind == "log").collect();
+    assert_eq!(texts.len(), 2);
+    assert_eq!(texts[0].text, "WARN cmdqv_ebpf: read failed");
+    assert!(!texts[0].is_error && texts[1].is_error);
+    let before = s.log.iter().filter(|l| l.ts_ns < 1_050).count();
+    assert!(before > 0, "events before the line stay before it");
+    for i in 0..(LOG_TEXTS_KEPT as u64 + 10) {
+        c.add_log_text(10_000 + i, format!("line {i}"));
+    }
+    let s = c.snapshot(20_000);
+    let texts: Vec<&LogLine> = s.log.iter().filter(|l| l.kind == "log").collect();
+    assert_eq!(texts.len(), LOG_TEXTS_KEPT);
+    assert_eq!(
+        texts.last().unwrap().text,
+        format!("line {}", LOG_TEXTS_KEPT + 9)
+    );
+}

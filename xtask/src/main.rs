@@ -6,6 +6,7 @@
 //! missing and how to fix it.
 
 mod bootstrap;
+mod builds;
 mod cli;
 mod cross;
 mod guest;
@@ -26,7 +27,7 @@ fn main() -> Result<()> {
         Task::Build(args) => {
             let tc = bootstrap::bootstrap(false)?;
             let bin = match args.target {
-                BuildTarget::Host => tasks::build(&tc)?,
+                BuildTarget::Host => builds::build(&tc.path)?,
                 BuildTarget::Aarch64 => {
                     cross::bootstrap_aarch64()?;
                     cross::build_aarch64(&tc)?

@@ -15,8 +15,8 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     bootstrap::{Toolchain, bootstrap},
+    builds::{build, cargo_install_cached},
     sh::{cache_dir, cargo, done, ensure_tools, prepend_path, run, step, target_dir},
-    tasks::{build, cargo_install_cached},
 };
 
 /// Where the package puts its systemd unit (cargo-deb's choice; Debian 13 moved units under
@@ -51,7 +51,7 @@ fn ensure_package_tools() -> Result<()> {
 /// Builds and checks the package; returns its path.
 pub fn build_package(tc: &Toolchain) -> Result<PathBuf> {
     ensure_package_tools()?;
-    let bin = build(tc)?;
+    let bin = build(&tc.path)?;
     let t = Instant::now();
     generate_assets(&bin)?;
     let out = target_dir().join("debian");

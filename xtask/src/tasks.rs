@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 
 use crate::{
     bootstrap::{Toolchain, bootstrap},
+    builds::{build, cargo_install_cached},
     guest::inside,
     lint, package,
     sh::{cache_dir, cargo, done, ensure_tools, prepend_path, root, run, step, target_dir},
@@ -18,20 +19,12 @@ use crate::{
 /// `bench-probes` and `guest`); the tests point it at a stand-in that records its argv.
 pub const CMDQV_OVERRIDE: &str = "XTASK_CMDQV";
 
-/// The release build of the `cmdqv` binary; returns its path.
-pub fn build(tc: &Toolchain) -> Result<PathBuf> {
-    let t = Instant::now();
-    run(cargo(&tc.path).args(["build", "--release", "-p", "cmdqv-tui", "--bin", "cmdqv"]))?;
-    done("build: release build", t);
-    Ok(target_dir().join("release/cmdqv"))
-}
-
 /// The `cmdqv` binary to run: the override if set, else bootstrap and build.
 pub fn cmdqv_binary() -> Result<PathBuf> {
     if let Some(bin) = env::var_os(CMDQV_OVERRIDE) {
         return Ok(PathBuf::from(bin));
     }
-    build(&bootstrap(false)?)
+    build(&bootstrap(false)?.path)
 }
 
 /// Replaces xtask with `cmdqv ARGS` (the terminal belongs to the TUI from here on).
@@ -117,29 +110,6 @@ pub fn fuzz() -> Result<()> {
 /// cargo-fuzz, cached outside the checkout like bpf-linker.
 fn ensure_cargo_fuzz() -> Result<String> {
     cargo_install_cached("cargo-fuzz")
-}
-
-/// `cargo install --locked KRATE` into `~/.cache/cmdqv/KRATE` unless its binary is there
-/// already; the log of the install goes beside it.
-pub fn cargo_install_cached(krate: &str) -> Result<String> {
-    let dir = cache_dir().join(krate);
-    let bin = dir.join("bin").join(krate);
-    if bin.exists() {
-        return Ok(format!("cached at {}", bin.display()));
-    }
-    let log = cache_dir().join(format!("{krate}-install.log"));
-    fs::create_dir_all(cache_dir())?;
-    let f = fs::File::create(&log)?;
-    let status = Command::new("cargo")
-        .args(["install", krate, "--locked", "--root"])
-        .arg(&dir)
-        .stdout(f.try_clone()?)
-        .stderr(f)
-        .status()?;
-    if !status.success() || !bin.exists() {
-        bail!("cargo install {krate} failed (log: {})", log.display());
-    }
-    Ok(format!("installed at {}", bin.display()))
 }
 
 /// The cargo-fuzz targets of cmdqv-core: arbitrary MMIO sequences over guest memory, qtest

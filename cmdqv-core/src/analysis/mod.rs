@@ -21,7 +21,9 @@ pub mod summary;
 mod vintf;
 
 pub use batch::{Batch, BatchTracker, PENDING_CAP};
-pub use collector::{Collector, CollectorConfig, IOCTL_CAP, LOG_CAP, LOG_ERRORS_KEPT, MAX_QUEUES};
+pub use collector::{
+    Collector, CollectorConfig, IOCTL_CAP, LOG_CAP, LOG_ERRORS_KEPT, LOG_TEXTS_KEPT, MAX_QUEUES,
+};
 pub use host_queues::{HostQueues, LATENCY_CALL, LATENCY_POLL, MAX_HOST_QUEUES};
 pub use phases::{PHASES, Phase, PhaseHistograms};
 pub use queue_stats::{LATENCY_BUCKETS, QueueSamples, RATE_HISTORY_CAP, RECENT_CAP};
