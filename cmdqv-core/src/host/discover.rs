@@ -79,10 +79,14 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 
 /// The name a VMM goes by, from its command line: QEMU's `-name NAME[,opts]` or
 /// `-name guest=NAME,...`, else `-uuid UUID`; the sim VMM (`cmdqv sim-vmm --scenario S`)
-/// `sim-S`; else the pid.
+/// its `--name`, else `sim-S`; else the pid.
 pub fn vm_name_from_cmdline(args: &[String], pid: u32) -> String {
     let is_sim = args.get(1).is_some_and(|a| a == "sim-vmm");
     if is_sim {
+        let named = flag_value(args, "name").filter(|n| !n.is_empty());
+        if let Some(n) = named {
+            return n.to_string();
+        }
         if let Some(s) = flag_value(args, "scenario") {
             return format!("sim-{s}");
         }
