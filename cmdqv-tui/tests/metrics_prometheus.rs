@@ -265,7 +265,7 @@ fn prometheus_scrapes_the_sim_and_its_per_queue_totals_equal_the_json_summary() 
 }
 
 #[test]
-fn promtool_accepts_the_alerting_rules_and_the_dashboard_uses_exported_metrics() {
+fn promtool_accepts_and_unit_tests_the_alerting_rules_and_the_dashboard_uses_exported_metrics() {
     let rules = repo().join("deploy/prometheus/cmdqv-alerts.yml");
     let out = Command::new(tool("promtool"))
         .args(["check", "rules"])
@@ -275,6 +275,18 @@ fn promtool_accepts_the_alerting_rules_and_the_dashboard_uses_exported_metrics()
     assert!(
         out.status.success(),
         "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The rules' unit tests: each alert fires on the series it is for, and only there.
+    let out = Command::new(tool("promtool"))
+        .args(["test", "rules"])
+        .arg(repo().join("deploy/prometheus/cmdqv-alerts.test.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
