@@ -260,6 +260,13 @@ fn prometheus_scrapes_the_sim_and_its_per_queue_totals_equal_the_json_summary() 
     );
     let (_, text) = http_get(mport, "/metrics", None).unwrap();
     promtool_check_metrics(&text);
+    let up = text
+        .lines()
+        .find(|l| l.starts_with("cmdqv_vm_up{") && l.contains(r#"vm="sim-multi-queue""#));
+    assert!(
+        up.is_some_and(|l| l.ends_with(" 0.0")),
+        "the run is over while its figures are held up: {up:?}"
+    );
     assert!(cmdqv.0.try_wait().unwrap().is_none(), "still holding");
     let _ = std::fs::remove_dir_all(&dir);
 }
