@@ -219,6 +219,18 @@ mod tests {
     }
 
     #[test]
+    fn io_errors_map_to_the_reasons_reported() {
+        let e = |k| ScanError::from_io(&io::Error::from(k)).reason();
+        assert_eq!(e(io::ErrorKind::PermissionDenied), "permission");
+        assert_eq!(e(io::ErrorKind::NotFound), "gone");
+        assert_eq!(
+            ScanError::from_io(&io::Error::from_raw_os_error(libc::ESRCH)),
+            ScanError::Gone
+        );
+        assert_eq!(e(io::ErrorKind::InvalidData), "other");
+    }
+
+    #[test]
     fn a_fake_proc_tree_yields_the_vmm_and_skips_the_rest() {
         let root = std::env::temp_dir().join(format!("cmdqv-proc-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
