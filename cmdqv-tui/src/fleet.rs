@@ -408,6 +408,45 @@ mod tests {
     }
 
     #[test]
+    fn an_unreadable_vmm_is_reported_once_and_the_rest_go_on() {
+        let root = std::env::temp_dir().join(format!("cmdqv-fleet-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        // A QEMU whose maps cannot be read (a directory stands in for a refused read), and a
+        // plain process beside it.
+        let qemu = root.join("4242");
+        std::fs::create_dir_all(qemu.join("maps")).unwrap();
+        std::fs::write(qemu.join("cmdline"), b"qemu-system-aarch64\0-name\0web1\0").unwrap();
+        let plain = root.join("7");
+        std::fs::create_dir_all(&plain).unwrap();
+        std::fs::write(
+            plain.join("maps"),
+            "00400000-00452000 r-xp 00000000 08:02 1 /bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(plain.join("cmdline"), b"sh\0").unwrap();
+        let mut f = Fleet::new(128, None);
+        f.proc_root = root.clone();
+        let first = f.rescan();
+        let second = f.rescan();
+        std::fs::remove_dir_all(&root).unwrap();
+        assert_eq!(first.len(), 1, "{first:?}");
+        let FleetEvent::Refused {
+            pid, vm, reason, ..
+        } = &first[0]
+        else {
+            panic!("{first:?}")
+        };
+        assert_eq!((*pid, vm.as_str(), *reason), (4242, "web1", "other"));
+        assert!(first[0].line().contains("vm web1 (pid 4242) not followed"));
+        assert!(second.is_empty(), "reported once: {second:?}");
+        assert!(f.is_empty());
+        assert!(
+            f.plain.contains_key(&7),
+            "the plain process is looked at later, not now"
+        );
+    }
+
+    #[test]
     fn a_fleet_without_vmms_is_empty_and_quiet() {
         let mut f = Fleet::new(128, None);
         // This test process maps no page0; neither do its siblings (unless a sim runs).

@@ -260,12 +260,19 @@ fn prometheus_scrapes_the_sim_and_its_per_queue_totals_equal_the_json_summary() 
     );
     let (_, text) = http_get(mport, "/metrics", None).unwrap();
     promtool_check_metrics(&text);
+    let up = text
+        .lines()
+        .find(|l| l.starts_with("cmdqv_vm_up{") && l.contains(r#"vm="sim:multi-queue""#));
+    assert!(
+        up.is_some_and(|l| l.ends_with(" 0.0")),
+        "the run is over while its figures are held up: {up:?}"
+    );
     assert!(cmdqv.0.try_wait().unwrap().is_none(), "still holding");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
-fn promtool_accepts_the_alerting_rules_and_the_dashboard_uses_exported_metrics() {
+fn promtool_accepts_and_unit_tests_the_alerting_rules_and_the_dashboard_uses_exported_metrics() {
     let rules = repo().join("deploy/prometheus/cmdqv-alerts.yml");
     let out = Command::new(tool("promtool"))
         .args(["check", "rules"])
@@ -275,6 +282,18 @@ fn promtool_accepts_the_alerting_rules_and_the_dashboard_uses_exported_metrics()
     assert!(
         out.status.success(),
         "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The rules' unit tests: each alert fires on the series it is for, and only there.
+    let out = Command::new(tool("promtool"))
+        .args(["test", "rules"])
+        .arg(repo().join("deploy/prometheus/cmdqv-alerts.test.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool test rules: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

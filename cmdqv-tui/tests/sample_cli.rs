@@ -83,3 +83,65 @@ fn sample_reports_the_sim_vmms_hardware_backed_queue_consuming() {
         }
     }
 }
+
+/// `cmdqv sample --all` finds the sim VMM among every process on the host by its page0 memfd,
+/// names it from its command line and reports its consuming LVCMDQ with `vm` and `pid`; a VMM
+/// that exits meanwhile is let go while sampling goes on.
+#[test]
+fn sample_all_finds_every_vmm_and_names_each_report() {
+    let exe = env!("CARGO_BIN_EXE_cmdqv");
+    let name = format!("sample-all-{}", std::process::id());
+    let start_vmm = |name: &str, ms: &str| {
+        let mut vmm = Command::new(exe)
+            .args([
+                "sim-vmm",
+                "--scenario",
+                "trapped-vs-vcmdq",
+                "--duration-ms",
+                ms,
+            ])
+            .args(["--name", name])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdin = vmm.stdin.take().unwrap();
+        writeln!(stdin, "go ebpf").unwrap();
+        stdin.flush().unwrap();
+        (vmm, stdin)
+    };
+    let (mut vmm, stdin) = start_vmm(&name, "5000");
+    // A second VMM that stops after 300 ms: it goes away while `sample --all` runs.
+    let short = format!("{name}-short");
+    let (mut gone, gone_in) = start_vmm(&short, "300");
+    let out = Command::new(exe)
+        .args(["sample", "--all", "--rate", "20", "--duration", "1500ms"])
+        .args(["--json", "--log2size", "10", "--rescan", "100ms"])
+        .output()
+        .unwrap();
+    drop((stdin, gone_in));
+    let _ = vmm.kill();
+    let _ = vmm.wait();
+    let _ = gone.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let ours: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["vm"] == name.as_str())
+        .collect();
+    assert!(ours.len() >= 5, "{stdout}\n{stderr}");
+    assert!(ours.iter().all(|r| r["pid"] == vmm.id()), "{stdout}");
+    let consumed: u64 = ours
+        .iter()
+        .flat_map(|r| r["queues"].as_array().unwrap().clone())
+        .filter(|q| q["lidx"] == 1)
+        .map(|q| q["commands"].as_u64().unwrap())
+        .sum();
+    assert!(consumed > 10, "LVCMDQ 1 did not advance: {stdout}");
+    assert!(
+        stderr.contains(&format!("vm {short} (pid {}) went away", gone.id())),
+        "{stderr}"
+    );
+}

@@ -26,9 +26,10 @@ impl Drop for Proc {
 
 /// A standalone sim VMM (started with `go ebpf`: nothing traces it, its hooks cost nothing);
 /// its stdin is kept open, or it stops.
-fn sim_vmm(scenario: &str) -> (Proc, ChildStdin) {
+fn sim_vmm(scenario: &str, name: &str) -> (Proc, ChildStdin) {
     let mut c = Command::new(bin())
         .args(["sim-vmm", "--scenario", scenario, "--duration-ms", "60000"])
+        .args(["--name", name])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -77,7 +78,12 @@ fn scrape_until(port: u16, what: &str, limit: Duration, done: impl Fn(&str) -> b
 
 #[test]
 fn serve_survives_a_killed_vmm_unattachable_probes_bad_clients_and_100ms_scrapes() {
-    let (mut first, _first_in) = sim_vmm("trapped-vs-vcmdq");
+    // Names of their own: other sim VMMs on this machine are followed too, under theirs.
+    let (vm_a, vm_b) = (
+        format!("serve-test-a-{}", std::process::id()),
+        format!("serve-test-b-{}", std::process::id()),
+    );
+    let (mut first, _first_in) = sim_vmm("trapped-vs-vcmdq", &vm_a);
     let mut serve = Proc(
         Command::new(bin())
             .args([
@@ -139,7 +145,7 @@ fn serve_survives_a_killed_vmm_unattachable_probes_bad_clients_and_100ms_scrapes
         |t| {
             t.lines().any(|l| {
                 l.starts_with(vm1)
-                    && l.contains(r#"vm="sim:trapped-vs-vcmdq""#)
+                    && l.contains(&format!("vm=\"{vm_a}\""))
                     && l.contains(r#"queue="lvcmdq1""#)
                     && l.rsplit(' ')
                         .next()
@@ -178,16 +184,16 @@ fn serve_survives_a_killed_vmm_unattachable_probes_bad_clients_and_100ms_scrapes
         Duration::from_secs(10),
         |t| {
             t.lines().any(|l| {
-                l.starts_with(up) && l.contains("sim:trapped-vs-vcmdq") && l.ends_with(" 0.0")
+                l.starts_with(up) && l.contains(&format!("vm=\"{vm_a}\"")) && l.ends_with(" 0.0")
             })
         },
     );
     // A VMM that starts later is followed.
-    let (_second, _second_in) = sim_vmm("hw-errors");
+    let (_second, _second_in) = sim_vmm("hw-errors", &vm_b);
     let text = scrape_until(port, "the second VMM", Duration::from_secs(20), |t| {
         t.lines().any(|l| {
             l.starts_with(vm1)
-                && l.contains(r#"vm="sim:hw-errors""#)
+                && l.contains(&format!("vm=\"{vm_b}\""))
                 && l.rsplit(' ')
                     .next()
                     .and_then(|v| v.parse::<f64>().ok())

@@ -79,10 +79,13 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
 
 /// The name a VMM gives its VM on its command line: QEMU's `-name guest=NAME,…` or `-name
 /// NAME[,opts]` (QEMU doubles a comma to escape it), else `-uuid UUID`; the sim VMM (`cmdqv
-/// sim-vmm --scenario S`) is `sim:S`, as its target is named. None when it names none.
+/// sim-vmm --scenario S`) its `--name`, else `sim:S`, as its target is named. None when it names none.
 pub fn vm_from_argv(args: &[String]) -> Option<String> {
     if args.iter().any(|a| a == "sim-vmm") {
-        return flag_value(args, "scenario").map(|s| format!("sim:{s}"));
+        let named = flag_value(args, "name").filter(|n| !n.is_empty());
+        return named
+            .map(str::to_string)
+            .or_else(|| flag_value(args, "scenario").map(|s| format!("sim:{s}")));
     }
     let name = flag_value(args, "name").and_then(qemu_name);
     name.or_else(|| {
@@ -239,6 +242,18 @@ mod tests {
         );
         assert_eq!(n("qemu-system-aarch64 -M virt"), "42");
         assert_eq!(n("qemu-system-aarch64 -name"), "42");
+    }
+
+    #[test]
+    fn io_errors_map_to_the_reasons_reported() {
+        let e = |k| ScanError::from_io(&io::Error::from(k)).reason();
+        assert_eq!(e(io::ErrorKind::PermissionDenied), "permission");
+        assert_eq!(e(io::ErrorKind::NotFound), "gone");
+        assert_eq!(
+            ScanError::from_io(&io::Error::from_raw_os_error(libc::ESRCH)),
+            ScanError::Gone
+        );
+        assert_eq!(e(io::ErrorKind::InvalidData), "other");
     }
 
     #[test]

@@ -316,12 +316,21 @@ fn run_all<W: Write>(
 
 /// `cmdqv sample`: reports to stdout.
 pub fn run(a: SampleArgs) -> Result<()> {
-    let mut endpoint = Standalone::start(&a.metrics)?;
+    // `--pid` alone keeps its old ways (Ctrl-C ends the process); with an endpoint or `--all`
+    // the stop signals end the sampling instead, so the endpoint can hold the final figures.
+    let mut endpoint = match a.all || a.metrics.metrics_listen.is_some() {
+        true => Some(Standalone::start(&a.metrics)?),
+        false => None,
+    };
+    let state = endpoint
+        .as_ref()
+        .and_then(|e| e.metrics.as_ref())
+        .map(|m| m.state.clone());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let Some(pid) = a.pid.filter(|_| !a.all) else {
-        run_all(&a, endpoint.state(), &mut out)?;
-        endpoint.hold();
+        run_all(&a, state.as_deref(), &mut out)?;
+        endpoint.iter_mut().for_each(Standalone::hold);
         return Ok(());
     };
     let opts = SampleOptions {
@@ -330,17 +339,21 @@ pub fn run(a: SampleArgs) -> Result<()> {
         duration: a.duration,
         json: a.json,
         log2size: a.log2size,
-        metrics: endpoint.metrics.as_ref().map(|m| m.state.clone()),
+        metrics: state,
         ..Default::default()
     };
     let n = run_to(&opts, &mut out)?;
+    if let Some(m) = &opts.metrics {
+        // Not followed any more: what is held up says so.
+        metrics::lock(m).vm_gone(&discover::vm_name(pid), std::time::Instant::now());
+    }
     if n == 0 {
         eprintln!(
             "cmdqv: process {} exited before the first interval",
             opts.pid
         );
     }
-    endpoint.hold();
+    endpoint.iter_mut().for_each(Standalone::hold);
     Ok(())
 }
 

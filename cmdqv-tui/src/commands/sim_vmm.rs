@@ -34,6 +34,10 @@ pub struct SimVmmArgs {
     /// Write the end-of-run report (guest engine, comparison, notes) here as JSON.
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
+    /// The name discovery gives this VMM (`vm` label; default `sim-<scenario>`), as QEMU's
+    /// `-name` does.
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// Applies `--rate` / `--vcpus` to a scenario; vCPUs are capped at the LVCMDQs of the VINTF

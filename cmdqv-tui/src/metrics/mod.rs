@@ -144,10 +144,6 @@ impl Standalone {
         Ok(Self { metrics, stop, rt })
     }
 
-    pub fn state(&self) -> Option<&Mutex<MetricsState>> {
-        self.metrics.as_ref().map(|m| &*m.state)
-    }
-
     /// `--metrics-hold` after the run.
     pub fn hold(&mut self) {
         hold(&self.rt, self.metrics.as_ref(), &mut self.stop);

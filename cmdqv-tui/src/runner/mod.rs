@@ -117,6 +117,7 @@ pub fn run_with_metrics(
         "collecting"
     );
     let (collector, meta) = target.collector_and_meta(opts.interval.is_some());
+    let vm = target.vm_label();
     let printer = Printer {
         json: opts.json,
         target: TargetId {
@@ -134,7 +135,7 @@ pub fn run_with_metrics(
         refresh_hz: opts.refresh_hz,
         metrics: endpoint.as_ref().map(|m| MetricsFeed {
             state: m.state.clone(),
-            vm: target.vm_label(),
+            vm: vm.clone(),
             pid: (target.pid != 0).then_some(target.pid),
             requests: requests.take(),
         }),
@@ -160,6 +161,10 @@ pub fn run_with_metrics(
     }
     if let Some(r) = &opts.record {
         eprintln!("cmdqv: recorded to {}", r.display());
+    }
+    if let Some(m) = &endpoint {
+        // The target and its probes are gone: what is held up says so (vm_up 0, probes 0).
+        m.lock().vm_gone(&vm, std::time::Instant::now());
     }
     metrics::hold(&rt, endpoint.as_ref(), &mut stop);
     Ok(())
