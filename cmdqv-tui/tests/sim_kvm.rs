@@ -76,6 +76,7 @@ fn kvm_trapped_vs_vcmdq_measures_real_exits_on_the_trapped_path_only() {
         t["exits_source"].as_str().unwrap().starts_with("ebpf:"),
         "{t}"
     );
+    exits_are_the_exit_probes(&s);
     // Every trapped batch rings its doorbell through an exit (the last may be cut off by the
     // stop before it completes); no direct one does.
     let (doorbells, batches) = (u(&t["doorbell_exits"]), u(&t["batches"]));
@@ -135,5 +136,46 @@ fn without_kvm_or_where_it_cannot_run_the_guest_runs_in_threads_and_says_why() {
     assert!(
         notes.iter().any(|n| n.as_str().unwrap().starts_with(why)),
         "{notes:?}"
+    );
+}
+
+/// The comparison's `exits` are counted by `kvm:kvm_exit` (or, where this kernel's KVM never
+/// fires it, as PVM does not, by `kvm:kvm_userspace_exit`), by reason; MMIO exits on the
+/// trapped path only.
+fn exits_are_the_exit_probes(s: &Value) {
+    let probes = s["probes"].as_array().unwrap();
+    for name in [
+        "tracepoint:kvm/kvm_exit",
+        "tracepoint:kvm/kvm_userspace_exit",
+    ] {
+        let p = probes.iter().find(|p| p["name"] == name);
+        let p = p.unwrap_or_else(|| panic!("no {name} probe: {probes:?}"));
+        assert_eq!(p["status"], "attached", "{p}");
+    }
+    let c = &s["comparison"];
+    let (t, d) = (&c["trapped"], &c["direct"]);
+    for p in [t, d] {
+        let src = p["exits_source"].as_str().unwrap();
+        assert!(
+            src.starts_with("ebpf:kvm:kvm_exit ")
+                || src.starts_with("ebpf:kvm:kvm_userspace_exit "),
+            "{src}"
+        );
+        let by_reason = p["exits_by_reason"].as_object().unwrap();
+        let sum: u64 = by_reason.values().map(u).sum();
+        assert_eq!(sum, u(&p["exits"]), "{p}");
+    }
+    // The MMIO exits: a VMM-bound KVM_EXIT_MMIO, VMX's EPT_MISCONFIG, SVM's npf (which is
+    // also a first touch of a RAM page, so it proves nothing on the direct path).
+    let count = |p: &Value, reasons: &[&str]| -> u64 {
+        let r = p["exits_by_reason"].as_object().unwrap();
+        reasons.iter().filter_map(|k| r.get(*k)).map(u).sum()
+    };
+    let mmio = ["KVM_EXIT_MMIO", "EPT_MISCONFIG", "npf"];
+    assert!(count(t, &mmio) >= u(&t["doorbell_exits"]), "{t}");
+    assert_eq!(
+        count(d, &mmio[..2]),
+        0,
+        "no MMIO exit on the direct path: {d}"
     );
 }

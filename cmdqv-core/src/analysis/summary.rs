@@ -262,6 +262,10 @@ pub struct PathFigures {
     pub exits: u64,
     pub exits_source: String,
     pub exits_per_batch: f64,
+    /// The exits by reason as `kvm:kvm_exit` names them (`EPT_MISCONFIG`, `IO_INSTRUCTION`,
+    /// `EXTERNAL_INTERRUPT`, arm64's `DABT_LOW`...); empty when that probe did not count them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub exits_by_reason: std::collections::BTreeMap<String, u64>,
     /// Exits caused by a doorbell (a PROD store).
     pub doorbell_exits: u64,
     /// Exits the guest makes once per batch so the VMM can pace it at the scenario's rate.

@@ -110,7 +110,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     stdin.flush()?;
     Ok(LiveTarget {
         feed: Box::new(SimFeed {
-            exits: kvm_mmio_attached(&traced.probes, source).then(ExitCounts::default),
+            exits: exit_counts(&traced.probes, source),
             inner: feed,
             vmm: VmmChild {
                 child,
@@ -178,6 +178,8 @@ fn trace(pid: u32, exe: &Path, kvm: bool) -> Traced {
         sim_vmm: Some(exe.to_path_buf()),
         // A KVM guest's MMIO exits, counted per path for the comparison.
         kvm_mmio: kvm,
+        // Every VM exit of the sim VMM's vCPUs (its process is the VM's only owner).
+        kvm_exit: kvm,
         gpa_lo: exits::WINDOW.0,
         gpa_hi: exits::WINDOW.1,
         // The collector drains every 20 ms anyway: no need for a wakeup per record.
@@ -244,16 +246,24 @@ struct SimFeed {
     // Field order: the probes detach before the VMM is killed.
     inner: Box<dyn Feed>,
     vmm: VmmChild,
-    /// The KVM guest's MMIO exits from `kvm:kvm_mmio`, when that probe is attached.
+    /// The KVM guest's exits from `kvm:kvm_exit` and `kvm:kvm_mmio`, when either is attached.
     exits: Option<ExitCounts>,
 }
 
-/// Whether the probes count the guest's MMIO exits (`kvm:kvm_mmio` attached, eBPF feeding).
-fn kvm_mmio_attached(probes: &[ProbeStatus], source: Source) -> bool {
-    source == Source::Ebpf
-        && probes
+/// A counter of the guest's exits when eBPF feeds and a `kvm:*` exit probe attached.
+fn exit_counts(probes: &[ProbeStatus], source: Source) -> Option<ExitCounts> {
+    let attached = |name: &str| {
+        probes
             .iter()
-            .any(|p| p.name == "tracepoint:kvm/kvm_mmio" && p.status == "attached")
+            .any(|p| p.name == name && p.status == "attached")
+    };
+    let (mmio, exit, userspace) = (
+        attached("tracepoint:kvm/kvm_mmio"),
+        attached(crate::ebpf::kvm_exit::LABEL),
+        attached(crate::ebpf::kvm_exit::USERSPACE_LABEL),
+    );
+    let any = mmio || exit || userspace;
+    (source == Source::Ebpf && any).then(|| ExitCounts::new(mmio, exit, userspace))
 }
 
 impl Feed for SimFeed {
@@ -288,7 +298,7 @@ impl Feed for SimFeed {
     fn amend_final(&mut self, summary: &mut Summary) {
         if let Some(mut r) = VmmReport::read(&self.vmm.report) {
             if let (Some(n), Some(c)) = (&self.exits, r.sim.comparison.as_mut()) {
-                n.apply(c);
+                n.apply(c, &r.vcpus);
             }
             summary.notes.extend(r.notes);
             summary.sim = Some(r.sim);

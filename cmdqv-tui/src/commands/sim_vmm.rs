@@ -13,6 +13,8 @@ use clap::Args;
 use cmdqv_core::{analysis::SimReport, sim};
 use serde::{Deserialize, Serialize};
 
+use crate::kvm::exits::VcpuThread;
+
 /// Start line: the events are traced by eBPF uprobes on the VMM's hooks.
 pub const GO_EBPF: &str = "go ebpf";
 /// Start line: the VMM reports its events itself over stdout (no eBPF).
@@ -129,6 +131,9 @@ pub fn run(a: SimVmmArgs) -> Result<()> {
 pub struct VmmReport {
     pub sim: SimReport,
     pub notes: Vec<String>,
+    /// The KVM engine's vCPU threads and their paths, for the tracer's per-thread exit counts.
+    #[serde(default)]
+    pub vcpus: Vec<VcpuThread>,
 }
 
 impl VmmReport {
@@ -188,6 +193,11 @@ mod engine {
             .run(vmm, sc, d)
             .map_err(|e| anyhow!("sim VMM (KVM): {e}"))?;
         for v in &run.vcpus {
+            report.vcpus.push(crate::kvm::exits::VcpuThread {
+                tid: v.exits.tid,
+                trapped: v.trapped,
+                direct: v.direct,
+            });
             if let Some(f) = &v.exits.fault {
                 report.notes.push(format!("vCPU {}: {f}", v.cpu));
             }

@@ -12,7 +12,7 @@ use super::run::{KvmRun, PathRun};
 /// What the measured figures contain.
 const MEASURED: [&str; 4] = [
     "batch_latency_ns: guest-visible, the guest's rdtsc before it writes the batch into its ring and after CONS caught up (ring stores, doorbell, CONS polls and every exit they cause included)",
-    "exits, doorbell_exits, pacing_exits: KVM_RUN returns to the VMM, counted by the VMM per vCPU",
+    "exits, exits_by_reason: every VM exit of the path's vCPU threads, counted by the kvm:kvm_exit probe (exits_source; without eBPF, KVM_RUN returns counted by the VMM); doorbell_exits: kvm:kvm_mmio at the doorbell addresses; pacing_exits: the VMM's count of the guest's pacing port writes",
     "vmm_ns_per_exit: VMM time from KVM_RUN's return to the next KVM_RUN for an MMIO exit (device models included)",
     "direct path consumption: the simulated host's hardware thread polling the mapped page0 (no modelled delay)",
 ];
@@ -75,6 +75,7 @@ pub fn figures(runs: &[&PathRun], secs: f64) -> PathFigures {
         } else {
             0.0
         },
+        ..Default::default()
     }
 }
 

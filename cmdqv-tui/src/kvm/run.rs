@@ -296,6 +296,10 @@ mod tests {
     /// instead of the guest program and `bad` applied to its job. Returns its figures and how
     /// long the run took.
     fn misbehave(code: Option<&[u8]>, bad: impl FnOnce(&mut Job)) -> (PathRun, Duration) {
+        // One guest at a time: the one that never exits holds a CPU at the vCPUs' priority for
+        // the whole grace period, and on two cores the others would wait behind it.
+        static ONE_GUEST: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = ONE_GUEST.lock().unwrap_or_else(|p| p.into_inner());
         let mut sc = sim::scenario("trapped-vs-vcmdq").unwrap();
         sc.vcpus = 1;
         sc.costs = Default::default();

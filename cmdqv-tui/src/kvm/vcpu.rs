@@ -19,6 +19,8 @@ use super::{
 /// What one vCPU's exits were.
 #[derive(Clone, Debug, Default)]
 pub struct VcpuOutcome {
+    /// The vCPU thread's id (what `kvm:kvm_exit` records carry as their tid).
+    pub tid: u32,
     pub mmio_exits: u64,
     pub pio_exits: u64,
     pub doorbell_exits: u64,
@@ -87,7 +89,11 @@ impl Run<'_> {
         // SAFETY: setpriority(PRIO_PROCESS, 0, ..) affects only the calling thread on Linux.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) };
         avoid_hardware_cpu();
-        let mut out = VcpuOutcome::default();
+        let mut out = VcpuOutcome {
+            // SAFETY: gettid has no preconditions.
+            tid: unsafe { libc::gettid() } as u32,
+            ..Default::default()
+        };
         let start = Instant::now();
         let mut paced: u32 = 0;
         loop {
