@@ -179,3 +179,95 @@ fn exits_are_the_exit_probes(s: &Value) {
         "no MMIO exit on the direct path: {d}"
     );
 }
+
+#[test]
+fn kvm_is_the_default_where_it_reproduces_the_scenario_and_the_trace_file_says_so() {
+    if !privileged() {
+        return;
+    }
+    let file = std::env::temp_dir().join(format!("cmdqv-kvm-auto-{}.cmdqv", std::process::id()));
+    let f = file.to_str().unwrap();
+    let (s, _) = run_json(&[
+        "record",
+        "-o",
+        f,
+        "sim",
+        "--scenario",
+        "trapped-vs-vcmdq",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    assert_eq!(s["guest_engine"], "kvm", "{s}");
+    assert!(s["comparison"].is_object(), "{s}");
+    let target = s["target"].as_str().unwrap();
+    assert!(target.ends_with(", guest engine kvm)"), "{target}");
+    // The trace file's header names the engine: replay shows it.
+    let (r, _) = run_json(&["replay", f, "--json"]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(r["target"], target, "{r}");
+    // --no-kvm: the user-space driver, with no word of KVM.
+    let (s, err) = run_json(&[
+        "sim",
+        "--no-kvm",
+        "--scenario",
+        "trapped-vs-vcmdq",
+        "--headless",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    assert_eq!(s["guest_engine"], "user");
+    assert!(!err.contains("KVM guest engine off"), "{err}");
+    // A scenario the guest program does not reproduce stays in user space and says why.
+    let (s, err) = run_json(&["sim", "--headless", "--duration", "1s", "--json"]);
+    assert_eq!(s["guest_engine"], "user");
+    assert!(
+        s["target"]
+            .as_str()
+            .unwrap()
+            .ends_with(", guest engine user)")
+    );
+    let why = "KVM guest engine off (scenario steady-unmap's batches vary";
+    assert!(err.contains(why), "{err}");
+}
+
+#[test]
+fn where_kvm_cannot_create_a_vm_auto_says_why_and_kvm_fails_in_one_line() {
+    if !privileged() {
+        return;
+    }
+    // /dev/null over /dev/kvm in a mount namespace of its own: the open works, KVM's first
+    // ioctl does not.
+    let _one_at_a_time = SIM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let bin = env!("CARGO_BIN_EXE_cmdqv");
+    let args = "sim --scenario trapped-vs-vcmdq --headless --duration 1s --json";
+    let script = format!(
+        "mount --bind /dev/null /dev/kvm || exit 99; {bin} --no-color {args} --kvm; echo rc=$?; {bin} {args}"
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout} {stderr}");
+    assert!(
+        stdout.starts_with("rc=1\n"),
+        "--kvm must fail: {stdout} {stderr}"
+    );
+    let forced: Vec<&str> = stderr.lines().filter(|l| l.contains("--kvm:")).collect();
+    assert_eq!(forced.len(), 1, "{stderr}");
+    assert!(forced[0].contains("KVM_CREATE_VM failed"), "{stderr}");
+    let auto = "KVM guest engine off (KVM_CREATE_VM failed";
+    assert!(stderr.contains(auto), "{stderr}");
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap();
+    let s: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(s["guest_engine"], "user", "{s}");
+    assert!(s.get("comparison").is_none(), "{s}");
+    let notes = s["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n.as_str().unwrap().starts_with(auto)),
+        "{notes:?}"
+    );
+}

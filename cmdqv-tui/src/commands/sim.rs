@@ -20,7 +20,9 @@ use cmdqv_core::{
 };
 
 use crate::{
-    commands::sim_vmm::{GO_EBPF, GO_PIPE, VmmReport, apply_overrides},
+    commands::sim_vmm::{
+        self, EngineMode, GO_EBPF, GO_PIPE, VmmReport, apply_overrides, choose_engine,
+    },
     ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig, probe_log::ProbeLog},
     kvm::exits::{self, ExitCounts},
     live::{
@@ -40,10 +42,15 @@ pub struct SimArgs {
     /// Do not load eBPF: the sim VMM reports its events itself (in-process fallback).
     #[arg(long)]
     pub no_ebpf: bool,
-    /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); without
-    /// /dev/kvm the sim says why and runs its guest in vCPU threads.
-    #[arg(long)]
+    /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); fails, saying
+    /// why, where KVM is unusable. Without --kvm or --no-kvm the sim picks KVM where it works,
+    /// eBPF traces the run and the guest program reproduces the scenario (trapped-vs-vcmdq),
+    /// and says why not otherwise.
+    #[arg(long, conflicts_with = "no_kvm")]
     pub kvm: bool,
+    /// Run the guest's hot path in vCPU threads of the sim VMM (the user-space driver).
+    #[arg(long)]
+    pub no_kvm: bool,
     /// Batches per second per vCPU (overrides the scenario's).
     #[arg(long)]
     pub rate: Option<u32>,
@@ -78,6 +85,18 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     let mut scenario = sim::scenario(&a.scenario)
         .with_context(|| format!("unknown scenario `{}` (see `cmdqv sim --list`)", a.scenario))?;
     apply_overrides(&mut scenario, a.rate, a.vcpus)?;
+    let mode = match (a.kvm, a.no_kvm) {
+        (true, _) => EngineMode::Kvm,
+        (_, true) => EngineMode::User,
+        _ => EngineMode::Auto,
+    };
+    // --kvm fails where KVM itself is unusable; a scenario the guest program cannot run falls
+    // back with a note, as auto does.
+    if mode == EngineMode::Kvm && sim_vmm::kvm_supports(&scenario) {
+        if let Err(why) = sim_vmm::kvm_usable() {
+            bail!("--kvm: {why}");
+        }
+    }
     let report = std::env::temp_dir().join(format!(
         "cmdqv-sim-report-{}-{}.json",
         std::process::id(),
@@ -91,17 +110,22 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
                 .into(),
         )
     } else {
-        trace(pid, &exe, a.kvm)
+        trace(pid, &exe, mode != EngineMode::User)
     };
     let mut stdin = child.stdin.take().context("sim VMM stdin")?;
     let stdout = child.stdout.take().context("sim VMM stdout")?;
+    let (engine, off) = choose_engine(mode, &scenario, traced.tracer.is_some());
+    if let Some(note) = off {
+        eprintln!("cmdqv sim: {note}");
+        traced.notes.push(note);
+    }
     let (feed, source): (Box<dyn Feed>, Source) = match traced.tracer.take() {
         Some(t) => {
-            writeln!(stdin, "{GO_EBPF}")?;
+            writeln!(stdin, "{GO_EBPF} {engine}")?;
             (Box::new(TracerFeed::new(t)?), Source::Ebpf)
         }
         None => {
-            writeln!(stdin, "{GO_PIPE}")?;
+            writeln!(stdin, "{GO_PIPE} {engine}")?;
             traced.probes.extend(in_process_probes());
             let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?;
             (Box::new(PipeFeed::spawn(pipe)), Source::InProcess)
@@ -119,7 +143,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
             },
         }),
         source,
-        name: format!("sim:{} (pid {pid})", a.scenario),
+        name: format!("sim:{} (pid {pid}, guest engine {engine})", a.scenario),
         pid,
         probes: traced.probes,
         notes: traced.notes,
@@ -135,9 +159,6 @@ fn spawn_vmm(exe: &Path, sc: &sim::Scenario, a: &SimArgs, report: &Path) -> Resu
     let mut cmd = Command::new(exe);
     cmd.arg("sim-vmm").arg("--scenario").arg(sc.name);
     cmd.arg("--report").arg(report);
-    if a.kvm {
-        cmd.arg("--kvm");
-    }
     let duration = a.out.duration;
     cmd.arg("--rate").arg(sc.rate_hz.to_string());
     cmd.arg("--vcpus").arg(sc.vcpus.to_string());

@@ -30,7 +30,8 @@ pub struct SimVmmArgs {
     pub rate: Option<u32>,
     #[arg(long)]
     pub vcpus: Option<u32>,
-    /// Run the guest's hot path in KVM vCPUs (falls back to vCPU threads, saying why).
+    /// Run the guest's hot path in KVM vCPUs (falls back to vCPU threads, saying why). Without
+    /// it, the start line decides (`go ebpf kvm`).
     #[arg(long)]
     pub kvm: bool,
     /// Write the end-of-run report (guest engine, comparison, notes) here as JSON.
@@ -71,16 +72,22 @@ pub fn run(a: SimVmmArgs) -> Result<()> {
     apply_overrides(&mut sc, a.rate, a.vcpus)?;
     let mut report = VmmReport::default();
     report.sim.guest_engine = "user".into();
-    let engine = a.kvm.then(|| engine::choose(&sc, &mut report)).flatten();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    // `go ebpf|pipe [kvm|user]`: the tracer's choice of guest engine follows the mode.
+    let (go, asked) = match line.trim().rsplit_once(' ') {
+        Some((go, e @ ("kvm" | "user"))) => (go, e),
+        _ => (line.trim(), "user"),
+    };
+    let kvm = a.kvm || asked == "kvm";
+    let engine = kvm.then(|| engine::choose(&sc, &mut report)).flatten();
     let modelled = sc.costs;
     if engine.is_some() {
         // Real exits replace the modelled trap cost; what cannot run here (the host SMMU, the
         // VCMDQ hardware's own latency) is reported as modelled, not spun into the figures.
         sc.costs = sim::scenario::Costs::default();
     }
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let (emit, writer) = match line.trim() {
+    let (emit, writer) = match go {
         GO_PIPE => {
             let (p, h) = sim::emit::PipeSink::spawn(std::io::stdout());
             (sim::emit::Emitter::with_pipe(&p), Some((p, h)))
@@ -150,9 +157,74 @@ impl VmmReport {
 
 /// Says in one line (on stderr and in the report's notes) why the KVM guest engine is off.
 fn engine_off(why: &dyn std::fmt::Display, report: &mut VmmReport) {
-    let note = format!("KVM guest engine off ({why}): the guest runs in vCPU threads");
+    let note = engine_off_note(why);
     eprintln!("cmdqv sim-vmm: {note}");
     report.notes.push(note);
+}
+
+/// The one line that says why the guest does not run in KVM vCPUs.
+pub fn engine_off_note(why: &dyn std::fmt::Display) -> String {
+    format!("KVM guest engine off ({why}): the guest runs in vCPU threads")
+}
+
+/// `cmdqv sim`'s guest engine flags: `--kvm`, `--no-kvm`, or neither (auto).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineMode {
+    Auto,
+    Kvm,
+    User,
+}
+
+/// Whether the KVM guest program reproduces `sc`'s guest workload as the user-space driver runs
+/// it: the program repeats one fixed batch at one rate per vCPU and has no error handler, so a
+/// scenario with varied batches (several TLBIs, periodic ASID flushes or configuration
+/// invalidations), skewed rates, injected errors or queues moving under load keeps its
+/// user-space figures unless `--kvm` asks otherwise. Of the built-in scenarios only
+/// `trapped-vs-vcmdq` qualifies.
+pub fn reproduces(sc: &sim::Scenario) -> Result<(), String> {
+    let varied = sc.max_tlbi > 1 || sc.asid_every > 0 || sc.cfgi_every > 0 || sc.rate_skew != 0.0;
+    if varied {
+        return Err(format!(
+            "scenario {}'s batches vary, the KVM guest program repeats one; --kvm forces it",
+            sc.name
+        ));
+    }
+    engine::supports(sc)
+}
+
+/// Whether the KVM guest program can run `sc` at all (no injected errors, no handover).
+pub fn kvm_supports(sc: &sim::Scenario) -> bool {
+    engine::supports(sc).is_ok()
+}
+
+/// Whether KVM opens and creates a VM here, or why not (one line).
+pub fn kvm_usable() -> Result<(), String> {
+    engine::usable()
+}
+
+/// The guest engine of a run (`kvm` or `user`) and, when it is `user` though KVM was asked for
+/// or could have run, why (one line). Auto runs KVM when the guest program reproduces the
+/// scenario, eBPF traces the run (so the kernel counts the exits; the in-process fallback keeps
+/// the scenario's modelled costs) and KVM opens; `--kvm` whenever the scenario can run there.
+pub fn choose_engine(
+    mode: EngineMode,
+    sc: &sim::Scenario,
+    traced: bool,
+) -> (&'static str, Option<String>) {
+    let why = match mode {
+        EngineMode::User => return ("user", None),
+        EngineMode::Kvm => engine::supports(sc),
+        EngineMode::Auto => reproduces(sc)
+            .and_then(|()| match traced {
+                true => Ok(()),
+                false => Err("the run is not traced by eBPF, the kernel could not count its exits; --kvm forces it".into()),
+            })
+            .and_then(|()| engine::usable()),
+    };
+    match why {
+        Ok(()) => ("kvm", None),
+        Err(why) => ("user", Some(engine_off_note(&why))),
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -165,6 +237,16 @@ mod engine {
 
     use super::VmmReport;
     use crate::kvm::{KvmEngine, compare};
+
+    /// Whether the guest program can run `sc` (see [`KvmEngine::supports`]).
+    pub fn supports(sc: &sim::Scenario) -> Result<(), String> {
+        KvmEngine::supports(sc)
+    }
+
+    /// Whether KVM opens and creates a VM here (the VM is closed again).
+    pub fn usable() -> Result<(), String> {
+        KvmEngine::open().map(drop)
+    }
 
     /// Opens KVM for `sc`, or says in one line why the guest runs in vCPU threads instead.
     pub fn choose(sc: &sim::Scenario, report: &mut VmmReport) -> Option<KvmEngine> {
@@ -231,8 +313,18 @@ mod engine {
 
     pub enum KvmEngine {}
 
+    const WHY: &str = "its guest code runs on x86_64 hosts only";
+
+    pub fn supports(_: &sim::Scenario) -> Result<(), String> {
+        Err(WHY.into())
+    }
+
+    pub fn usable() -> Result<(), String> {
+        Err(WHY.into())
+    }
+
     pub fn choose(_: &sim::Scenario, report: &mut VmmReport) -> Option<KvmEngine> {
-        super::engine_off(&"its guest code is x86_64 only", report);
+        super::engine_off(&WHY, report);
         None
     }
 
