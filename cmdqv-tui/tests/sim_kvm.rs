@@ -178,6 +178,18 @@ fn exits_are_the_exit_probes(s: &Value) {
         0,
         "no MMIO exit on the direct path: {d}"
     );
+    // The trapped batch's breakdown, every phase seen on (nearly) every batch; the direct
+    // path has no exit to break down.
+    let b = &t["breakdown_ns"];
+    for phase in ["exit", "vmm_dispatch", "consumption", "resume"] {
+        let p = &b[phase];
+        assert!(
+            u(&p["p50"]) > 0 && u(&p["p50"]) <= u(&p["p99"]),
+            "{phase}: {b}"
+        );
+        assert!(u(&p["count"]) + 2 >= u(&t["batches"]), "{phase}: {b}");
+    }
+    assert!(d.get("breakdown_ns").is_none(), "{d}");
 }
 
 #[test]

@@ -135,6 +135,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     Ok(LiveTarget {
         feed: Box::new(SimFeed {
             exits: exit_counts(&traced.probes, source),
+            engine,
             inner: feed,
             vmm: VmmChild {
                 child,
@@ -269,6 +270,8 @@ struct SimFeed {
     vmm: VmmChild,
     /// The KVM guest's exits from `kvm:kvm_exit` and `kvm:kvm_mmio`, when either is attached.
     exits: Option<ExitCounts>,
+    /// The guest engine the VMM was told to run (`kvm` or `user`).
+    engine: &'static str,
 }
 
 /// A counter of the guest's exits when eBPF feeds and a `kvm:*` exit probe attached.
@@ -314,6 +317,19 @@ impl Feed for SimFeed {
 
     fn probe_log(&self) -> Option<&ProbeLog> {
         self.inner.probe_log()
+    }
+
+    fn amend_live(&self, summary: &mut Summary) {
+        // What the probes counted so far; the guest's own figures (batches, latencies) come
+        // with the VMM's report at the end.
+        let mut c = cmdqv_core::analysis::Comparison::default();
+        if let Some(n) = &self.exits {
+            n.apply(&mut c, &n.live_threads());
+        }
+        summary.sim = Some(cmdqv_core::analysis::SimReport {
+            guest_engine: self.engine.into(),
+            comparison: (self.exits.is_some() && self.engine == "kvm").then_some(c),
+        });
     }
 
     fn amend_final(&mut self, summary: &mut Summary) {

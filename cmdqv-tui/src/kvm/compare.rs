@@ -3,11 +3,14 @@
 //! that cannot run here, never folded into a measured figure.
 
 use cmdqv_core::{
-    analysis::{Comparison, Latency, PathFigures},
+    analysis::{Comparison, PathFigures},
     sim::scenario::Costs,
 };
 
-use super::run::{KvmRun, PathRun};
+use super::{
+    breakdown::percentiles,
+    run::{KvmRun, PathRun},
+};
 
 /// What the measured figures contain.
 const MEASURED: [&str; 4] = [
@@ -76,22 +79,6 @@ pub fn figures(runs: &[&PathRun], secs: f64) -> PathFigures {
             0.0
         },
         ..Default::default()
-    }
-}
-
-/// p50, p99, max and mean of `v` (sorted in place).
-pub fn percentiles(v: &mut [u64]) -> Latency {
-    if v.is_empty() {
-        return Latency::default();
-    }
-    v.sort_unstable();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Latency {
-        count: v.len() as u64,
-        p50: at(0.5),
-        p99: at(0.99),
-        max: v[v.len() - 1],
-        mean: v.iter().sum::<u64>() as f64 / v.len() as f64,
     }
 }
 

@@ -10,13 +10,16 @@ use std::collections::BTreeMap;
 
 use cmdqv_core::{
     analysis::{Comparison, PathFigures},
-    event::Payload,
+    event::{MAIN_CMDQ, Payload, QueueEvent},
     kvm_exit, probe_abi,
     regs::{self, smmu},
 };
 use serde::{Deserialize, Serialize};
 
-use super::layout::{CMDQV_GPA, CMDQV_LEN, SMMU_GPA, SMMU_LEN, VINTF0_PAGE0_GPA};
+use super::{
+    breakdown::Breakdown,
+    layout::{CMDQV_GPA, CMDQV_LEN, SMMU_GPA, SMMU_LEN, VINTF0_PAGE0_GPA},
+};
 
 /// The guest-physical window the kvm_mmio probe reports (both devices).
 pub const WINDOW: (u64, u64) = (SMMU_GPA, CMDQV_GPA + CMDQV_LEN);
@@ -50,6 +53,10 @@ pub struct ExitCounts {
     pub direct: u64,
     pub direct_doorbells: u64,
     pub by_thread: BTreeMap<u32, BTreeMap<Reason, u64>>,
+    /// The trapped doorbells' phases, from the same records and the VMM's queue uprobe.
+    pub breakdown: Breakdown,
+    /// Threads seen exiting on the trapped SMMU page (the live view's guess at the paths).
+    pub trapped_threads: std::collections::BTreeSet<u32>,
 }
 
 impl ExitCounts {
@@ -68,11 +75,49 @@ impl ExitCounts {
         let Ok(ev) = probe_abi::decode(raw) else {
             return;
         };
+        let (tid, ts) = (ev.tid, ev.ts_ns);
         match ev.payload {
-            Payload::KvmMmio { kind, gpa, .. } => self.count(kind, gpa),
-            Payload::KvmExit(e) => self.count_exit(ev.tid, e.isa, e.reason, e.info),
+            Payload::KvmMmio { kind, gpa, .. } => {
+                let doorbell = kind == WRITE && gpa == SMMU_GPA + smmu::CMDQ_PROD;
+                if (SMMU_GPA..SMMU_GPA + SMMU_LEN).contains(&gpa) {
+                    self.trapped_threads.insert(tid);
+                }
+                self.breakdown.mmio(tid, ts, doorbell);
+                self.count(kind, gpa)
+            }
+            Payload::KvmExit(e) => {
+                if e.isa == kvm_exit::USERSPACE_EXIT {
+                    self.breakdown.userspace_exit(tid, ts);
+                } else {
+                    self.breakdown.kernel_exit(tid, ts);
+                }
+                self.count_exit(tid, e.isa, e.reason, e.info)
+            }
+            Payload::Queue { queue, event } if queue == MAIN_CMDQ => match event {
+                QueueEvent::Doorbell { .. } => self.breakdown.doorbell(tid, ts),
+                QueueEvent::Consumed { .. } => self.breakdown.consumed(tid, ts),
+                _ => {}
+            },
             _ => {}
         }
+    }
+
+    /// The vCPU threads as far as the records tell before the VMM reports them: a thread that
+    /// exits on the trapped SMMU page drives the trapped path, any other that exits the direct
+    /// one (only vCPU threads run KVM_RUN).
+    pub fn live_threads(&self) -> Vec<VcpuThread> {
+        let tids = self.by_thread.keys().chain(&self.trapped_threads);
+        let tids: std::collections::BTreeSet<u32> = tids.copied().collect();
+        tids.into_iter()
+            .map(|tid| {
+                let trapped = self.trapped_threads.contains(&tid);
+                VcpuThread {
+                    tid,
+                    trapped,
+                    direct: !trapped,
+                }
+            })
+            .collect()
     }
 
     /// Counts one `kvm_exit` of thread `tid`.
@@ -157,6 +202,7 @@ impl ExitCounts {
         };
         set(&mut c.trapped, true);
         set(&mut c.direct, false);
+        c.trapped.breakdown_ns = self.breakdown.figures();
     }
 
     /// Which records count `exits` (whether they are `kvm_userspace_exit` records, and the

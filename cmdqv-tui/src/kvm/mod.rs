@@ -5,6 +5,7 @@
 //! is a memslot, so the direct path's PROD stores and CONS loads reach it with no exit, and the
 //! simulated host's hardware thread consumes. x86_64 guests only.
 
+pub mod breakdown;
 #[cfg(target_arch = "x86_64")]
 pub mod compare;
 pub mod exits;
