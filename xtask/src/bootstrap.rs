@@ -59,7 +59,13 @@ pub fn bootstrap(test_tools: bool) -> Result<Toolchain> {
     step("tracefs", ensure_tracefs)?;
     if test_tools {
         step("clippy (nightly)", || ensure_clippy(&n))?;
-        step("test tools", || ensure_tools(&[("tmux", "tmux")]))?;
+        // aarch64-linux-gnu-as: the aarch64 KVM guest program's words are checked against it.
+        step("test tools", || {
+            ensure_tools(&[
+                ("tmux", "tmux"),
+                ("aarch64-linux-gnu-as", "binutils-aarch64-linux-gnu"),
+            ])
+        })?;
     }
     let path = prepend_path(
         bpf_linker_dir(&n, &pin).join("bin"),

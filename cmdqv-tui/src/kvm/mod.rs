@@ -10,6 +10,7 @@ pub mod breakdown;
 pub mod compare;
 pub mod exits;
 pub mod guest;
+pub mod guest_a64;
 pub mod layout;
 #[cfg(target_arch = "x86_64")]
 mod run;

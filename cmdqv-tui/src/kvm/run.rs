@@ -88,8 +88,11 @@ impl KvmEngine {
     pub fn run(self, vmm: &Vmm, sc: &Scenario, duration: Duration) -> Result<KvmRun, String> {
         self.map(RAM_SLOT, vmm.ram.base(), vmm.ram.len(), vmm.ram.host_ptr())?;
         let ram = &vmm.ram;
-        ram.store_bytes(ram.base() + layout::CODE_OFF, guest::CODE)
-            .map_err(|e| format!("loading the guest code: {e}"))?;
+        ram.store_bytes(
+            ram.base() + layout::CODE_OFF,
+            &guest::GuestArch::HOST.code(),
+        )
+        .map_err(|e| format!("loading the guest code: {e}"))?;
         let b = vmm::boot(vmm, sc)?;
         let lvcmdqs = b.drv.cfg.lvcmdqs;
         let direct = self.map_direct(vmm, lvcmdqs)?;
