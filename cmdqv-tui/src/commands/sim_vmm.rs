@@ -227,9 +227,9 @@ pub fn choose_engine(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 mod engine {
-    //! The KVM guest engine's place in the sim VMM (x86_64 hosts).
+    //! The KVM guest engine's place in the sim VMM (x86_64 and aarch64 hosts).
     use std::time::Duration;
 
     use anyhow::{Result, anyhow};
@@ -301,7 +301,7 @@ mod engine {
     }
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 mod engine {
     //! No KVM guest code for this architecture yet: the guest runs in vCPU threads.
     use std::time::Duration;
@@ -313,7 +313,7 @@ mod engine {
 
     pub enum KvmEngine {}
 
-    const WHY: &str = "its guest code runs on x86_64 hosts only";
+    const WHY: &str = "its guest code runs on x86_64 and aarch64 hosts only";
 
     pub fn supports(_: &sim::Scenario) -> Result<(), String> {
         Err(WHY.into())

@@ -19,6 +19,7 @@ use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VmFd};
 
 use super::{
+    arch,
     guest::{self, Area, Job, STATUS_STUCK},
     layout::{self, CMDQV_GPA, SMMU_GPA},
     vcpu::{self, Run, VcpuOutcome},
@@ -167,11 +168,9 @@ impl KvmEngine {
                 .create_vcpu(cpu as u64)
                 .map_err(|e| format!("KVM_CREATE_VCPU: {e}"))?;
             let rip = vmm.ram.base() + layout::CODE_OFF;
-            vcpu::setup(&fd, rip, area.block)?;
-            let khz = fd
-                .get_tsc_khz()
-                .map_err(|e| format!("KVM_GET_TSC_KHZ: {e}"))?;
-            fds.push((fd, khz as u64, job.prod_reg));
+            arch::setup(&self.vm, &fd, rip, area.block)?;
+            let khz = arch::counter_khz(&fd)?;
+            fds.push((fd, khz, job.prod_reg));
         }
         let threads: Vec<AtomicU64> = jobs.iter().map(|_| AtomicU64::new(0)).collect();
         let done: Vec<AtomicBool> = jobs.iter().map(|_| AtomicBool::new(false)).collect();
