@@ -44,8 +44,8 @@ pub struct SimArgs {
     pub no_ebpf: bool,
     /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); fails, saying
     /// why, where KVM is unusable. Without --kvm or --no-kvm the sim picks KVM where it works,
-    /// eBPF traces the run and the guest program reproduces the scenario (trapped-vs-vcmdq),
-    /// and says why not otherwise.
+    /// eBPF traces the run and KVM reproduces the scenario's figures (no built-in scenario
+    /// today), and says why not otherwise.
     #[arg(long, conflicts_with = "no_kvm")]
     pub kvm: bool,
     /// Run the guest's hot path in vCPU threads of the sim VMM (the user-space driver).
@@ -110,7 +110,13 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
                 .into(),
         )
     } else {
-        trace(pid, &exe, mode != EngineMode::User)
+        // The exit probes only where the guest may run in KVM.
+        let kvm = match mode {
+            EngineMode::Kvm => true,
+            EngineMode::Auto => sim_vmm::auto_fits(&scenario).is_ok(),
+            EngineMode::User => false,
+        };
+        trace(pid, &exe, kvm)
     };
     let mut stdin = child.stdin.take().context("sim VMM stdin")?;
     let stdout = child.stdout.take().context("sim VMM stdout")?;
@@ -134,7 +140,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     stdin.flush()?;
     Ok(LiveTarget {
         feed: Box::new(SimFeed {
-            exits: exit_counts(&traced.probes, source),
+            exits: exit_counts(&traced.probes, source).filter(|_| engine == "kvm"),
             engine,
             inner: feed,
             vmm: VmmChild {
