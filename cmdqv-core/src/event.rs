@@ -236,6 +236,20 @@ pub fn iommu_device_name(device: &[u8; IOMMU_DEV_NAME]) -> String {
     String::from_utf8_lossy(&device[..end]).into_owned()
 }
 
+/// One `kvm:kvm_exit` or `kvm:kvm_userspace_exit` record. `isa` says how to read `reason` (see
+/// [`crate::kvm_exit`]): x86's exit reason with `info` its `info1`; arm64's ESR exception class
+/// with `info` the exit's `ret` (0 = an interrupt, 2 = a trap); or, for a return to the VMM
+/// (`isa` [`crate::kvm_exit::USERSPACE_EXIT`]), the KVM_EXIT_* code with `info` its errno.
+/// `vcpu` is `u32::MAX` where the tracepoint does not name one.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvmExit {
+    pub isa: u32,
+    pub reason: u32,
+    pub vcpu: u32,
+    pub pc: u64,
+    pub info: u64,
+}
+
 /// What happened.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "type")]
@@ -255,6 +269,8 @@ pub enum Payload {
         gpa: u64,
         value: u64,
     },
+    /// `kvm:kvm_exit` (one VM exit) or `kvm:kvm_userspace_exit` (one return to the VMM).
+    KvmExit(KvmExit),
     /// One command taken from a queue at CONS index `index` (with wrap bit).
     Command {
         queue: u32,

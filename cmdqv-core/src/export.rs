@@ -161,6 +161,7 @@ impl<W: Write> Exporter<W> {
             }
             Payload::Mmio { .. }
             | Payload::KvmMmio { .. }
+            | Payload::KvmExit(_)
             | Payload::KFunc { .. }
             | Payload::Iommu { .. }
             | Payload::HostBatch(_)

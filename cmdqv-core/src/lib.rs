@@ -15,6 +15,7 @@
 //! - [`qtest`]: QEMU's qtest text protocol driving the model.
 //! - [`host`]: host backends (iommufd, simulated host), passthrough state machine, sampler.
 //! - [`event`]: the one event type every source produces.
+//! - [`kvm_exit`]: the names of KVM's exit reasons (x86 VMX and SVM, arm64) for `kvm:kvm_exit`.
 //! - [`probe_abi`]: the one wire codec: eBPF ABI records ⇄ typed events (ring buffer and trace
 //!   file alike; packed fields are unpacked here, once).
 //! - [`analysis`]: the summary contract, text rendering, and the collector (correlation and
@@ -37,6 +38,7 @@ pub mod engine;
 pub mod event;
 pub mod export;
 pub mod host;
+pub mod kvm_exit;
 pub mod mem;
 pub mod model;
 pub mod perfetto;

@@ -17,13 +17,13 @@ use cmdqv_ebpf_common::{
     ABI_VERSION, CommandEvent, EventHeader, EventKind, HANDOVER_LOST_SHIFT, HOST_BATCH_FLAGS,
     HOST_BATCH_MAIN, HOST_BATCH_MAIN_KNOWN, HOST_BATCH_PROD, HOST_BATCH_SYNC, HOST_BATCH_WAIT,
     HostBatchEvent, HostCommandEvent, IOCTL_ARG_BYTES, IoctlEvent, IommuEvent, KFuncEvent,
-    KvmMmioEvent, LostEvent, MAP_ALLOC_BIT, MAP_LVCMDQ_MASK, MmapEvent, MmioEvent, MmioOrigin,
-    QueueEvent as QueueRecord,
+    KvmExitEvent, KvmMmioEvent, LostEvent, MAP_ALLOC_BIT, MAP_LVCMDQ_MASK, MmapEvent, MmioEvent,
+    MmioOrigin, QueueEvent as QueueRecord,
 };
 
 use crate::event::{
-    Device, ErrCode, Event, HostBatch, HostCommand, IOMMU_DEV_NAME, IommuOp, Payload, QueueEvent,
-    QueueOp,
+    Device, ErrCode, Event, HostBatch, HostCommand, IOMMU_DEV_NAME, IommuOp, KvmExit, Payload,
+    QueueEvent, QueueOp,
 };
 
 /// Size of the fixed header of every record.
@@ -55,6 +55,7 @@ pub fn payload_len(kind: EventKind) -> usize {
         EventKind::Ioctl => size_of::<IoctlEvent>(),
         EventKind::Mmio => size_of::<MmioEvent>(),
         EventKind::KvmMmio => size_of::<KvmMmioEvent>(),
+        EventKind::KvmExit => size_of::<KvmExitEvent>(),
         EventKind::Command => size_of::<CommandEvent>(),
         EventKind::Queue => size_of::<QueueRecord>(),
         EventKind::Mmap => size_of::<MmapEvent>(),
@@ -73,6 +74,7 @@ pub fn kind_of(payload: &Payload) -> EventKind {
         Payload::Ioctl { .. } => EventKind::Ioctl,
         Payload::Mmio { .. } => EventKind::Mmio,
         Payload::KvmMmio { .. } => EventKind::KvmMmio,
+        Payload::KvmExit(_) => EventKind::KvmExit,
         Payload::Command { .. } => EventKind::Command,
         Payload::Queue { .. } => EventKind::Queue,
         Payload::Mmap { .. } => EventKind::Mmap,
@@ -215,6 +217,7 @@ pub fn decode_trimmed(record: &[u8]) -> Result<(Event, &[u8]), DecodeError> {
             gpa: r.u64()?,
             value: r.u64()?,
         },
+        EventKind::KvmExit => decode_kvm_exit(r)?,
         EventKind::Command => Payload::Command {
             queue: r.u32()?,
             index: r.u32()?,
@@ -310,6 +313,17 @@ fn decode_mmap(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
         fd: r.i32()?,
         map: r.flag::<4>("mmap.is_map")?,
     })
+}
+
+fn decode_kvm_exit(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
+    let (reason, isa, vcpu, _pad) = (r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+    Ok(Payload::KvmExit(KvmExit {
+        isa,
+        reason,
+        vcpu,
+        pc: r.u64()?,
+        info: r.u64()?,
+    }))
 }
 
 fn decode_kfunc(mut r: Reader<'_>) -> Result<Payload, DecodeError> {
@@ -575,6 +589,7 @@ fn encode_payload(payload: &Payload, out: &mut Vec<u8>) {
             gpa,
             value,
         } => put!(out, kind, len, gpa, value),
+        Payload::KvmExit(e) => put!(out, e.reason, e.isa, e.vcpu, PAD32, e.pc, e.info),
         Payload::Command {
             queue,
             index,
@@ -705,6 +720,24 @@ mod tests {
                     gpa: 0x5000_0000,
                     value: 7,
                 },
+            ),
+            (
+                as_bytes(&abi::KvmExitEvent {
+                    hdr: hdr(EventKind::KvmExit),
+                    reason: 49,
+                    isa: abi::KVM_ISA_VMX,
+                    vcpu: 1,
+                    _pad: 0,
+                    pc: 0x300_0042,
+                    info: 0x900_0098,
+                }),
+                Payload::KvmExit(KvmExit {
+                    isa: 1,
+                    reason: 49,
+                    vcpu: 1,
+                    pc: 0x300_0042,
+                    info: 0x900_0098,
+                }),
             ),
             (
                 as_bytes(&abi::CommandEvent {
@@ -928,7 +961,7 @@ mod tests {
     #[test]
     fn every_kind_round_trips_from_the_abi_structs() {
         let all = all_kinds();
-        assert_eq!(all.len(), 10, "one case per EventKind");
+        assert_eq!(all.len(), 11, "one case per EventKind");
         for (bytes, payload) in all {
             let ev = decode(&bytes).unwrap();
             check_meta(&ev);

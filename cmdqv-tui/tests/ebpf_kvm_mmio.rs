@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use cmdqv_core::{event::Payload, probe_abi};
-use cmdqv_tui::ebpf::{Tracer, TracerConfig};
+use cmdqv_tui::ebpf::{Tracer, TracerConfig, kvm_exit};
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::{Kvm, VcpuExit};
 
@@ -221,4 +221,59 @@ fn without_a_window_every_guest_mmio_write_is_delivered() {
             .unwrap();
     }
     assert_eq!(gpas, [0x8000, 0x8010, 0x9000]);
+}
+
+#[test]
+fn every_exit_of_the_guest_reaches_the_exit_probes_with_its_reason() {
+    if !privileged() {
+        return;
+    }
+    let _one = ONE_GUEST.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    let mut tracer = Tracer::load(&TracerConfig {
+        pid,
+        kvm_exit: true,
+        ..Default::default()
+    })
+    .expect("load eBPF object");
+    for label in [kvm_exit::LABEL, kvm_exit::USERSPACE_LABEL] {
+        let st = tracer.probes().iter().find(|p| p.name == label).unwrap();
+        assert_eq!(st.status, "attached", "{st:?}");
+    }
+    // SAFETY: gettid has no preconditions; the guest runs on this thread.
+    let tid = unsafe { libc::gettid() } as u32;
+    assert_eq!(run_guest().len(), 3);
+    // (isa, reason, info) of this thread's exits, the VMM-bound ones and the kernel's own.
+    let (mut to_vmm, mut all) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while to_vmm.len() < 4 && Instant::now() < deadline {
+        tracer
+            .poll(Duration::from_millis(100), |rec| {
+                let ev = probe_abi::decode(rec).expect("decodable record");
+                let Payload::KvmExit(e) = ev.payload else {
+                    panic!("only exit probes were attached, got {:?}", ev.payload)
+                };
+                let (isa, reason, info) = (e.isa, e.reason, e.info);
+                if ev.tid != tid {
+                    return;
+                }
+                if isa == cmdqv_core::kvm_exit::USERSPACE_EXIT {
+                    to_vmm.push((reason, info as i64));
+                } else {
+                    all.push((isa, reason, info));
+                }
+            })
+            .unwrap();
+    }
+    // Three MMIO stores (KVM_EXIT_MMIO = 6), then the hlt (KVM_EXIT_HLT = 5), none failed.
+    assert_eq!(to_vmm, [(6, 0), (6, 0), (6, 0), (5, 0)]);
+    // Where this kernel fires kvm_exit (VMX, SVM, arm64; not PVM), it saw at least the
+    // stores as MMIO exits, and the hlt.
+    if !all.is_empty() {
+        let mmio = all
+            .iter()
+            .filter(|&&(isa, r, i)| cmdqv_core::kvm_exit::is_mmio(isa, r, i))
+            .count();
+        assert!(mmio >= 3 && all.len() >= 4, "{all:?}");
+    }
 }

@@ -157,3 +157,39 @@ fn too_small() {
         insta::assert_snapshot!(format!("too_small_{w}x{h}"), render(&mut a, w, h));
     }
 }
+
+#[test]
+fn a_kvm_run_shows_the_trapped_paths_exits_breakdown_and_modelled_part_under_the_queues() {
+    use cmdqv_core::analysis::{Comparison, Latency, SimReport};
+    let mut s = tui_fixture::summary();
+    let mut c = Comparison::default();
+    c.trapped.exits = 12_000;
+    for (phase, p50) in [
+        ("exit", 900),
+        ("vmm_dispatch", 30_000),
+        ("consumption", 68_000),
+        ("resume", 34_000),
+    ] {
+        let l = Latency {
+            p50,
+            ..Default::default()
+        };
+        c.trapped.breakdown_ns.insert(phase.into(), l);
+    }
+    c.modelled = vec!["trapped host_invalidate_ns: 28000 (not run here)".into()];
+    s.sim = Some(SimReport {
+        guest_engine: "kvm".into(),
+        comparison: Some(c),
+    });
+    let mut a = App::new(TuiOptions::default());
+    a.update(s.clone());
+    let text = format!("{}", render(&mut a, 200, 60));
+    let want = format!(
+        "trapped: {} exits/s · batch p50: exit 900ns, VMM dispatch 30.0µs, consumption 68.0µs, resume 34.0µs · modelled (not run here): host_invalidate_ns: 28000",
+        cmdqv_tui::tui::format::rate(12_000.0 / s.elapsed_s)
+    );
+    assert!(text.contains(&want), "{want}\n{text}");
+    // Without a KVM comparison the pane is as before.
+    let mut a = app();
+    assert!(!format!("{}", render(&mut a, 200, 60)).contains("trapped:"));
+}

@@ -71,6 +71,8 @@ pub fn bootstrap(test_tools: bool) -> Result<Toolchain> {
                 ("groff", "groff-base"),
                 // prometheus also brings promtool (the metrics tests start a real Prometheus).
                 ("prometheus", "prometheus"),
+                // aarch64-linux-gnu-as: the aarch64 KVM guest program's words are checked against it.
+                ("aarch64-linux-gnu-as", "binutils-aarch64-linux-gnu"),
             ])
         })?;
     }

@@ -188,6 +188,18 @@ fn render_kvm_mmio(kind: u32, len: u32, gpa: u64, value: u64) -> String {
     format!("kvm_mmio {k} gpa={gpa:#x} len={len} val={value:#x}")
 }
 
+fn render_kvm_exit(e: &crate::event::KvmExit) -> String {
+    let name = crate::kvm_exit::reason_name(e.isa, e.reason, e.info);
+    if e.isa == crate::kvm_exit::USERSPACE_EXIT {
+        return format!("kvm_userspace_exit {name}");
+    }
+    let vcpu = match e.vcpu {
+        u32::MAX => String::new(),
+        v => format!(" vcpu={v}"),
+    };
+    format!("kvm_exit {name}{vcpu} pc={:#x} info={:#x}", e.pc, e.info)
+}
+
 /// (kind, text) of an `iommu:*` tracepoint's log line.
 fn render_iommu(
     op: IommuOp,
@@ -254,6 +266,7 @@ pub fn render(ev: &Event, reg_name: Option<RegNameFn>) -> (&'static str, String)
             gpa,
             value,
         } => ("kvm", render_kvm_mmio(kind, len, gpa, value)),
+        Payload::KvmExit(e) => ("kvm", render_kvm_exit(&e)),
         Payload::Command {
             queue,
             index,

@@ -277,6 +277,14 @@ pub struct PathFigures {
     pub exits: u64,
     pub exits_source: String,
     pub exits_per_batch: f64,
+    /// The exits by reason as `kvm:kvm_exit` names them (`EPT_MISCONFIG`, `IO_INSTRUCTION`,
+    /// `EXTERNAL_INTERRUPT`, arm64's `DABT_LOW`...); empty when that probe did not count them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub exits_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Where a batch's time goes, per phase (`exit`, `vmm_dispatch`, `consumption`, `resume`),
+    /// from the kernel's and the VMM's timestamps on the vCPU thread; measured only (trapped).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub breakdown_ns: std::collections::BTreeMap<String, Latency>,
     /// Exits caused by a doorbell (a PROD store).
     pub doorbell_exits: u64,
     /// Exits the guest makes once per batch so the VMM can pace it at the scenario's rate.

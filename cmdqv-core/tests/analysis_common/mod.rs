@@ -3,7 +3,8 @@
 
 use cmdqv_core::command::op;
 use cmdqv_core::event::{
-    Device, Event, HostBatch, HostCommand, IommuOp, MAIN_CMDQ, Payload, QueueEvent, QueueOp,
+    Device, Event, HostBatch, HostCommand, IommuOp, KvmExit, MAIN_CMDQ, Payload, QueueEvent,
+    QueueOp,
 };
 use cmdqv_core::probe_abi;
 use cmdqv_core::regs::Cerror;
@@ -412,6 +413,17 @@ pub fn any_event() -> impl proptest::strategy::Strategy<Value = Event> {
                 len,
                 gpa,
                 value
+            }
+        ),
+        (any::<[u32; 3]>(), any::<u64>(), any::<u64>()).prop_map(
+            |([isa, reason, vcpu], pc, info)| {
+                Payload::KvmExit(KvmExit {
+                    isa,
+                    reason,
+                    vcpu,
+                    pc,
+                    info,
+                })
             }
         ),
         (queue.clone(), 0u32..32, any::<u64>(), any::<u64>()).prop_map(|(queue, index, w0, w1)| {

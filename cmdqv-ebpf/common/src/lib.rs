@@ -43,6 +43,9 @@ pub enum EventKind {
     HostBatch = 9,
     /// One command that call wrote to a command queue ([`HostCommandEvent`]).
     HostCommand = 10,
+    /// `kvm:kvm_exit`: one VM exit of a vCPU, or `kvm:kvm_userspace_exit`: one return of
+    /// KVM_RUN to the VMM ([`KvmExitEvent`], `isa` [`KVM_USERSPACE_EXIT`]).
+    KvmExit = 11,
     /// Userspace only: events lost before they were decoded (ring buffer full, a channel).
     Lost = 0x8001,
 }
@@ -65,6 +68,7 @@ impl EventKind {
             8 => Self::Iommu,
             9 => Self::HostBatch,
             10 => Self::HostCommand,
+            11 => Self::KvmExit,
             0x8001 => Self::Lost,
             _ => return None,
         })
@@ -145,6 +149,57 @@ pub struct KvmMmioEvent {
     pub len: u32,
     pub gpa: u64,
     pub val: u64,
+}
+
+/// `kvm:kvm_exit` (header + 32 bytes). The tracepoint's fields differ per architecture (x86:
+/// `exit_reason`, `isa`, `guest_rip`, `info1`, `vcpu_id`; arm64: `ret`, `esr_ec`, `vcpu_pc`), so
+/// the program reads them at the offsets userspace found in the tracepoint's format
+/// ([`KvmExitLayout`]) and this record holds them under one set of names.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct KvmExitEvent {
+    pub hdr: EventHeader,
+    /// x86: `exit_reason` (VMX basic exit reason or SVM exit code); arm64: `esr_ec`.
+    pub reason: u32,
+    /// [`KVM_ISA_VMX`], [`KVM_ISA_SVM`] or [`KVM_ISA_ARM64`].
+    pub isa: u32,
+    /// x86: `vcpu_id`; [`KVM_EXIT_NO_VCPU`] where the tracepoint has none (arm64).
+    pub vcpu: u32,
+    pub _pad: u32,
+    /// The guest's program counter at the exit (`guest_rip` / `vcpu_pc`).
+    pub pc: u64,
+    /// x86: `info1` (e.g. the exit qualification); arm64: `ret` (ARM_EXCEPTION_*: 0 = IRQ,
+    /// 2 = TRAP).
+    pub info: u64,
+}
+
+/// [`KvmExitEvent::isa`]: Intel VMX, AMD SVM (the kernel's own `KVM_ISA_*` values), arm64 (ours).
+pub const KVM_ISA_VMX: u32 = 1;
+pub const KVM_ISA_SVM: u32 = 2;
+pub const KVM_ISA_ARM64: u32 = 0xa64;
+/// [`KvmExitEvent::isa`] of a `kvm:kvm_userspace_exit` record (no ISA: `reason` is the
+/// KVM_EXIT_* code KVM_RUN returned with, `info` its errno as i64, 0 or negative). Some KVMs
+/// never fire `kvm:kvm_exit` (PVM, which runs guests without VMX/SVM); every exit that reaches
+/// the VMM still fires this one, on every architecture.
+pub const KVM_USERSPACE_EXIT: u32 = 0xffff_0000;
+/// [`KvmExitEvent::vcpu`] where the tracepoint does not say.
+pub const KVM_EXIT_NO_VCPU: u32 = u32::MAX;
+
+/// Where `kvm:kvm_exit`'s fields sit in this kernel's record (from its tracepoint format),
+/// one entry in an `Array` map. An offset of 0 means the field is absent (offset 0 is the
+/// common header); a size is 4 or 8. `enabled` = 0 keeps the program silent.
+#[repr(C)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct KvmExitLayout {
+    pub enabled: u32,
+    /// The ISA when the record has no `isa` field (arm64).
+    pub isa: u32,
+    pub reason_off: u32,
+    pub isa_off: u32,
+    pub vcpu_off: u32,
+    pub pc_off: u32,
+    pub info_off: u32,
+    pub info_size: u32,
 }
 
 /// One command taken by the VMM's consumer (header + 32 bytes).
@@ -289,6 +344,8 @@ const _: () = assert!(core::mem::size_of::<MmapEvent>() == 64);
 const _: () = assert!(core::mem::size_of::<KFuncEvent>() == 72);
 const _: () = assert!(core::mem::size_of::<IommuEvent>() == 24 + 40 + IOMMU_DEV_NAME);
 const _: () = assert!(core::mem::size_of::<LostEvent>() == 32);
+const _: () = assert!(core::mem::size_of::<KvmExitEvent>() == 24 + 32);
+const _: () = assert!(core::mem::size_of::<KvmExitLayout>() == 32);
 const _: () =
     assert!(EventKind::Lost as u16 >= USERSPACE_KINDS && KIND_TRACE_META >= USERSPACE_KINDS);
 const _: () = assert!(core::mem::size_of::<FilterConfig>() == 56);
@@ -491,4 +548,5 @@ mod pod {
     use super::*;
     unsafe impl aya::Pod for FilterConfig {}
     unsafe impl aya::Pod for HostConfig {}
+    unsafe impl aya::Pod for KvmExitLayout {}
 }

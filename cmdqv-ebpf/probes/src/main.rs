@@ -10,6 +10,7 @@
 
 mod host;
 mod iommu;
+mod kvm;
 mod qemu;
 
 use aya_ebpf::{

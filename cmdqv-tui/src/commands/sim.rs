@@ -20,7 +20,9 @@ use cmdqv_core::{
 };
 
 use crate::{
-    commands::sim_vmm::{GO_EBPF, GO_PIPE, VmmReport, apply_overrides},
+    commands::sim_vmm::{
+        self, EngineMode, GO_EBPF, GO_PIPE, VmmReport, apply_overrides, choose_engine,
+    },
     ebpf::{BATCHED_WAKEUP_BYTES, Tracer, TracerConfig, probe_log::ProbeLog},
     kvm::exits::{self, ExitCounts},
     live::{
@@ -44,10 +46,15 @@ pub struct SimArgs {
     // Prometheus metrics of the sim's queues (--metrics-listen).
     #[command(flatten)]
     pub metrics: MetricsArgs,
-    /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); without
-    /// /dev/kvm the sim says why and runs its guest in vCPU threads.
-    #[arg(long)]
+    /// Run the guest's hot path in real KVM vCPUs (trapped doorbells are VM exits); fails, saying
+    /// why, where KVM is unusable. Without --kvm or --no-kvm the sim picks KVM where it works,
+    /// eBPF traces the run and KVM reproduces the scenario's figures (no built-in scenario
+    /// today), and says why not otherwise.
+    #[arg(long, conflicts_with = "no_kvm")]
     pub kvm: bool,
+    /// Run the guest's hot path in vCPU threads of the sim VMM (the user-space driver).
+    #[arg(long)]
+    pub no_kvm: bool,
     /// Batches per second per vCPU (overrides the scenario's).
     #[arg(long)]
     pub rate: Option<u32>,
@@ -82,6 +89,18 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     let mut scenario = sim::scenario(&a.scenario)
         .with_context(|| format!("unknown scenario `{}` (see `cmdqv sim --list`)", a.scenario))?;
     apply_overrides(&mut scenario, a.rate, a.vcpus)?;
+    let mode = match (a.kvm, a.no_kvm) {
+        (true, _) => EngineMode::Kvm,
+        (_, true) => EngineMode::User,
+        _ => EngineMode::Auto,
+    };
+    // --kvm fails where KVM itself is unusable; a scenario the guest program cannot run falls
+    // back with a note, as auto does.
+    if mode == EngineMode::Kvm && sim_vmm::kvm_supports(&scenario) {
+        if let Err(why) = sim_vmm::kvm_usable() {
+            bail!("--kvm: {why}");
+        }
+    }
     let report = std::env::temp_dir().join(format!(
         "cmdqv-sim-report-{}-{}.json",
         std::process::id(),
@@ -95,17 +114,28 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
                 .into(),
         )
     } else {
-        trace(pid, &exe, a.kvm)
+        // The exit probes only where the guest may run in KVM.
+        let kvm = match mode {
+            EngineMode::Kvm => true,
+            EngineMode::Auto => sim_vmm::auto_fits(&scenario).is_ok(),
+            EngineMode::User => false,
+        };
+        trace(pid, &exe, kvm)
     };
     let mut stdin = child.stdin.take().context("sim VMM stdin")?;
     let stdout = child.stdout.take().context("sim VMM stdout")?;
+    let (engine, off) = choose_engine(mode, &scenario, traced.tracer.is_some());
+    if let Some(note) = off {
+        eprintln!("cmdqv sim: {note}");
+        traced.notes.push(note);
+    }
     let (feed, source): (Box<dyn Feed>, Source) = match traced.tracer.take() {
         Some(t) => {
-            writeln!(stdin, "{GO_EBPF}")?;
+            writeln!(stdin, "{GO_EBPF} {engine}")?;
             (Box::new(TracerFeed::new(t)?), Source::Ebpf)
         }
         None => {
-            writeln!(stdin, "{GO_PIPE}")?;
+            writeln!(stdin, "{GO_PIPE} {engine}")?;
             traced.probes.extend(in_process_probes());
             let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?;
             (Box::new(PipeFeed::spawn(pipe)), Source::InProcess)
@@ -114,7 +144,8 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     stdin.flush()?;
     Ok(LiveTarget {
         feed: Box::new(SimFeed {
-            exits: kvm_mmio_attached(&traced.probes, source).then(ExitCounts::default),
+            exits: exit_counts(&traced.probes, source).filter(|_| engine == "kvm"),
+            engine,
             inner: feed,
             vmm: VmmChild {
                 child,
@@ -123,7 +154,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
             },
         }),
         source,
-        name: format!("sim:{} (pid {pid})", a.scenario),
+        name: format!("sim:{} (pid {pid}, guest engine {engine})", a.scenario),
         pid,
         // The sim VMM's own name: what `cmdqv sim-vmm --scenario S` is called in /proc.
         vm: Some(format!("sim:{}", a.scenario)),
@@ -141,9 +172,6 @@ fn spawn_vmm(exe: &Path, sc: &sim::Scenario, a: &SimArgs, report: &Path) -> Resu
     let mut cmd = Command::new(exe);
     cmd.arg("sim-vmm").arg("--scenario").arg(sc.name);
     cmd.arg("--report").arg(report);
-    if a.kvm {
-        cmd.arg("--kvm");
-    }
     let duration = a.out.duration;
     cmd.arg("--rate").arg(sc.rate_hz.to_string());
     cmd.arg("--vcpus").arg(sc.vcpus.to_string());
@@ -184,6 +212,8 @@ fn trace(pid: u32, exe: &Path, kvm: bool) -> Traced {
         sim_vmm: Some(exe.to_path_buf()),
         // A KVM guest's MMIO exits, counted per path for the comparison.
         kvm_mmio: kvm,
+        // Every VM exit of the sim VMM's vCPUs (its process is the VM's only owner).
+        kvm_exit: kvm,
         gpa_lo: exits::WINDOW.0,
         gpa_hi: exits::WINDOW.1,
         // The collector drains every 20 ms anyway: no need for a wakeup per record.
@@ -250,16 +280,26 @@ struct SimFeed {
     // Field order: the probes detach before the VMM is killed.
     inner: Box<dyn Feed>,
     vmm: VmmChild,
-    /// The KVM guest's MMIO exits from `kvm:kvm_mmio`, when that probe is attached.
+    /// The KVM guest's exits from `kvm:kvm_exit` and `kvm:kvm_mmio`, when either is attached.
     exits: Option<ExitCounts>,
+    /// The guest engine the VMM was told to run (`kvm` or `user`).
+    engine: &'static str,
 }
 
-/// Whether the probes count the guest's MMIO exits (`kvm:kvm_mmio` attached, eBPF feeding).
-fn kvm_mmio_attached(probes: &[ProbeStatus], source: Source) -> bool {
-    source == Source::Ebpf
-        && probes
+/// A counter of the guest's exits when eBPF feeds and a `kvm:*` exit probe attached.
+fn exit_counts(probes: &[ProbeStatus], source: Source) -> Option<ExitCounts> {
+    let attached = |name: &str| {
+        probes
             .iter()
-            .any(|p| p.name == "tracepoint:kvm/kvm_mmio" && p.status == "attached")
+            .any(|p| p.name == name && p.status == "attached")
+    };
+    let (mmio, exit, userspace) = (
+        attached("tracepoint:kvm/kvm_mmio"),
+        attached(crate::ebpf::kvm_exit::LABEL),
+        attached(crate::ebpf::kvm_exit::USERSPACE_LABEL),
+    );
+    let any = mmio || exit || userspace;
+    (source == Source::Ebpf && any).then(|| ExitCounts::new(mmio, exit, userspace))
 }
 
 impl Feed for SimFeed {
@@ -291,10 +331,23 @@ impl Feed for SimFeed {
         self.inner.probe_log()
     }
 
+    fn amend_live(&self, summary: &mut Summary) {
+        // What the probes counted so far; the guest's own figures (batches, latencies) come
+        // with the VMM's report at the end.
+        let mut c = cmdqv_core::analysis::Comparison::default();
+        if let Some(n) = &self.exits {
+            n.apply(&mut c, &n.live_threads());
+        }
+        summary.sim = Some(cmdqv_core::analysis::SimReport {
+            guest_engine: self.engine.into(),
+            comparison: (self.exits.is_some() && self.engine == "kvm").then_some(c),
+        });
+    }
+
     fn amend_final(&mut self, summary: &mut Summary) {
         if let Some(mut r) = VmmReport::read(&self.vmm.report) {
             if let (Some(n), Some(c)) = (&self.exits, r.sim.comparison.as_mut()) {
-                n.apply(c);
+                n.apply(c, &r.vcpus);
             }
             summary.notes.extend(r.notes);
             summary.sim = Some(r.sim);

@@ -4,7 +4,8 @@
 //!
 //! Layers, each using only the ones below it: [`loader`] (object, filter, ring buffer, the
 //! probes' own aya-log diagnostics in [`probe_log`], the iommufd mmap filter in
-//! [`iommufd_fds`]); [`attach`] (one program onto one hook, with status); [`qemu_plan`] (which
+//! [`iommufd_fds`]); [`attach`] (one program onto one hook, with status); [`kvm_exit`] (the
+//! `kvm:kvm_exit` probe, configured from the tracepoint's format); [`qemu_plan`] (which
 //! QEMU symbols get which probes); [`host_plan`] (the kernel's own SMMUv3 driver, configured
 //! from its BTF); [`plan`] (a host's probe plan and `Tracer::load`); [`program_types`] (what
 //! `cmdqv doctor` checks).
@@ -12,6 +13,7 @@
 pub mod attach;
 pub mod host_plan;
 pub mod iommufd_fds;
+pub mod kvm_exit;
 pub mod loader;
 pub mod plan;
 pub mod probe_log;

@@ -10,6 +10,7 @@ use cmdqv_ebpf_common::FilterConfig;
 use crate::ebpf::{
     attach::{attach_fentry, attach_kprobes, attach_tracepoint, attach_uprobe, ensure_tracefs},
     host_plan::{self, HostProbeConfig},
+    kvm_exit,
     loader::{RingOptions, Tracer},
     qemu_plan::{self, QemuProbeConfig},
 };
@@ -88,6 +89,9 @@ pub struct TracerConfig {
     pub kvm_mmio: bool,
     pub gpa_lo: u64,
     pub gpa_hi: u64,
+    /// Attach `kvm:kvm_exit` (every VM exit of `pid`'s vCPUs) and `kvm:kvm_userspace_exit`
+    /// (those that reach the VMM); see `kvm_exit`.
+    pub kvm_exit: bool,
     /// Attach the `iommu:*` tracepoints (reported unsupported where the kernel has none).
     pub iommu: bool,
     /// Attach the sim VMM uprobes to this binary (only in `pid` if non-zero).
@@ -156,6 +160,11 @@ impl Tracer {
             .into_iter()
             .map(|(prog, cat, name)| attach_tracepoint(ebpf, prog, cat, name))
             .collect();
+        if cfg.kvm_exit {
+            ensure_tracefs();
+            probes.push(kvm_exit::attach(ebpf));
+            probes.push(kvm_exit::attach_userspace(ebpf));
+        }
         if let Some(bin) = &cfg.sim_vmm {
             for (prog, sym) in SIM_VMM_UPROBES {
                 probes.push(attach_uprobe(ebpf, prog, sym, bin, cfg.pid));

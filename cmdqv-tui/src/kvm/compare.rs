@@ -3,16 +3,19 @@
 //! that cannot run here, never folded into a measured figure.
 
 use cmdqv_core::{
-    analysis::{Comparison, Latency, PathFigures},
+    analysis::{Comparison, PathFigures},
     sim::scenario::Costs,
 };
 
-use super::run::{KvmRun, PathRun};
+use super::{
+    breakdown::percentiles,
+    run::{KvmRun, PathRun},
+};
 
 /// What the measured figures contain.
 const MEASURED: [&str; 4] = [
     "batch_latency_ns: guest-visible, the guest's rdtsc before it writes the batch into its ring and after CONS caught up (ring stores, doorbell, CONS polls and every exit they cause included)",
-    "exits, doorbell_exits, pacing_exits: KVM_RUN returns to the VMM, counted by the VMM per vCPU",
+    "exits, exits_by_reason: every VM exit of the path's vCPU threads, counted by the kvm:kvm_exit probe (exits_source; without eBPF, KVM_RUN returns counted by the VMM); doorbell_exits: kvm:kvm_mmio at the doorbell addresses; pacing_exits: the VMM's count of the guest's pacing port writes",
     "vmm_ns_per_exit: VMM time from KVM_RUN's return to the next KVM_RUN for an MMIO exit (device models included)",
     "direct path consumption: the simulated host's hardware thread polling the mapped page0 (no modelled delay)",
 ];
@@ -75,22 +78,7 @@ pub fn figures(runs: &[&PathRun], secs: f64) -> PathFigures {
         } else {
             0.0
         },
-    }
-}
-
-/// p50, p99, max and mean of `v` (sorted in place).
-pub fn percentiles(v: &mut [u64]) -> Latency {
-    if v.is_empty() {
-        return Latency::default();
-    }
-    v.sort_unstable();
-    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
-    Latency {
-        count: v.len() as u64,
-        p50: at(0.5),
-        p99: at(0.99),
-        max: v[v.len() - 1],
-        mean: v.iter().sum::<u64>() as f64 / v.len() as f64,
+        ..Default::default()
     }
 }
 

@@ -5,6 +5,35 @@
 
 use cmdqv_core::{mem::GuestMemory as _, sim::ram::Ram};
 
+use super::{guest_a64, layout};
+
+/// The guest program of each architecture, all over the one parameter block below: the VMM
+/// loads `code()` at `layout::CODE_OFF` and points the vCPU at it with the block's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestArch {
+    /// 32-bit protected mode ([`CODE`]; `esi` = the block).
+    X86,
+    /// A64 with the MMU off ([`guest_a64`]; `x0` = the block).
+    Aarch64,
+}
+
+impl GuestArch {
+    /// This host's architecture.
+    pub const HOST: Self = if cfg!(target_arch = "aarch64") {
+        Self::Aarch64
+    } else {
+        Self::X86
+    };
+
+    /// The program's bytes.
+    pub fn code(self) -> Vec<u8> {
+        match self {
+            Self::X86 => CODE.to_vec(),
+            Self::Aarch64 => guest_a64::code(),
+        }
+    }
+}
+
 /// Parameter block offsets (all u32). The VMM writes 0..0x30 before the start and the stop word
 /// at any time; the guest writes PROD back, its batch count and its status.
 pub mod param {
@@ -26,6 +55,9 @@ pub mod param {
     pub const LAT_MASK: u64 = 0x24;
     /// CONS polls before the guest gives up on a batch (status 1).
     pub const POLL_MAX: u64 = 0x28;
+    /// GPA of the pacing page (aarch64: a store there is the pacing exit, 8 above it the stop;
+    /// the x86 program uses a port instead).
+    pub const PACING: u64 = 0x2c;
     /// Non-zero: stop at the next check (in its own 16 bytes: the VMM stores it whole).
     pub const STOP: u64 = 0x30;
     pub const BATCHES: u64 = 0x40;
@@ -154,7 +186,7 @@ pub fn write_job(ram: &Ram, area: Area, job: &Job) -> Result<(), String> {
         ],
         [
             w(u32_addr(area.lat, "latency ring")?, area.lat_entries - 1),
-            w(job.poll_max, 0),
+            w(job.poll_max, layout::PACING_GPA as u32),
         ],
         [0, 0],
         [0, 0],

@@ -11,6 +11,8 @@ pub const CMDQV_GPA: u64 = 0x1000_0000;
 pub const CMDQV_LEN: u64 = 0x100_0000;
 /// VINTF0's logical page0, where the host page is mapped when it backs every LVCMDQ used.
 pub const VINTF0_PAGE0_GPA: u64 = CMDQV_GPA + regs::VINTF_PAGE0;
+/// The aarch64 guest's pacing page (no memslot, no device: every store there exits).
+pub const PACING_GPA: u64 = 0x0a00_0000;
 /// The guest program, and the per-vCPU areas after it (offsets into guest RAM).
 pub const CODE_OFF: u64 = 0x300_0000;
 pub const AREA_OFF: u64 = 0x300_1000;

@@ -1,6 +1,7 @@
-//! One KVM vCPU of the sim's guest: flat 32-bit protected mode, the guest program's loop, and
-//! every exit handled the way a VMM handles it (MMIO to the device models, the pacing port, a
-//! halt, a shutdown), bounded by a deadline so a guest that misbehaves ends the run, not the VMM.
+//! One KVM vCPU of the sim's guest: the guest program's loop (set up by `arch`), and every exit
+//! handled the way a VMM handles it (MMIO to the device models, the pacing exit, a halt or the
+//! aarch64 program's stop store, a shutdown), bounded by a deadline so a guest that misbehaves
+//! ends the run, not the VMM.
 
 use std::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
@@ -8,7 +9,6 @@ use std::{
 };
 
 use cmdqv_core::sim::{driver::GuestPort as _, vmm::Vmm};
-use kvm_bindings::kvm_segment;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 
 use super::{
@@ -16,10 +16,17 @@ use super::{
     layout,
 };
 
+/// The aarch64 program's stop store (8 bytes above its pacing store).
+#[cfg(target_arch = "aarch64")]
+const STOP_GPA: u64 = layout::PACING_GPA + 8;
+
 /// What one vCPU's exits were.
 #[derive(Clone, Debug, Default)]
 pub struct VcpuOutcome {
+    /// The vCPU thread's id (what `kvm:kvm_exit` records carry as their tid).
+    pub tid: u32,
     pub mmio_exits: u64,
+    /// Pacing exits: the x86 program's port write, the aarch64 program's pacing-page store.
     pub pio_exits: u64,
     pub doorbell_exits: u64,
     /// Accesses outside every device window (read as all-ones, writes dropped).
@@ -28,37 +35,6 @@ pub struct VcpuOutcome {
     pub mmio_ns: u64,
     /// Why the vCPU ended other than by a clean stop.
     pub fault: Option<String>,
-}
-
-/// Sets flat 4 GiB code and data segments with CR0.PE, and points the vCPU at the program.
-pub fn setup(vcpu: &VcpuFd, rip: u64, block: u64) -> Result<(), String> {
-    let mut s = vcpu
-        .get_sregs()
-        .map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
-    let seg = |selector: u16, type_: u8| kvm_segment {
-        base: 0,
-        limit: 0xffff_ffff,
-        selector,
-        type_,
-        present: 1,
-        dpl: 0,
-        db: 1,
-        s: 1,
-        l: 0,
-        g: 1,
-        ..Default::default()
-    };
-    s.cs = seg(0x8, 0xb);
-    let data = seg(0x10, 0x3);
-    (s.ds, s.es, s.fs, s.gs, s.ss) = (data, data, data, data, data);
-    s.cr0 |= 1;
-    vcpu.set_sregs(&s)
-        .map_err(|e| format!("KVM_SET_SREGS: {e}"))?;
-    let mut r = vcpu.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
-    r.rip = rip;
-    r.rsi = block;
-    r.rflags = 2;
-    vcpu.set_regs(&r).map_err(|e| format!("KVM_SET_REGS: {e}"))
 }
 
 /// How one vCPU runs: its area in RAM, its doorbell, its pacing and its deadlines.
@@ -87,7 +63,11 @@ impl Run<'_> {
         // SAFETY: setpriority(PRIO_PROCESS, 0, ..) affects only the calling thread on Linux.
         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) };
         avoid_hardware_cpu();
-        let mut out = VcpuOutcome::default();
+        let mut out = VcpuOutcome {
+            // SAFETY: gettid has no preconditions.
+            tid: unsafe { libc::gettid() } as u32,
+            ..Default::default()
+        };
         let start = Instant::now();
         let mut paced: u32 = 0;
         loop {
@@ -101,6 +81,16 @@ impl Run<'_> {
                 break;
             }
             match exit {
+                // Arm has no ports: the aarch64 program paces and stops with stores to a page
+                // no memslot or device covers.
+                #[cfg(target_arch = "aarch64")]
+                Ok(VcpuExit::MmioWrite(layout::PACING_GPA, _)) => {
+                    out.pio_exits += 1;
+                    paced += 1;
+                    self.pace(start, paced);
+                }
+                #[cfg(target_arch = "aarch64")]
+                Ok(VcpuExit::MmioWrite(STOP_GPA, _)) => break,
                 Ok(VcpuExit::MmioWrite(addr, data)) => {
                     out.mmio_exits += 1;
                     out.doorbell_exits += (addr == self.prod_reg) as u64;

@@ -50,6 +50,9 @@ pub trait Feed {
 
     /// Adds what the target reported about itself at its end to the final summary.
     fn amend_final(&mut self, _summary: &mut Summary) {}
+
+    /// Adds what the feed itself measured so far to a live snapshot (before the UI gets it).
+    fn amend_live(&self, _summary: &mut Summary) {}
 }
 
 /// Real eBPF probes, their ring buffer read through tokio.

@@ -261,7 +261,9 @@ impl Run<'_> {
 
     fn publish(&mut self) {
         if let Some(ui) = &self.ui {
-            ui.publish(self.intake.collector.snapshot(monotonic_ns()));
+            let mut s = self.intake.collector.snapshot(monotonic_ns());
+            self.feed.amend_live(&mut s);
+            ui.publish(s);
         }
     }
 

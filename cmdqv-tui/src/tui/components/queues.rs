@@ -8,7 +8,7 @@ use cmdqv_core::analysis::{QueueState, QueueSummary};
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Flex, Layout, Rect};
 use ratatui::style::{Modifier, Style};
-use ratatui::text::Span;
+use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, HighlightSpacing, Paragraph, Row, Table, TableState};
 
 use super::common::{arrow, panel};
@@ -297,7 +297,10 @@ impl QueueTable {
     }
 
     pub fn render(&mut self, model: &ViewModel, t: &Theme, f: &mut Frame, area: Rect) {
-        let block = panel(" VCMDQs ", t);
+        let mut block = panel(" VCMDQs ", t);
+        if let Some(line) = model.trapped_line() {
+            block = block.title_bottom(Line::styled(format!(" {line} "), t.dim()));
+        }
         let inner = block.inner(area);
         let cols = fitting_columns(&self.columns, inner.width);
         let selected = self.selected_row(Some(model));

@@ -10,6 +10,7 @@ pub mod history;
 pub mod log;
 pub mod probes;
 pub mod queues;
+pub mod trapped;
 
 use std::cell::OnceCell;
 
@@ -38,6 +39,8 @@ pub struct ViewModel {
     queue_text: Vec<OnceCell<QueueText>>,
     log_text: Vec<OnceCell<LogText>>,
     vintf_text: OnceCell<Vec<VintfText>>,
+    /// The trapped path's line (KVM guest engine only).
+    trapped: Option<String>,
 }
 
 impl From<Summary> for ViewModel {
@@ -64,6 +67,7 @@ impl From<Summary> for ViewModel {
             queue_text: summary.queues.iter().map(|_| OnceCell::new()).collect(),
             log_text: summary.log.iter().map(|_| OnceCell::new()).collect(),
             vintf_text: OnceCell::new(),
+            trapped: trapped::trapped_line(&summary),
             summary,
             states,
             probe_classes,
@@ -99,6 +103,11 @@ impl ViewModel {
     /// The columns of the `i`th log line of the snapshot.
     pub fn log_text(&self, i: usize) -> &LogText {
         self.log_text[i].get_or_init(|| LogText::new(&self.summary.log[i]))
+    }
+
+    /// The trapped path's exits/s and batch breakdown, when the guest runs in KVM vCPUs.
+    pub fn trapped_line(&self) -> Option<&str> {
+        self.trapped.as_deref()
     }
 
     /// The text of every VINTF, in the snapshot's order.
