@@ -25,6 +25,7 @@ use super::{
     machine::{DONE_MARKER, Guest, boot},
     packages::config_facts,
     prepare::{DISK_MIB, cached, prepare, say},
+    schema_check::matches_schema,
     steps::{STEPS, parse_results, results_json, steps_file},
     tar::read_tar,
     versions::{KernelVersion, QemuVersion},
@@ -297,6 +298,21 @@ fn checks(out: &Path, kernel: KernelVersion) -> Result<Vec<Check>> {
         sample_page0(&read("sample.jsonl")?, SAMPLED_LVCMDQS),
         page_size(&read("uname.txt")?, kernel.page_size()),
     ];
+    for (name, file, schema) in [
+        (
+            "doctor.json schema",
+            "doctor.json",
+            "cmdqv-doctor.schema.json",
+        ),
+        ("sim.json schema", "sim.json", "cmdqv-summary.schema.json"),
+        (
+            "sample.jsonl schema",
+            "sample.jsonl",
+            "cmdqv-sample.schema.json",
+        ),
+    ] {
+        checks.push(matches_schema(name, schema, &read(file)?));
+    }
     let steps: serde_json::Value = serde_json::from_str(&read("steps.json")?)?;
     let host_ran = steps
         .as_array()
@@ -305,6 +321,11 @@ fn checks(out: &Path, kernel: KernelVersion) -> Result<Vec<Check>> {
         .any(|s| s["name"] == "host" && s["status"] != "skipped");
     if host_ran {
         let host = read("host.json").unwrap_or_default();
+        checks.push(matches_schema(
+            "host.json schema",
+            "cmdqv-summary.schema.json",
+            &host,
+        ));
         checks.push(host_matches_qemu(&host, &read("qemu-trace.log")?));
     }
     Ok(checks)

@@ -25,6 +25,7 @@ mod machine;
 mod packages;
 mod prepare;
 mod qemu_log;
+mod schema_check;
 mod steps;
 mod tar;
 mod versions;
