@@ -89,18 +89,7 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
     let mut scenario = sim::scenario(&a.scenario)
         .with_context(|| format!("unknown scenario `{}` (see `cmdqv sim --list`)", a.scenario))?;
     apply_overrides(&mut scenario, a.rate, a.vcpus)?;
-    let mode = match (a.kvm, a.no_kvm) {
-        (true, _) => EngineMode::Kvm,
-        (_, true) => EngineMode::User,
-        _ => EngineMode::Auto,
-    };
-    // --kvm fails where KVM itself is unusable; a scenario the guest program cannot run falls
-    // back with a note, as auto does.
-    if mode == EngineMode::Kvm && sim_vmm::kvm_supports(&scenario) {
-        if let Err(why) = sim_vmm::kvm_usable() {
-            bail!("--kvm: {why}");
-        }
-    }
+    let mode = engine_mode(a, &scenario)?;
     let report = std::env::temp_dir().join(format!(
         "cmdqv-sim-report-{}-{}.json",
         std::process::id(),
@@ -166,6 +155,22 @@ fn start(a: &SimArgs) -> Result<LiveTarget> {
         // the hard stop here only guards against a VMM that hangs.
         stop_after: a.out.duration.map(|d| d + Duration::from_secs(10)),
     })
+}
+
+/// The guest engine the flags ask for. `--kvm` fails where KVM itself is unusable; a scenario
+/// the guest program cannot run falls back with a note, as auto does.
+fn engine_mode(a: &SimArgs, scenario: &sim::Scenario) -> Result<EngineMode> {
+    let mode = match (a.kvm, a.no_kvm) {
+        (true, _) => EngineMode::Kvm,
+        (_, true) => EngineMode::User,
+        _ => EngineMode::Auto,
+    };
+    if mode == EngineMode::Kvm && sim_vmm::kvm_supports(scenario) {
+        if let Err(why) = sim_vmm::kvm_usable() {
+            bail!("--kvm: {why}");
+        }
+    }
+    Ok(mode)
 }
 
 fn spawn_vmm(exe: &Path, sc: &sim::Scenario, a: &SimArgs, report: &Path) -> Result<Child> {
