@@ -110,12 +110,13 @@ fn sample_all_finds_every_vmm_and_names_each_report() {
         stdin.flush().unwrap();
         (vmm, stdin)
     };
-    let (mut vmm, stdin) = start_vmm(&name, "5000");
-    // A second VMM that stops after 300 ms: it goes away while `sample --all` runs.
+    let (mut vmm, stdin) = start_vmm(&name, "8000");
+    // A second VMM that stops after 1 s: it goes away while `sample --all` runs (long enough to
+    // be found on a loaded machine, where a sim VMM can take a while to map its page0).
     let short = format!("{name}-short");
-    let (mut gone, gone_in) = start_vmm(&short, "300");
+    let (mut gone, gone_in) = start_vmm(&short, "1000");
     let out = Command::new(exe)
-        .args(["sample", "--all", "--rate", "20", "--duration", "1500ms"])
+        .args(["sample", "--all", "--rate", "20", "--duration", "3000ms"])
         .args(["--json", "--log2size", "10", "--rescan", "100ms"])
         .output()
         .unwrap();
