@@ -62,7 +62,7 @@ mod tests {
 
     #[test]
     fn records_are_checked_one_per_line_or_as_one_document() {
-        let good = r#"{"schema":1,"ts":"2026-12-06T21:30:07.1Z","host":"h","pid":3,"t_s":1.0,"interval_s":0.1,"queues":[]}"#;
+        let good = r#"{"schema":1,"ts":"2026-12-06T21:30:07.1Z","host":"h","vm":"v","pid":3,"t_s":1.0,"interval_s":0.1,"queues":[]}"#;
         let c = matches_schema(
             "sample",
             "cmdqv-sample.schema.json",

@@ -61,7 +61,10 @@ pub fn draw_detail(
     draw_time_charts(history.0, history.1, t, f, charts);
     let [left, recent] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Fill(1)]).areas(bottom);
-    let phases_h = phases_height(q).min(left.height / 2);
+    // A panel too short for one phase row between its borders is left out.
+    let phases_h = Some(phases_height(q).min(left.height / 2))
+        .filter(|h| *h >= 3)
+        .unwrap_or(0);
     let [phases, hist] =
         Layout::vertical([Constraint::Length(phases_h), Constraint::Fill(1)]).areas(left);
     if phases_h > 0 {
