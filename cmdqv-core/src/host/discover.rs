@@ -142,10 +142,13 @@ pub fn read_cmdline(proc_root: &Path, pid: u32) -> io::Result<Vec<String>> {
 
 /// The name of process `pid` (the pid when its command line cannot be read).
 pub fn vm_name(pid: u32) -> String {
-    match read_cmdline(Path::new("/proc"), pid) {
-        Ok(args) => vm_name_from_cmdline(&args, pid),
-        Err(_) => pid.to_string(),
-    }
+    vm_of_pid(pid).unwrap_or_else(|| pid.to_string())
+}
+
+/// The VM name process `pid` gives on its command line ([`vm_from_argv`]); None when it names
+/// none or its command line cannot be read.
+pub fn vm_of_pid(pid: u32) -> Option<String> {
+    vm_from_argv(&read_cmdline(Path::new("/proc"), pid).ok()?)
 }
 
 /// Whether process `pid` still runs: it exists and is not a zombie (a VMM killed but not yet

@@ -12,7 +12,7 @@ use clap::Args;
 use cmdqv_core::{event::Source, host::discover};
 
 use crate::{
-    live::{LiveOptions, OutputArgs, identity},
+    live::{LiveOptions, OutputArgs},
     metrics::MetricsArgs,
     qemu::{QemuOptions, QemuSession, feed::QemuFeed},
     runner::{self, LiveTarget},
@@ -62,7 +62,7 @@ fn start(a: &QemuArgs) -> Result<LiveTarget> {
         pid,
         // A launched QEMU's argv is known here; reading /proc could race its exec.
         vm: if a.cmdline.is_empty() {
-            identity::vm_of_pid(pid)
+            discover::vm_of_pid(pid)
         } else {
             discover::vm_from_argv(&a.cmdline)
         },

@@ -6,7 +6,6 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cmdqv_core::host::discover;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -81,12 +80,6 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The VM name of process `pid`, from `/proc/PID/cmdline` (see [`discover::vm_from_argv`]).
-pub fn vm_of_pid(pid: u32) -> Option<String> {
-    let argv = discover::read_cmdline(std::path::Path::new("/proc"), pid).ok()?;
-    discover::vm_from_argv(&argv)
-}
-
 /// `t` as RFC 3339 in UTC with nanoseconds, e.g. `2026-12-06T21:30:07.123456789Z`.
 pub fn rfc3339_utc(t: SystemTime) -> String {
     // Before 1970 only with a broken clock; such a record says 1970 rather than failing.
@@ -143,7 +136,7 @@ mod tests {
 
     #[test]
     fn vm_names_come_from_the_vmm_command_line() {
-        let q = |s: &str| discover::vm_from_argv(&argv(s));
+        let q = |s: &str| cmdqv_core::host::discover::vm_from_argv(&argv(s));
         assert_eq!(
             q("qemu-system-aarch64 -M virt -name guest=web-1,debug-threads=on"),
             Some("web-1".into())
